@@ -1,0 +1,290 @@
+//! The catalog: tables, their columns, primary keys and indexes.
+//!
+//! The catalog is small and read by every statement, so it is kept in memory as an
+//! immutable [`Catalog`] value shared through an `Arc`; a DDL command builds a new value
+//! and persists it whole (as one meta key) in the same atomic batch as the data it
+//! changes. Tables and indexes are known by numeric ids in keys; names live only here.
+
+use crate::error::{Error, Result};
+use crate::storage::keys::{IndexId, TableId};
+use crate::types::{DataType, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Name of the hidden column that keys a table declared without a primary key.
+pub const HIDDEN_ROW_ID: &str = "tessera_row_id";
+
+/// A column of a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name (lower-cased unless quoted, as in PostgreSQL).
+    pub name: String,
+    /// Declared type.
+    pub data_type: DataType,
+    /// Whether NULL may be stored.
+    pub nullable: bool,
+    /// Value used when an INSERT leaves the column out; NULL when none was declared.
+    /// Defaults are constant expressions, evaluated once at CREATE TABLE.
+    pub default: Option<Value>,
+    /// True for the row-id column of a table without a primary key: not shown by `*`.
+    pub hidden: bool,
+}
+
+/// A secondary index (the primary key is not one: rows are stored in its order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Id used in keys.
+    pub id: IndexId,
+    /// Index name, unique among tables and indexes.
+    pub name: String,
+    /// Positions of the indexed columns in the table's column list.
+    pub columns: Vec<usize>,
+    /// Whether two live rows may not share the same non-NULL values.
+    pub unique: bool,
+    /// Commit timestamp of the CREATE INDEX: snapshots older than this must not read
+    /// through the index, whose entries were written at this timestamp.
+    pub created_ts: u64,
+}
+
+/// A table definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Id used in keys.
+    pub id: TableId,
+    /// Table name.
+    pub name: String,
+    /// Columns in declaration order (a hidden row id, if any, last).
+    pub columns: Vec<Column>,
+    /// Positions of the primary-key columns, in key order.
+    pub primary_key: Vec<usize>,
+    /// Secondary indexes.
+    pub indexes: Vec<Index>,
+    /// How many shards the table's hash space is split into.
+    pub shard_count: u16,
+}
+
+impl Table {
+    /// Finds a column position by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Like [`Table::column_index`] but an error naming the column when it is missing.
+    pub fn require_column(&self, name: &str) -> Result<usize> {
+        self.column_index(name).ok_or_else(|| {
+            Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", self.name))
+        })
+    }
+
+    /// Whether the primary key is the hidden row id.
+    pub fn has_hidden_row_id(&self) -> bool {
+        self.columns.last().is_some_and(|c| c.hidden)
+    }
+
+    /// Name of the primary-key constraint, as PostgreSQL names it.
+    pub fn primary_key_name(&self) -> String {
+        format!("{}_pkey", self.name)
+    }
+
+    /// The primary-key values of a full row.
+    pub fn primary_key_of(&self, row: &[Value]) -> Vec<Value> {
+        self.primary_key.iter().map(|&i| row[i].clone()).collect()
+    }
+
+    /// Shards this table's rows live in.
+    pub fn shards(&self) -> impl Iterator<Item = u16> {
+        0..self.shard_count.max(1)
+    }
+}
+
+/// A column as CREATE TABLE declares it, before ids are assigned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableSpec {
+    /// Table name.
+    pub name: String,
+    /// Columns, including a hidden row id when there is no primary key.
+    pub columns: Vec<Column>,
+    /// Primary-key column positions.
+    pub primary_key: Vec<usize>,
+    /// Unique constraints declared with the table, each becoming a unique index.
+    pub unique_constraints: Vec<IndexSpec>,
+    /// Number of shards.
+    pub shard_count: u16,
+}
+
+/// An index as CREATE INDEX (or a UNIQUE constraint) declares it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexSpec {
+    /// Index name.
+    pub name: String,
+    /// Indexed column positions.
+    pub columns: Vec<usize>,
+    /// Whether values must be unique.
+    pub unique: bool,
+}
+
+/// Every table, by name, plus the id counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    tables: BTreeMap<String, Table>,
+    next_table_id: TableId,
+    next_index_id: IndexId,
+}
+
+impl Catalog {
+    /// Looks a table up by name.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    /// Looks a table up by name, or fails with 42P01.
+    pub fn require_table(&self, name: &str) -> Result<&Table> {
+        self.table(name)
+            .ok_or_else(|| Error::UndefinedTable(name.to_string()))
+    }
+
+    /// Looks a table up by id.
+    pub fn table_by_id(&self, id: TableId) -> Option<&Table> {
+        self.tables.values().find(|t| t.id == id)
+    }
+
+    /// Every table, in name order.
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.values()
+    }
+
+    /// Finds the table owning the index called `name`.
+    pub fn index_owner(&self, name: &str) -> Option<(&Table, &Index)> {
+        self.tables
+            .values()
+            .find_map(|t| t.indexes.iter().find(|i| i.name == name).map(|i| (t, i)))
+    }
+
+    /// Whether a table or index already uses `name` (they share one namespace).
+    pub fn relation_exists(&self, name: &str) -> bool {
+        self.tables.contains_key(name) || self.index_owner(name).is_some()
+    }
+
+    /// Adds a table with fresh ids; its unique constraints become indexes.
+    pub fn add_table(&mut self, spec: TableSpec, created_ts: u64) -> Result<&Table> {
+        if self.relation_exists(&spec.name) {
+            return Err(Error::DuplicateTable(spec.name));
+        }
+        let id = self.next_table_id;
+        self.next_table_id += 1;
+        let mut table = Table {
+            id,
+            name: spec.name.clone(),
+            columns: spec.columns,
+            primary_key: spec.primary_key,
+            indexes: Vec::new(),
+            shard_count: spec.shard_count.max(1),
+        };
+        for unique in spec.unique_constraints {
+            if table.indexes.iter().any(|i| i.name == unique.name)
+                || self.relation_exists(&unique.name)
+            {
+                return Err(Error::DuplicateTable(unique.name));
+            }
+            table.indexes.push(self.new_index(unique, created_ts));
+        }
+        self.tables.insert(spec.name.clone(), table);
+        Ok(&self.tables[&spec.name])
+    }
+
+    fn new_index(&mut self, spec: IndexSpec, created_ts: u64) -> Index {
+        let id = self.next_index_id;
+        self.next_index_id += 1;
+        Index {
+            id,
+            name: spec.name,
+            columns: spec.columns,
+            unique: spec.unique,
+            created_ts,
+        }
+    }
+
+    /// Adds an index to a table; the caller backfills its entries in the same batch.
+    pub fn add_index(&mut self, table: &str, spec: IndexSpec, created_ts: u64) -> Result<Index> {
+        if self.relation_exists(&spec.name) {
+            return Err(Error::DuplicateTable(spec.name));
+        }
+        let index = self.new_index(spec, created_ts);
+        let table = self
+            .tables
+            .get_mut(table)
+            .ok_or_else(|| Error::UndefinedTable(table.to_string()))?;
+        table.indexes.push(index.clone());
+        Ok(index)
+    }
+
+    /// Removes a table, returning its definition.
+    pub fn remove_table(&mut self, name: &str) -> Result<Table> {
+        self.tables
+            .remove(name)
+            .ok_or_else(|| Error::UndefinedTable(name.to_string()))
+    }
+
+    /// Removes an index by name, returning its table id and the index.
+    pub fn remove_index(&mut self, name: &str) -> Result<(TableId, Index)> {
+        for table in self.tables.values_mut() {
+            if let Some(position) = table.indexes.iter().position(|i| i.name == name) {
+                return Ok((table.id, table.indexes.remove(position)));
+            }
+        }
+        Err(Error::UndefinedObject(format!(
+            "index \"{name}\" does not exist"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> TableSpec {
+        TableSpec {
+            name: name.into(),
+            columns: vec![Column {
+                name: "id".into(),
+                data_type: DataType::Integer,
+                nullable: false,
+                default: None,
+                hidden: false,
+            }],
+            primary_key: vec![0],
+            unique_constraints: vec![],
+            shard_count: 1,
+        }
+    }
+
+    /// Ids are never reused and tables and indexes share one namespace.
+    #[test]
+    fn ids_and_namespace() {
+        let mut catalog = Catalog::default();
+        let first = catalog.add_table(spec("a"), 1).unwrap().id;
+        catalog.remove_table("a").unwrap();
+        let second = catalog.add_table(spec("a"), 2).unwrap().id;
+        assert_ne!(first, second);
+        let index = IndexSpec {
+            name: "a_idx".into(),
+            columns: vec![0],
+            unique: false,
+        };
+        catalog.add_index("a", index.clone(), 3).unwrap();
+        assert_eq!(
+            catalog.add_index("a", index, 4).unwrap_err().sqlstate(),
+            "42P07"
+        );
+        assert_eq!(
+            catalog.add_table(spec("a_idx"), 5).unwrap_err().sqlstate(),
+            "42P07"
+        );
+        assert_eq!(catalog.index_owner("a_idx").unwrap().0.name, "a");
+        catalog.remove_index("a_idx").unwrap();
+        assert_eq!(
+            catalog.remove_index("a_idx").unwrap_err().sqlstate(),
+            "42704"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! The embedded database handle.
+
+use crate::error::Result;
+use crate::replica::LocalReplica;
+use crate::session::Session;
+use crate::storage::Store;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A Tessera database opened in this process. Cheap to clone; clones share the same
+/// storage, and any number of threads may open sessions on it at once.
+#[derive(Clone)]
+pub struct Database {
+    replica: Arc<LocalReplica>,
+}
+
+impl Database {
+    /// Opens the database in directory `path`, creating it if it does not exist.
+    /// Only one process may have a directory open at a time.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Self::over(Store::open(path.as_ref())?)
+    }
+
+    /// Opens a database in a new temporary directory, deleted when the last clone of
+    /// the handle is dropped. Durable like any other until then; handy in tests.
+    pub fn temporary() -> Result<Database> {
+        Self::over(Store::temporary()?)
+    }
+
+    fn over(store: Store) -> Result<Database> {
+        Ok(Database {
+            replica: Arc::new(LocalReplica::open(Arc::new(store))?),
+        })
+    }
+
+    /// Starts a session: the unit that holds settings and a transaction.
+    pub fn session(&self) -> Session {
+        Session::new(Arc::clone(&self.replica))
+    }
+}

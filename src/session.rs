@@ -1,0 +1,658 @@
+//! Sessions: one client's settings and transaction state.
+//!
+//! Outside a transaction block every statement runs in its own transaction
+//! (autocommit). Inside one (BEGIN ... COMMIT) statements share a snapshot; a statement
+//! that fails is undone whole and puts the block into the failed state, where, as in
+//! PostgreSQL, only ROLLBACK (or COMMIT, which then rolls back) is accepted. Schema
+//! changes commit on their own and are refused inside a transaction block.
+
+use crate::error::{Error, Result};
+use crate::replica::LocalReplica;
+use crate::sql::ast::Statement;
+use crate::sql::execution::{self, Outcome};
+use crate::sql::parser;
+use crate::sql::planner::plan::Plan;
+use crate::sql::planner::{OutputColumn, Planner};
+use crate::state_machine::{Applied, Operation};
+use crate::txn::Transaction;
+use crate::types::{Value, TEXT};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where a session stands with respect to transactions (PostgreSQL's ReadyForQuery
+/// status: idle, in a block, or in a failed block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// No transaction block.
+    Idle,
+    /// Inside BEGIN ... COMMIT.
+    InTransaction,
+    /// Inside a block where a statement failed; only ROLLBACK is accepted.
+    Failed,
+}
+
+/// One row of a result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// Wraps values as a row.
+    pub fn new(values: Vec<Value>) -> Row {
+        Row { values }
+    }
+
+    /// The value in column `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<&Value> {
+        self.values.get(index)
+    }
+
+    /// The value in column `index` converted to a Rust type; an error names the mismatch.
+    pub fn try_get<T: FromValue>(&self, index: usize) -> Result<T> {
+        let value = self
+            .values
+            .get(index)
+            .ok_or_else(|| Error::InvalidParameterValue(format!("row has no column {index}")))?;
+        T::from_value(value)
+    }
+
+    /// Every value, in column order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// Takes the values out of the row.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
+}
+
+/// Conversion from a SQL value to a Rust type, for [`Row::try_get`].
+pub trait FromValue: Sized {
+    /// Converts, or fails with 42804 when the value's type does not fit.
+    fn from_value(value: &Value) -> Result<Self>;
+}
+
+fn mismatch(value: &Value, wanted: &str) -> Error {
+    let found = value
+        .data_type()
+        .map(|t| t.sql_name())
+        .unwrap_or_else(|| "NULL".into());
+    Error::DatatypeMismatch(format!("cannot read a {found} value as {wanted}"))
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Result<Self> {
+        value.as_i64().ok_or_else(|| mismatch(value, "i64"))
+    }
+}
+impl FromValue for i32 {
+    fn from_value(value: &Value) -> Result<Self> {
+        value
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .ok_or_else(|| mismatch(value, "i32"))
+    }
+}
+impl FromValue for f64 {
+    fn from_value(value: &Value) -> Result<Self> {
+        value.as_f64().ok_or_else(|| mismatch(value, "f64"))
+    }
+}
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Result<Self> {
+        value.as_bool().ok_or_else(|| mismatch(value, "bool"))
+    }
+}
+impl FromValue for String {
+    fn from_value(value: &Value) -> Result<Self> {
+        value
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| mismatch(value, "String"))
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(value: &Value) -> Result<Self> {
+        match value {
+            Value::Bytea(bytes) => Ok(bytes.clone()),
+            other => Err(mismatch(other, "Vec<u8>")),
+        }
+    }
+}
+impl FromValue for Value {
+    fn from_value(value: &Value) -> Result<Self> {
+        Ok(value.clone())
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Result<Self> {
+        if value.is_null() {
+            Ok(None)
+        } else {
+            T::from_value(value).map(Some)
+        }
+    }
+}
+
+/// The result of one statement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    /// PostgreSQL's command tag: `SELECT 3`, `INSERT 0 1`, `BEGIN`, ...
+    pub tag: String,
+    /// Result columns; empty for statements that return no rows.
+    pub columns: Vec<OutputColumn>,
+    /// Result rows.
+    pub rows: Vec<Row>,
+    /// Whether the statement returns rows (a query), even if there are none.
+    pub returns_rows: bool,
+    /// Rows inserted, updated or deleted, for data-changing statements.
+    pub affected: Option<u64>,
+    /// Notices, such as "relation already exists, skipping".
+    pub notices: Vec<String>,
+}
+
+impl QueryResult {
+    fn command(tag: impl Into<String>) -> QueryResult {
+        QueryResult {
+            tag: tag.into(),
+            columns: Vec::new(),
+            rows: Vec::new(),
+            returns_rows: false,
+            affected: None,
+            notices: Vec::new(),
+        }
+    }
+
+    fn with_notice(mut self, notice: Option<String>) -> QueryResult {
+        self.notices.extend(notice);
+        self
+    }
+
+    fn rows(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> QueryResult {
+        QueryResult {
+            tag: format!("SELECT {}", rows.len()),
+            columns,
+            rows: rows.into_iter().map(Row::new).collect(),
+            returns_rows: true,
+            affected: None,
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// A statement parsed once, to run many times with different parameters.
+#[derive(Clone, Debug)]
+pub struct PreparedStatement {
+    statement: Statement,
+}
+
+/// Called with (rows done, rows in all) while CREATE INDEX fills a new index.
+pub type ProgressListener = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Settings a session accepts, with their defaults. Unknown names are errors (42704),
+/// so a typo is not silently ignored.
+const SETTINGS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("datestyle", "ISO, MDY"),
+    ("extra_float_digits", "1"),
+    ("intervalstyle", "postgres"),
+    ("max_staleness", "0"),
+    ("read_consistency", "linearizable"),
+    ("search_path", "public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "15.0 (Tessera 0.1.0)"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "repeatable read"),
+];
+
+/// Settings that SHOW reports but SET may not change.
+const READ_ONLY_SETTINGS: &[&str] = &["server_encoding", "server_version", "transaction_isolation"];
+
+/// One client's connection to a database.
+pub struct Session {
+    replica: Arc<LocalReplica>,
+    transaction: Option<Transaction>,
+    failed: bool,
+    settings: BTreeMap<String, String>,
+    progress: Option<ProgressListener>,
+}
+
+impl Session {
+    pub(crate) fn new(replica: Arc<LocalReplica>) -> Session {
+        Session {
+            replica,
+            transaction: None,
+            failed: false,
+            settings: BTreeMap::new(),
+            progress: None,
+        }
+    }
+
+    /// Where the session stands with respect to transactions.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        match (&self.transaction, self.failed) {
+            (_, true) => TransactionStatus::Failed,
+            (Some(_), false) => TransactionStatus::InTransaction,
+            (None, false) => TransactionStatus::Idle,
+        }
+    }
+
+    /// The current catalog (for the shell's `\d` and friends).
+    pub fn catalog(&self) -> Arc<crate::catalog::Catalog> {
+        self.replica.catalog()
+    }
+
+    /// Sets a listener told of CREATE INDEX progress (the shell draws a progress bar).
+    pub fn set_progress_listener(&mut self, listener: Option<ProgressListener>) {
+        self.progress = listener;
+    }
+
+    /// Runs every statement in `sql`, returning one result per statement. Stops at the
+    /// first error; statements before it keep their effects.
+    pub fn execute(&mut self, sql: &str) -> Result<Vec<QueryResult>> {
+        self.execute_with_params(sql, &[])
+    }
+
+    /// Like [`Session::execute`], with values for `$1`, `$2`, ... placeholders.
+    pub fn execute_with_params(&mut self, sql: &str, params: &[Value]) -> Result<Vec<QueryResult>> {
+        let mut results = Vec::new();
+        self.execute_each(sql, params, |result| results.push(result))?;
+        Ok(results)
+    }
+
+    /// Runs every statement in `sql`, handing each result to `on_result` as soon as its
+    /// statement completes (so a caller can print progress through a long script).
+    pub fn execute_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        mut on_result: impl FnMut(QueryResult),
+    ) -> Result<()> {
+        for statement in parser::parse(sql)? {
+            on_result(self.execute_statement(&statement, params)?);
+        }
+        Ok(())
+    }
+
+    /// Parses one statement for repeated execution.
+    pub fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
+        let mut statements = parser::parse(sql)?;
+        match statements.len() {
+            1 => Ok(PreparedStatement {
+                statement: statements.remove(0),
+            }),
+            n => Err(Error::Syntax {
+                message: format!("cannot prepare {n} statements at once; give exactly one"),
+                position: None,
+            }),
+        }
+    }
+
+    /// Runs a prepared statement with parameter values.
+    pub fn execute_prepared(
+        &mut self,
+        prepared: &PreparedStatement,
+        params: &[Value],
+    ) -> Result<QueryResult> {
+        self.execute_statement(&prepared.statement, params)
+    }
+
+    fn execute_statement(
+        &mut self,
+        statement: &Statement,
+        params: &[Value],
+    ) -> Result<QueryResult> {
+        match statement {
+            Statement::Begin => Ok(self.begin()),
+            Statement::Commit => self.commit(),
+            Statement::Rollback => Ok(self.rollback()),
+            _ if self.failed => Err(Error::TransactionAborted),
+            Statement::Set { name, value } => self.set(name, value.as_deref()),
+            Statement::Show { name } => self.show(name),
+            Statement::Explain(inner) => self.explain(inner, params),
+            ddl if ddl.is_ddl() => {
+                if self.transaction.is_some() {
+                    self.failed = true;
+                    return Err(Error::ActiveTransaction(format!(
+                        "{} cannot run inside a transaction block",
+                        ddl_name(ddl)
+                    )));
+                }
+                self.execute_ddl(ddl)
+            }
+            other => {
+                self.run_in_transaction(|session, txn| session.execute_plan(other, params, txn))
+            }
+        }
+    }
+
+    fn begin(&mut self) -> QueryResult {
+        let notice = if self.transaction.is_some() {
+            Some("there is already a transaction in progress".to_string())
+        } else {
+            self.transaction = Some(Transaction::begin(Arc::clone(&self.replica)));
+            None
+        };
+        QueryResult::command("BEGIN").with_notice(notice)
+    }
+
+    fn commit(&mut self) -> Result<QueryResult> {
+        if self.failed {
+            return Ok(self.rollback());
+        }
+        match self.transaction.take() {
+            Some(txn) => txn.commit().map(|()| QueryResult::command("COMMIT")),
+            None => Ok(QueryResult::command("COMMIT")
+                .with_notice(Some("there is no transaction in progress".into()))),
+        }
+    }
+
+    fn rollback(&mut self) -> QueryResult {
+        self.failed = false;
+        let notice = self
+            .transaction
+            .take()
+            .is_none()
+            .then(|| "there is no transaction in progress".to_string());
+        QueryResult::command("ROLLBACK").with_notice(notice)
+    }
+
+    /// Runs `work` in the open transaction block (undoing it on error and failing the
+    /// block) or, in autocommit mode, in a transaction of its own.
+    fn run_in_transaction(
+        &mut self,
+        work: impl FnOnce(&Session, &mut Transaction) -> Result<QueryResult>,
+    ) -> Result<QueryResult> {
+        match self.transaction.take() {
+            Some(mut txn) => {
+                let savepoint = txn.savepoint();
+                let result = work(self, &mut txn);
+                if result.is_err() {
+                    txn.rollback_to(savepoint);
+                    self.failed = true;
+                }
+                self.transaction = Some(txn);
+                result
+            }
+            None => {
+                let mut txn = Transaction::begin(Arc::clone(&self.replica));
+                let result = work(self, &mut txn)?;
+                txn.commit()?;
+                Ok(result)
+            }
+        }
+    }
+
+    fn plan(
+        &self,
+        statement: &Statement,
+        params: &[Value],
+        txn: &Transaction,
+    ) -> Result<(Plan, Vec<OutputColumn>)> {
+        let catalog = self.replica.catalog();
+        let usable = |index: &crate::catalog::Index| txn.can_use_index(index);
+        let planner = Planner::new(&catalog, params, &usable);
+        match statement {
+            Statement::Select(select) => planner.plan_select(select),
+            Statement::Insert(insert) => Ok((planner.plan_insert(insert)?, Vec::new())),
+            Statement::Update {
+                table,
+                assignments,
+                filter,
+            } => Ok((
+                planner.plan_update(table, assignments, filter.as_ref())?,
+                Vec::new(),
+            )),
+            Statement::Delete { table, filter } => {
+                Ok((planner.plan_delete(table, filter.as_ref())?, Vec::new()))
+            }
+            other => Err(Error::FeatureNotSupported(format!(
+                "planning {}",
+                ddl_name(other)
+            ))),
+        }
+    }
+
+    fn execute_plan(
+        &self,
+        statement: &Statement,
+        params: &[Value],
+        txn: &mut Transaction,
+    ) -> Result<QueryResult> {
+        let (plan, columns) = self.plan(statement, params, txn)?;
+        Ok(match execution::execute(&plan, txn, &self.replica)? {
+            Outcome::Rows(rows) => QueryResult::rows(columns, rows),
+            Outcome::Inserted(n) => affected(format!("INSERT 0 {n}"), n),
+            Outcome::Updated(n) => affected(format!("UPDATE {n}"), n),
+            Outcome::Deleted(n) => affected(format!("DELETE {n}"), n),
+        })
+    }
+
+    fn explain(&mut self, statement: &Statement, params: &[Value]) -> Result<QueryResult> {
+        if statement.is_ddl()
+            || !matches!(
+                statement,
+                Statement::Select(_)
+                    | Statement::Insert(_)
+                    | Statement::Update { .. }
+                    | Statement::Delete { .. }
+            )
+        {
+            return Err(Error::FeatureNotSupported(format!(
+                "EXPLAIN of {}",
+                ddl_name(statement)
+            )));
+        }
+        let consistency = self.setting("read_consistency");
+        self.run_in_transaction(|session, txn| {
+            let (plan, _) = session.plan(statement, params, txn)?;
+            let mut lines = plan.explain();
+            lines.push(format!("Read Consistency: {consistency}"));
+            let rows = lines
+                .into_iter()
+                .map(|line| vec![Value::Text(line)])
+                .collect::<Vec<_>>();
+            let mut result = QueryResult::rows(
+                vec![OutputColumn {
+                    name: "QUERY PLAN".into(),
+                    data_type: TEXT,
+                }],
+                rows,
+            );
+            result.tag = "EXPLAIN".into();
+            Ok(result)
+        })
+    }
+
+    fn execute_ddl(&mut self, statement: &Statement) -> Result<QueryResult> {
+        let catalog = self.replica.catalog();
+        let everything = |_: &crate::catalog::Index| true;
+        let planner = Planner::new(&catalog, &[], &everything);
+        let (operations, tag) = match statement {
+            Statement::CreateTable(create) => {
+                let spec = planner.table_spec(create, 1)?;
+                (
+                    vec![Operation::CreateTable {
+                        spec,
+                        if_not_exists: create.if_not_exists,
+                    }],
+                    "CREATE TABLE",
+                )
+            }
+            Statement::DropTable { names, if_exists } => {
+                if !if_exists {
+                    for name in names {
+                        catalog.require_table(name)?;
+                    }
+                }
+                let drops = names
+                    .iter()
+                    .map(|name| Operation::DropTable {
+                        name: name.clone(),
+                        if_exists: *if_exists,
+                    })
+                    .collect();
+                (drops, "DROP TABLE")
+            }
+            Statement::CreateIndex {
+                name,
+                table,
+                columns,
+                unique,
+                if_not_exists,
+            } => {
+                if *if_not_exists && name.as_ref().is_some_and(|n| catalog.relation_exists(n)) {
+                    let notice = format!(
+                        "relation \"{}\" already exists, skipping",
+                        name.as_deref().unwrap_or_default()
+                    );
+                    return Ok(QueryResult::command("CREATE INDEX").with_notice(Some(notice)));
+                }
+                let spec = planner.index_spec(name.as_deref(), table, columns, *unique)?;
+                (
+                    vec![Operation::CreateIndex {
+                        table: table.clone(),
+                        spec,
+                        if_not_exists: *if_not_exists,
+                    }],
+                    "CREATE INDEX",
+                )
+            }
+            Statement::DropIndex { names, if_exists } => {
+                if !if_exists {
+                    for name in names {
+                        if catalog.index_owner(name).is_none() {
+                            return Err(Error::UndefinedObject(format!(
+                                "index \"{name}\" does not exist"
+                            )));
+                        }
+                    }
+                }
+                let drops = names
+                    .iter()
+                    .map(|name| Operation::DropIndex {
+                        name: name.clone(),
+                        if_exists: *if_exists,
+                    })
+                    .collect();
+                (drops, "DROP INDEX")
+            }
+            other => return Err(Error::Internal(format!("{} is not DDL", ddl_name(other)))),
+        };
+        let mut result = QueryResult::command(tag);
+        let listener = self.progress.clone();
+        let report = move |done: u64, total: u64| {
+            if let Some(listener) = &listener {
+                listener(done, total);
+            }
+        };
+        for operation in operations {
+            if let Applied::Skipped { notice } = self.replica.propose(operation, Some(&report))? {
+                result.notices.push(notice);
+            }
+        }
+        Ok(result)
+    }
+
+    fn setting(&self, name: &str) -> String {
+        self.settings.get(name).cloned().unwrap_or_else(|| {
+            SETTINGS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        })
+    }
+
+    fn set(&mut self, name: &str, value: Option<&str>) -> Result<QueryResult> {
+        let name = name.to_lowercase();
+        if !SETTINGS.iter().any(|(n, _)| *n == name) {
+            return Err(Error::UnknownSetting(name));
+        }
+        if READ_ONLY_SETTINGS.contains(&name.as_str()) {
+            return Err(Error::InvalidParameterValue(format!(
+                "parameter \"{name}\" cannot be changed"
+            )));
+        }
+        match value {
+            None => {
+                self.settings.remove(&name);
+            }
+            Some(value) => {
+                let value = validate_setting(&name, value)?;
+                self.settings.insert(name, value);
+            }
+        }
+        Ok(QueryResult::command("SET"))
+    }
+
+    fn show(&self, name: &str) -> Result<QueryResult> {
+        let name = name.to_lowercase();
+        if !SETTINGS.iter().any(|(n, _)| *n == name) {
+            return Err(Error::UnknownSetting(name));
+        }
+        let column = OutputColumn {
+            name: name.clone(),
+            data_type: TEXT,
+        };
+        let mut result =
+            QueryResult::rows(vec![column], vec![vec![Value::Text(self.setting(&name))]]);
+        result.tag = "SHOW".into();
+        Ok(result)
+    }
+}
+
+fn validate_setting(name: &str, value: &str) -> Result<String> {
+    match name {
+        "read_consistency" => {
+            let lowered = value.to_lowercase();
+            if ["linearizable", "lease", "stale"].contains(&lowered.as_str()) {
+                Ok(lowered)
+            } else {
+                Err(Error::InvalidParameterValue(format!(
+                    "invalid value for parameter \"read_consistency\": \"{value}\" (expected linearizable, lease or stale)"
+                )))
+            }
+        }
+        "extra_float_digits" | "statement_timeout" => {
+            value.trim().parse::<i64>().map_err(|_| {
+                Error::InvalidParameterValue(format!(
+                    "invalid value for parameter \"{name}\": \"{value}\""
+                ))
+            })?;
+            Ok(value.trim().to_string())
+        }
+        _ => Ok(value.to_string()),
+    }
+}
+
+fn affected(tag: String, count: u64) -> QueryResult {
+    let mut result = QueryResult::command(tag);
+    result.affected = Some(count);
+    result
+}
+
+fn ddl_name(statement: &Statement) -> &'static str {
+    match statement {
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::DropTable { .. } => "DROP TABLE",
+        Statement::CreateIndex { .. } => "CREATE INDEX",
+        Statement::DropIndex { .. } => "DROP INDEX",
+        Statement::Begin => "BEGIN",
+        Statement::Commit => "COMMIT",
+        Statement::Rollback => "ROLLBACK",
+        Statement::Set { .. } => "SET",
+        Statement::Show { .. } => "SHOW",
+        Statement::Explain(_) => "EXPLAIN",
+        Statement::Select(_) => "SELECT",
+        Statement::Insert(_) => "INSERT",
+        Statement::Update { .. } => "UPDATE",
+        Statement::Delete { .. } => "DELETE",
+    }
+}

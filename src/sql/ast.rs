@@ -1,0 +1,400 @@
+//! Tessera's own statement types: the subset of SQL we support, in a shape the planner
+//! can consume without knowing sqlparser's (large, dialect-spanning) AST.
+
+use crate::types::{DataType, Value};
+
+/// One SQL statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Statement {
+    /// BEGIN / START TRANSACTION.
+    Begin,
+    /// COMMIT / END.
+    Commit,
+    /// ROLLBACK / ABORT.
+    Rollback,
+    /// CREATE TABLE.
+    CreateTable(CreateTable),
+    /// DROP TABLE.
+    DropTable {
+        /// Tables to drop.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// CREATE [UNIQUE] INDEX.
+    CreateIndex {
+        /// Index name; generated from table and columns when omitted.
+        name: Option<String>,
+        /// Indexed table.
+        table: String,
+        /// Indexed columns.
+        columns: Vec<String>,
+        /// UNIQUE.
+        unique: bool,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// DROP INDEX.
+    DropIndex {
+        /// Indexes to drop.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// INSERT.
+    Insert(Insert),
+    /// UPDATE.
+    Update {
+        /// Target table.
+        table: String,
+        /// `column = expression` pairs.
+        assignments: Vec<(String, Expr)>,
+        /// WHERE.
+        filter: Option<Expr>,
+    },
+    /// DELETE.
+    Delete {
+        /// Target table.
+        table: String,
+        /// WHERE.
+        filter: Option<Expr>,
+    },
+    /// SELECT.
+    Select(Box<Select>),
+    /// EXPLAIN of another statement.
+    Explain(Box<Statement>),
+    /// SET name = value.
+    Set {
+        /// Setting name, lower-cased.
+        name: String,
+        /// The value as text; `None` for DEFAULT.
+        value: Option<String>,
+    },
+    /// SHOW name.
+    Show {
+        /// Setting name, lower-cased.
+        name: String,
+    },
+}
+
+impl Statement {
+    /// Whether the statement changes the schema (such statements commit on their own).
+    pub fn is_ddl(&self) -> bool {
+        matches!(
+            self,
+            Statement::CreateTable(_)
+                | Statement::DropTable { .. }
+                | Statement::CreateIndex { .. }
+                | Statement::DropIndex { .. }
+        )
+    }
+}
+
+/// CREATE TABLE.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateTable {
+    /// Table name.
+    pub name: String,
+    /// Column definitions.
+    pub columns: Vec<ColumnDefinition>,
+    /// Table-level PRIMARY KEY columns, if declared there.
+    pub primary_key: Option<Vec<String>>,
+    /// Table-level UNIQUE constraints: (constraint name, columns).
+    pub unique: Vec<(Option<String>, Vec<String>)>,
+    /// IF NOT EXISTS.
+    pub if_not_exists: bool,
+}
+
+/// One column of CREATE TABLE.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnDefinition {
+    /// Column name.
+    pub name: String,
+    /// Declared type.
+    pub data_type: DataType,
+    /// NOT NULL (also implied by PRIMARY KEY).
+    pub not_null: bool,
+    /// DEFAULT expression.
+    pub default: Option<Expr>,
+    /// Column-level PRIMARY KEY.
+    pub primary_key: bool,
+    /// Column-level UNIQUE.
+    pub unique: bool,
+}
+
+/// INSERT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Insert {
+    /// Target table.
+    pub table: String,
+    /// Explicit column list, if any.
+    pub columns: Option<Vec<String>>,
+    /// Where the rows come from.
+    pub source: InsertSource,
+}
+
+/// The rows an INSERT writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InsertSource {
+    /// VALUES lists; `None` marks a DEFAULT item.
+    Values(Vec<Vec<Option<Expr>>>),
+    /// INSERT ... SELECT.
+    Select(Box<Select>),
+    /// DEFAULT VALUES.
+    DefaultValues,
+}
+
+/// SELECT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Select {
+    /// DISTINCT.
+    pub distinct: bool,
+    /// The select list.
+    pub projection: Vec<SelectItem>,
+    /// FROM (one table for now; joins come later).
+    pub from: Option<TableReference>,
+    /// WHERE.
+    pub filter: Option<Expr>,
+    /// GROUP BY.
+    pub group_by: Vec<Expr>,
+    /// HAVING.
+    pub having: Option<Expr>,
+    /// ORDER BY.
+    pub order_by: Vec<OrderItem>,
+    /// LIMIT.
+    pub limit: Option<Expr>,
+    /// OFFSET.
+    pub offset: Option<Expr>,
+}
+
+/// A table in FROM.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableReference {
+    /// Table name.
+    pub name: String,
+    /// Alias, if given.
+    pub alias: Option<String>,
+}
+
+/// One item of a select list.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SelectItem {
+    /// `*`.
+    Wildcard,
+    /// `t.*`.
+    QualifiedWildcard(String),
+    /// An expression with an optional alias.
+    Expression {
+        /// The expression.
+        expr: Expr,
+        /// AS alias.
+        alias: Option<String>,
+    },
+}
+
+/// One ORDER BY item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderItem {
+    /// Sort expression (or output column name or position).
+    pub expr: Expr,
+    /// DESC.
+    pub descending: bool,
+    /// NULLS FIRST / LAST; by default NULLs sort as if larger than every value.
+    pub nulls_first: Option<bool>,
+}
+
+/// An expression as written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// A literal value; string literals are [`Expr::StringLiteral`].
+    Literal(Value),
+    /// A string literal, whose type comes from its context as in PostgreSQL.
+    StringLiteral(String),
+    /// `$n` (1-based).
+    Parameter(usize),
+    /// A column reference, optionally qualified by table name or alias.
+    Column {
+        /// Qualifier.
+        table: Option<String>,
+        /// Column name.
+        name: String,
+    },
+    /// A unary operator.
+    Unary {
+        /// Operator.
+        op: UnaryOp,
+        /// Operand.
+        expr: Box<Expr>,
+    },
+    /// A binary operator.
+    Binary {
+        /// Operator.
+        op: BinaryOp,
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// `x IS [NOT] NULL`.
+    IsNull {
+        /// Operand.
+        expr: Box<Expr>,
+        /// IS NOT NULL.
+        negated: bool,
+    },
+    /// `x IS [NOT] TRUE/FALSE`.
+    IsBoolean {
+        /// Operand.
+        expr: Box<Expr>,
+        /// TRUE or FALSE.
+        value: bool,
+        /// IS NOT.
+        negated: bool,
+    },
+    /// `a IS [NOT] DISTINCT FROM b`.
+    IsDistinctFrom {
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+        /// IS NOT DISTINCT FROM.
+        negated: bool,
+    },
+    /// `x [NOT] IN (list)`.
+    InList {
+        /// Operand.
+        expr: Box<Expr>,
+        /// List items.
+        list: Vec<Expr>,
+        /// NOT IN.
+        negated: bool,
+    },
+    /// `x [NOT] BETWEEN low AND high`.
+    Between {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Lower bound.
+        low: Box<Expr>,
+        /// Upper bound.
+        high: Box<Expr>,
+        /// NOT BETWEEN.
+        negated: bool,
+    },
+    /// `x [NOT] LIKE/ILIKE pattern`.
+    Like {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Pattern with `%` and `_`.
+        pattern: Box<Expr>,
+        /// NOT LIKE.
+        negated: bool,
+        /// ILIKE.
+        case_insensitive: bool,
+    },
+    /// `CAST(x AS type)` or `x::type`.
+    Cast {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Target type.
+        data_type: DataType,
+    },
+    /// A function call, aggregates included.
+    Function {
+        /// Function name, lower-cased.
+        name: String,
+        /// Arguments.
+        args: Vec<Expr>,
+        /// `f(*)`.
+        star: bool,
+        /// `f(DISTINCT ...)`.
+        distinct: bool,
+    },
+    /// CASE.
+    Case {
+        /// `CASE operand WHEN ...`, if given.
+        operand: Option<Box<Expr>>,
+        /// WHEN ... THEN ... pairs.
+        branches: Vec<(Expr, Expr)>,
+        /// ELSE.
+        else_result: Option<Box<Expr>>,
+    },
+}
+
+/// Unary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// NOT.
+    Not,
+    /// `-`.
+    Negate,
+    /// `+`.
+    Plus,
+}
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// AND.
+    And,
+    /// OR.
+    Or,
+    /// `=`.
+    Equal,
+    /// `<>` / `!=`.
+    NotEqual,
+    /// `<`.
+    Less,
+    /// `<=`.
+    LessOrEqual,
+    /// `>`.
+    Greater,
+    /// `>=`.
+    GreaterOrEqual,
+    /// `+`.
+    Add,
+    /// `-`.
+    Subtract,
+    /// `*`.
+    Multiply,
+    /// `/`.
+    Divide,
+    /// `%`.
+    Modulo,
+    /// `||`.
+    Concat,
+}
+
+impl BinaryOp {
+    /// The operator as SQL writes it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::And => "AND",
+            BinaryOp::Or => "OR",
+            BinaryOp::Equal => "=",
+            BinaryOp::NotEqual => "<>",
+            BinaryOp::Less => "<",
+            BinaryOp::LessOrEqual => "<=",
+            BinaryOp::Greater => ">",
+            BinaryOp::GreaterOrEqual => ">=",
+            BinaryOp::Add => "+",
+            BinaryOp::Subtract => "-",
+            BinaryOp::Multiply => "*",
+            BinaryOp::Divide => "/",
+            BinaryOp::Modulo => "%",
+            BinaryOp::Concat => "||",
+        }
+    }
+
+    /// Whether this is a comparison (its result is boolean).
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::NotEqual
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual
+        )
+    }
+}

@@ -1,0 +1,275 @@
+//! The executor: runs a plan over a transaction.
+//!
+//! Read operators are pull-based iterators ([`Executor::next`]), so LIMIT stops a scan
+//! early and memory stays bounded except where an operator must see every row (sort,
+//! aggregate, distinct). Writes first collect the rows to change, then change them, so
+//! an UPDATE never meets the rows it has just written (the Halloween problem).
+
+mod aggregate;
+pub mod expression;
+mod scan;
+mod write;
+
+use crate::encoding::keycode;
+use crate::error::Result;
+use crate::replica::LocalReplica;
+use crate::sql::planner::expression::Expression;
+use crate::sql::planner::plan::{Plan, SortKey};
+use crate::txn::Transaction;
+use crate::types::Value;
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+/// A source of rows.
+pub trait Executor {
+    /// The next row, or `None` when there are no more.
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>>;
+}
+
+/// What running a plan produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Rows of a query.
+    Rows(Vec<Vec<Value>>),
+    /// Rows inserted.
+    Inserted(u64),
+    /// Rows updated.
+    Updated(u64),
+    /// Rows deleted.
+    Deleted(u64),
+}
+
+/// Runs a plan to completion.
+pub fn execute(plan: &Plan, txn: &mut Transaction, replica: &LocalReplica) -> Result<Outcome> {
+    match plan {
+        Plan::Insert { table, source } => {
+            let rows = collect(source, txn)?;
+            write::insert(table, rows, txn, replica).map(Outcome::Inserted)
+        }
+        Plan::Update {
+            table,
+            source,
+            assignments,
+        } => {
+            let rows = collect(source, txn)?;
+            write::update(table, rows, assignments, txn).map(Outcome::Updated)
+        }
+        Plan::Delete { table, source } => {
+            let rows = collect(source, txn)?;
+            write::delete(table, rows, txn).map(Outcome::Deleted)
+        }
+        query => collect(query, txn).map(Outcome::Rows),
+    }
+}
+
+fn collect(plan: &Plan, txn: &Transaction) -> Result<Vec<Vec<Value>>> {
+    let mut executor = build(plan)?;
+    let mut rows = Vec::new();
+    while let Some(row) = executor.next(txn)? {
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Builds the executor tree for a read plan.
+pub fn build(plan: &Plan) -> Result<Box<dyn Executor>> {
+    Ok(match plan {
+        Plan::Values { rows } => Box::new(ValuesExecutor {
+            rows: rows.clone().into_iter(),
+        }),
+        Plan::Scan { table, access } => Box::new(scan::ScanExecutor::new(table.clone(), access)),
+        Plan::Filter { source, predicate } => Box::new(FilterExecutor {
+            source: build(source)?,
+            predicate: predicate.clone(),
+        }),
+        Plan::Project {
+            source,
+            expressions,
+        } => Box::new(ProjectExecutor {
+            source: build(source)?,
+            expressions: expressions.clone(),
+        }),
+        Plan::Aggregate {
+            source,
+            group_by,
+            aggregates,
+        } => Box::new(aggregate::AggregateExecutor::new(
+            build(source)?,
+            group_by.clone(),
+            aggregates.clone(),
+        )),
+        Plan::Distinct { source } => Box::new(DistinctExecutor {
+            source: build(source)?,
+            seen: HashSet::new(),
+        }),
+        Plan::Sort { source, keys } => Box::new(SortExecutor {
+            source: Some(build(source)?),
+            keys: keys.clone(),
+            sorted: Vec::new().into_iter(),
+        }),
+        Plan::Limit {
+            source,
+            limit,
+            offset,
+        } => Box::new(LimitExecutor {
+            source: build(source)?,
+            remaining: *limit,
+            to_skip: *offset,
+        }),
+        Plan::Insert { .. } | Plan::Update { .. } | Plan::Delete { .. } => {
+            return Err(crate::error::Error::FeatureNotSupported(
+                "data-modifying statements inside a query".into(),
+            ))
+        }
+    })
+}
+
+struct ValuesExecutor {
+    rows: std::vec::IntoIter<Vec<Expression>>,
+}
+
+impl Executor for ValuesExecutor {
+    fn next(&mut self, _txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        match self.rows.next() {
+            Some(row) => Ok(Some(
+                row.iter().map(|e| e.evaluate(&[])).collect::<Result<_>>()?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+struct FilterExecutor {
+    source: Box<dyn Executor>,
+    predicate: Expression,
+}
+
+impl Executor for FilterExecutor {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        while let Some(row) = self.source.next(txn)? {
+            if self.predicate.evaluate(&row)?.as_bool() == Some(true) {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+struct ProjectExecutor {
+    source: Box<dyn Executor>,
+    expressions: Vec<Expression>,
+}
+
+impl Executor for ProjectExecutor {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        match self.source.next(txn)? {
+            Some(row) => Ok(Some(
+                self.expressions
+                    .iter()
+                    .map(|e| e.evaluate(&row))
+                    .collect::<Result<_>>()?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+struct DistinctExecutor {
+    source: Box<dyn Executor>,
+    /// Rows seen, in key encoding (which treats 1 and 1.0, -0 and 0 as equal).
+    seen: HashSet<Vec<u8>>,
+}
+
+impl Executor for DistinctExecutor {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        while let Some(row) = self.source.next(txn)? {
+            if self.seen.insert(keycode::encode_values(&row)) {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+struct SortExecutor {
+    source: Option<Box<dyn Executor>>,
+    keys: Vec<SortKey>,
+    sorted: std::vec::IntoIter<Vec<Value>>,
+}
+
+impl Executor for SortExecutor {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        if let Some(mut source) = self.source.take() {
+            let mut rows = Vec::new();
+            while let Some(row) = source.next(txn)? {
+                rows.push(row);
+            }
+            rows.sort_by(|a, b| compare_rows(a, b, &self.keys));
+            self.sorted = rows.into_iter();
+        }
+        Ok(self.sorted.next())
+    }
+}
+
+/// Orders two rows by sort keys, with PostgreSQL's NULL placement rules.
+fn compare_rows(a: &[Value], b: &[Value], keys: &[SortKey]) -> Ordering {
+    for key in keys {
+        let (x, y) = (&a[key.column], &b[key.column]);
+        let ordering = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if key.nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if key.nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, false) => {
+                let ordering = x.sort_cmp(y);
+                if key.descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                }
+            }
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+struct LimitExecutor {
+    source: Box<dyn Executor>,
+    remaining: Option<u64>,
+    to_skip: u64,
+}
+
+impl Executor for LimitExecutor {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        if self.remaining == Some(0) {
+            return Ok(None);
+        }
+        while self.to_skip > 0 {
+            if self.source.next(txn)?.is_none() {
+                return Ok(None);
+            }
+            self.to_skip -= 1;
+        }
+        let row = self.source.next(txn)?;
+        if row.is_some() {
+            if let Some(remaining) = self.remaining.as_mut() {
+                *remaining -= 1;
+            }
+        }
+        Ok(row)
+    }
+}

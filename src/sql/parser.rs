@@ -1,0 +1,862 @@
+//! From SQL text to [`Statement`]s: sqlparser (PostgreSQL dialect) parses, and this module
+//! translates its AST into ours, refusing clearly what we do not support (0A000) rather
+//! than silently ignoring a clause. Syntax errors carry PostgreSQL's 1-based character
+//! position so clients can point at the mistake.
+
+use super::ast::*;
+use crate::error::{Error, Result};
+use crate::types::{DataType, Value};
+use sqlparser::ast as sp;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+
+/// Longest statement text accepted, so hostile input cannot exhaust memory in the parser.
+pub const MAX_SQL_BYTES: usize = 16 << 20;
+/// Deepest expression nesting accepted (sqlparser's guard against stack overflow).
+const MAX_RECURSION_DEPTH: usize = 200;
+
+/// Parses SQL text holding zero or more `;`-separated statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(Error::InvalidParameterValue(format!(
+            "statement text of {} bytes exceeds the limit of {MAX_SQL_BYTES}",
+            sql.len()
+        )));
+    }
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(MAX_RECURSION_DEPTH)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| syntax_error(sql, e))?;
+    parsed.into_iter().map(translate_statement).collect()
+}
+
+fn syntax_error(sql: &str, error: ParserError) -> Error {
+    let text = match error {
+        ParserError::TokenizerError(s) | ParserError::ParserError(s) => s,
+        ParserError::RecursionLimitExceeded => "expression nested too deeply".to_string(),
+    };
+    // sqlparser reports "... at Line: L, Column: C"; PostgreSQL reports a character offset.
+    let (message, position) = match text.rsplit_once(" at Line: ") {
+        Some((message, location)) => (message.to_string(), line_column_to_position(sql, location)),
+        None => (text, None),
+    };
+    Error::Syntax { message, position }
+}
+
+fn line_column_to_position(sql: &str, location: &str) -> Option<u32> {
+    let (line, column) = location.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let column: usize = column.trim().parse().ok()?;
+    let preceding: usize = sql
+        .split('\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.chars().count() + 1)
+        .sum();
+    u32::try_from(preceding + column).ok()
+}
+
+fn unsupported(what: impl Into<String>) -> Error {
+    Error::FeatureNotSupported(format!("{} is not supported", what.into()))
+}
+
+/// Identifiers fold to lower case unless quoted, as in PostgreSQL.
+fn ident(ident: &sp::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// A possibly schema-qualified name; `public.` and `pg_catalog.`-free names only.
+fn object_name(name: &sp::ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part {
+            sp::ObjectNamePart::Identifier(i) => Ok(ident(i)),
+            sp::ObjectNamePart::Function(_) => Err(unsupported("a function in an object name")),
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        _ => Err(unsupported(format!("the qualified name {name}"))),
+    }
+}
+
+fn translate_statement(statement: sp::Statement) -> Result<Statement> {
+    match statement {
+        sp::Statement::StartTransaction { .. } => Ok(Statement::Begin),
+        sp::Statement::Commit { chain: false, .. } => Ok(Statement::Commit),
+        sp::Statement::Rollback {
+            chain: false,
+            savepoint: None,
+        } => Ok(Statement::Rollback),
+        sp::Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Err(unsupported("ROLLBACK TO SAVEPOINT")),
+        sp::Statement::CreateTable(create) => translate_create_table(create),
+        sp::Statement::CreateIndex(create) => translate_create_index(create),
+        sp::Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => {
+            if cascade {
+                return Err(unsupported("DROP ... CASCADE"));
+            }
+            let names = names.iter().map(object_name).collect::<Result<_>>()?;
+            match object_type {
+                sp::ObjectType::Table => Ok(Statement::DropTable { names, if_exists }),
+                sp::ObjectType::Index => Ok(Statement::DropIndex { names, if_exists }),
+                other => Err(unsupported(format!("DROP {other}"))),
+            }
+        }
+        sp::Statement::Insert(insert) => translate_insert(insert),
+        sp::Statement::Update(update) => translate_update(update),
+        sp::Statement::Delete(delete) => translate_delete(delete),
+        sp::Statement::Query(query) => Ok(Statement::Select(Box::new(translate_query(*query)?))),
+        sp::Statement::Explain {
+            statement, analyze, ..
+        } => {
+            if analyze {
+                return Err(unsupported("EXPLAIN ANALYZE"));
+            }
+            Ok(Statement::Explain(Box::new(translate_statement(
+                *statement,
+            )?)))
+        }
+        sp::Statement::Set(set) => translate_set(set),
+        sp::Statement::ShowVariable { variable } => Ok(Statement::Show {
+            name: variable.iter().map(ident).collect::<Vec<_>>().join(" "),
+        }),
+        other => Err(unsupported(first_words(&other.to_string()))),
+    }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn translate_set(set: sp::Set) -> Result<Statement> {
+    match set {
+        sp::Set::SingleAssignment {
+            variable, values, ..
+        } => {
+            let name = object_name(&variable)?;
+            let value = match values.as_slice() {
+                [sp::Expr::Identifier(i)]
+                    if i.value.eq_ignore_ascii_case("default") && i.quote_style.is_none() =>
+                {
+                    None
+                }
+                [sp::Expr::Identifier(i)] => Some(i.value.clone()),
+                [sp::Expr::Value(v)] => Some(match &v.value {
+                    sp::Value::SingleQuotedString(s) => s.clone(),
+                    sp::Value::Number(n, _) => n.clone(),
+                    sp::Value::Boolean(b) => b.to_string(),
+                    other => other.to_string(),
+                }),
+                _ => return Err(unsupported("SET with this value")),
+            };
+            Ok(Statement::Set { name, value })
+        }
+        other => Err(unsupported(first_words(&other.to_string()))),
+    }
+}
+
+fn translate_create_table(create: sp::CreateTable) -> Result<Statement> {
+    if create.query.is_some() {
+        return Err(unsupported("CREATE TABLE AS"));
+    }
+    let name = object_name(&create.name)?;
+    let mut columns = Vec::new();
+    for column in &create.columns {
+        columns.push(translate_column(column)?);
+    }
+    let mut primary_key = None;
+    let mut unique = Vec::new();
+    for constraint in &create.constraints {
+        match constraint {
+            sp::TableConstraint::PrimaryKey(pk) => {
+                if primary_key.is_some() {
+                    return Err(Error::InvalidParameterValue(format!(
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    )));
+                }
+                primary_key = Some(index_columns(&pk.columns)?);
+            }
+            sp::TableConstraint::Unique(u) => {
+                unique.push((u.name.as_ref().map(ident), index_columns(&u.columns)?));
+            }
+            other => return Err(unsupported(format!("the constraint {other}"))),
+        }
+    }
+    Ok(Statement::CreateTable(CreateTable {
+        name,
+        columns,
+        primary_key,
+        unique,
+        if_not_exists: create.if_not_exists,
+    }))
+}
+
+fn index_columns(columns: &[sp::IndexColumn]) -> Result<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            sp::Expr::Identifier(i) => Ok(ident(i)),
+            other => Err(unsupported(format!("an index on the expression {other}"))),
+        })
+        .collect()
+}
+
+fn translate_column(column: &sp::ColumnDef) -> Result<ColumnDefinition> {
+    let mut definition = ColumnDefinition {
+        name: ident(&column.name),
+        data_type: translate_type(&column.data_type)?,
+        not_null: false,
+        default: None,
+        primary_key: false,
+        unique: false,
+    };
+    for option in &column.options {
+        match &option.option {
+            sp::ColumnOption::Null => definition.not_null = false,
+            sp::ColumnOption::NotNull => definition.not_null = true,
+            sp::ColumnOption::Default(expr) => definition.default = Some(translate_expr(expr)?),
+            sp::ColumnOption::PrimaryKey(_) => definition.primary_key = true,
+            sp::ColumnOption::Unique(_) => definition.unique = true,
+            other => return Err(unsupported(format!("the column option {other}"))),
+        }
+    }
+    Ok(definition)
+}
+
+/// Maps a SQL type name to one of ours.
+pub fn translate_type(data_type: &sp::DataType) -> Result<DataType> {
+    use sp::DataType as T;
+    Ok(match data_type {
+        T::Bool | T::Boolean => DataType::Boolean,
+        T::SmallInt(_) | T::Int2(_) => DataType::SmallInt,
+        T::Int(_) | T::Integer(_) | T::Int4(_) => DataType::Integer,
+        T::BigInt(_) | T::Int8(_) => DataType::BigInt,
+        T::Real | T::Float4 => DataType::Real,
+        T::Double(_) | T::DoublePrecision | T::Float8 => DataType::Double,
+        T::Float(sp::ExactNumberInfo::Precision(p)) if *p <= 24 => DataType::Real,
+        T::Float(_) => DataType::Double,
+        T::Text | T::String(None) => DataType::Text { max_length: None },
+        T::Varchar(length) | T::CharacterVarying(length) => DataType::Text {
+            max_length: match length {
+                None | Some(sp::CharacterLength::Max) => None,
+                Some(sp::CharacterLength::IntegerLength { length, .. }) => {
+                    let n = u32::try_from(*length)
+                        .ok()
+                        .filter(|n| (1..=10_485_760).contains(n))
+                        .ok_or_else(|| {
+                            Error::InvalidParameterValue(format!(
+                                "length for type varchar must be between 1 and 10485760, not {length}"
+                            ))
+                        })?;
+                    Some(n)
+                }
+            },
+        },
+        T::Bytea => DataType::Bytea,
+        other => return Err(unsupported(format!("the type {other}"))),
+    })
+}
+
+fn translate_create_index(create: sp::CreateIndex) -> Result<Statement> {
+    if create.predicate.is_some() {
+        return Err(unsupported("a partial index (WHERE)"));
+    }
+    if !create.include.is_empty() {
+        return Err(unsupported("INCLUDE columns"));
+    }
+    Ok(Statement::CreateIndex {
+        name: create.name.as_ref().map(object_name).transpose()?,
+        table: object_name(&create.table_name)?,
+        columns: index_columns(&create.columns)?,
+        unique: create.unique,
+        if_not_exists: create.if_not_exists,
+    })
+}
+
+fn translate_insert(insert: sp::Insert) -> Result<Statement> {
+    if insert.on.is_some() {
+        return Err(unsupported("INSERT ... ON CONFLICT"));
+    }
+    if insert.returning.is_some() {
+        return Err(unsupported("RETURNING"));
+    }
+    let table = match &insert.table {
+        sp::TableObject::TableName(name) => object_name(name)?,
+        other => return Err(unsupported(format!("INSERT INTO {other}"))),
+    };
+    let columns = if insert.columns.is_empty() {
+        None
+    } else {
+        Some(
+            insert
+                .columns
+                .iter()
+                .map(object_name)
+                .collect::<Result<Vec<_>>>()?,
+        )
+    };
+    let source = match insert.source {
+        None => InsertSource::DefaultValues,
+        Some(query) => match *query.body {
+            sp::SetExpr::Values(values)
+                if query.order_by.is_none() && query.limit_clause.is_none() =>
+            {
+                let mut rows = Vec::with_capacity(values.rows.len());
+                for row in values.rows {
+                    rows.push(
+                        row.content
+                            .iter()
+                            .map(translate_insert_item)
+                            .collect::<Result<Vec<_>>>()?,
+                    );
+                }
+                InsertSource::Values(rows)
+            }
+            _ => InsertSource::Select(Box::new(translate_query(*query)?)),
+        },
+    };
+    Ok(Statement::Insert(Insert {
+        table,
+        columns,
+        source,
+    }))
+}
+
+fn translate_insert_item(expr: &sp::Expr) -> Result<Option<Expr>> {
+    match expr {
+        sp::Expr::Identifier(i)
+            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") =>
+        {
+            Ok(None)
+        }
+        other => translate_expr(other).map(Some),
+    }
+}
+
+fn single_table(table: &sp::TableWithJoins) -> Result<String> {
+    if !table.joins.is_empty() {
+        return Err(unsupported("joins"));
+    }
+    match &table.relation {
+        sp::TableFactor::Table {
+            name,
+            alias: None,
+            args: None,
+            ..
+        } => object_name(name),
+        sp::TableFactor::Table { alias: Some(_), .. } => {
+            Err(unsupported("an alias on the target table"))
+        }
+        other => Err(unsupported(format!("the table expression {other}"))),
+    }
+}
+
+fn translate_update(update: sp::Update) -> Result<Statement> {
+    if update.from.is_some() {
+        return Err(unsupported("UPDATE ... FROM"));
+    }
+    if update.returning.is_some() {
+        return Err(unsupported("RETURNING"));
+    }
+    let table = single_table(&update.table)?;
+    let mut assignments = Vec::new();
+    for assignment in &update.assignments {
+        let column = match &assignment.target {
+            sp::AssignmentTarget::ColumnName(name) => object_name(name)?,
+            sp::AssignmentTarget::Tuple(_) => return Err(unsupported("tuple assignment")),
+        };
+        assignments.push((column, translate_expr(&assignment.value)?));
+    }
+    let filter = update.selection.as_ref().map(translate_expr).transpose()?;
+    Ok(Statement::Update {
+        table,
+        assignments,
+        filter,
+    })
+}
+
+fn translate_delete(delete: sp::Delete) -> Result<Statement> {
+    if delete.using.is_some() {
+        return Err(unsupported("DELETE ... USING"));
+    }
+    if delete.returning.is_some() {
+        return Err(unsupported("RETURNING"));
+    }
+    let tables = match &delete.from {
+        sp::FromTable::WithFromKeyword(tables) | sp::FromTable::WithoutKeyword(tables) => tables,
+    };
+    let table = match tables.as_slice() {
+        [table] => single_table(table)?,
+        _ => return Err(unsupported("DELETE from several tables")),
+    };
+    let filter = delete.selection.as_ref().map(translate_expr).transpose()?;
+    Ok(Statement::Delete { table, filter })
+}
+
+fn translate_query(query: sp::Query) -> Result<Select> {
+    if query.with.is_some() {
+        return Err(unsupported("WITH"));
+    }
+    if query.fetch.is_some() || !query.locks.is_empty() {
+        return Err(unsupported("FETCH / FOR UPDATE"));
+    }
+    let mut select = match *query.body {
+        sp::SetExpr::Select(select) => translate_select(*select)?,
+        sp::SetExpr::Query(inner) => translate_query(*inner)?,
+        sp::SetExpr::Values(_) => return Err(unsupported("VALUES as a query")),
+        sp::SetExpr::SetOperation { op, .. } => return Err(unsupported(format!("{op}"))),
+        other => return Err(unsupported(first_words(&other.to_string()))),
+    };
+    if let Some(order_by) = query.order_by {
+        match order_by.kind {
+            sp::OrderByKind::Expressions(items) => {
+                for item in items {
+                    select.order_by.push(OrderItem {
+                        expr: translate_expr(&item.expr)?,
+                        descending: matches!(item.options.sort, Some(sp::OrderBySort::Desc)),
+                        nulls_first: item.options.nulls_first,
+                    });
+                }
+            }
+            sp::OrderByKind::All(_) => return Err(unsupported("ORDER BY ALL")),
+        }
+    }
+    match query.limit_clause {
+        None => {}
+        Some(sp::LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
+            if !limit_by.is_empty() {
+                return Err(unsupported("LIMIT BY"));
+            }
+            select.limit = limit.as_ref().map(translate_expr).transpose()?;
+            select.offset = offset
+                .as_ref()
+                .map(|o| translate_expr(&o.value))
+                .transpose()?;
+        }
+        Some(sp::LimitClause::OffsetCommaLimit { .. }) => {
+            return Err(unsupported("LIMIT offset, count"))
+        }
+    }
+    Ok(select)
+}
+
+fn translate_select(select: sp::Select) -> Result<Select> {
+    let distinct = match select.distinct {
+        None | Some(sp::Distinct::All) => false,
+        Some(sp::Distinct::Distinct) => true,
+        Some(sp::Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
+    };
+    let from = match select.from.as_slice() {
+        [] => None,
+        [table] => {
+            if !table.joins.is_empty() {
+                return Err(unsupported("joins"));
+            }
+            match &table.relation {
+                sp::TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } => Some(TableReference {
+                    name: object_name(name)?,
+                    alias: alias.as_ref().map(|a| ident(&a.name)),
+                }),
+                other => return Err(unsupported(format!("the table expression {other}"))),
+            }
+        }
+        _ => return Err(unsupported("several tables in FROM (joins)")),
+    };
+    let mut projection = Vec::new();
+    for item in &select.projection {
+        projection.push(match item {
+            sp::SelectItem::Wildcard(_) => SelectItem::Wildcard,
+            sp::SelectItem::QualifiedWildcard(
+                sp::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) => SelectItem::QualifiedWildcard(object_name(name)?),
+            sp::SelectItem::UnnamedExpr(expr) => SelectItem::Expression {
+                expr: translate_expr(expr)?,
+                alias: None,
+            },
+            sp::SelectItem::ExprWithAlias { expr, alias } => SelectItem::Expression {
+                expr: translate_expr(expr)?,
+                alias: Some(ident(alias)),
+            },
+            other => return Err(unsupported(format!("the select item {other}"))),
+        });
+    }
+    let group_by = match &select.group_by {
+        sp::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
+            exprs.iter().map(translate_expr).collect::<Result<_>>()?
+        }
+        _ => return Err(unsupported("this GROUP BY form")),
+    };
+    Ok(Select {
+        distinct,
+        projection,
+        from,
+        filter: select.selection.as_ref().map(translate_expr).transpose()?,
+        group_by,
+        having: select.having.as_ref().map(translate_expr).transpose()?,
+        order_by: Vec::new(),
+        limit: None,
+        offset: None,
+    })
+}
+
+fn boxed(expr: &sp::Expr) -> Result<Box<Expr>> {
+    translate_expr(expr).map(Box::new)
+}
+
+/// Translates one expression.
+pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
+    use sp::Expr as E;
+    Ok(match expr {
+        E::Identifier(i) => Expr::Column {
+            table: None,
+            name: ident(i),
+        },
+        E::CompoundIdentifier(parts) => match parts.as_slice() {
+            [table, column] => Expr::Column {
+                table: Some(ident(table)),
+                name: ident(column),
+            },
+            _ => return Err(unsupported(format!("the name {expr}"))),
+        },
+        E::Value(value) => translate_value(&value.value)?,
+        E::Nested(inner) => translate_expr(inner)?,
+        E::IsNull(e) => Expr::IsNull {
+            expr: boxed(e)?,
+            negated: false,
+        },
+        E::IsNotNull(e) => Expr::IsNull {
+            expr: boxed(e)?,
+            negated: true,
+        },
+        E::IsTrue(e) => Expr::IsBoolean {
+            expr: boxed(e)?,
+            value: true,
+            negated: false,
+        },
+        E::IsNotTrue(e) => Expr::IsBoolean {
+            expr: boxed(e)?,
+            value: true,
+            negated: true,
+        },
+        E::IsFalse(e) => Expr::IsBoolean {
+            expr: boxed(e)?,
+            value: false,
+            negated: false,
+        },
+        E::IsNotFalse(e) => Expr::IsBoolean {
+            expr: boxed(e)?,
+            value: false,
+            negated: true,
+        },
+        E::IsDistinctFrom(a, b) => Expr::IsDistinctFrom {
+            left: boxed(a)?,
+            right: boxed(b)?,
+            negated: false,
+        },
+        E::IsNotDistinctFrom(a, b) => Expr::IsDistinctFrom {
+            left: boxed(a)?,
+            right: boxed(b)?,
+            negated: true,
+        },
+        E::InList {
+            expr,
+            list,
+            negated,
+        } => Expr::InList {
+            expr: boxed(expr)?,
+            list: list.iter().map(translate_expr).collect::<Result<_>>()?,
+            negated: *negated,
+        },
+        E::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => Expr::Between {
+            expr: boxed(expr)?,
+            low: boxed(low)?,
+            high: boxed(high)?,
+            negated: *negated,
+        },
+        E::Like {
+            negated,
+            expr,
+            pattern,
+            escape_char: None,
+            any: false,
+        } => Expr::Like {
+            expr: boxed(expr)?,
+            pattern: boxed(pattern)?,
+            negated: *negated,
+            case_insensitive: false,
+        },
+        E::ILike {
+            negated,
+            expr,
+            pattern,
+            escape_char: None,
+            any: false,
+        } => Expr::Like {
+            expr: boxed(expr)?,
+            pattern: boxed(pattern)?,
+            negated: *negated,
+            case_insensitive: true,
+        },
+        E::BinaryOp { left, op, right } => Expr::Binary {
+            op: translate_binary_op(op)?,
+            left: boxed(left)?,
+            right: boxed(right)?,
+        },
+        E::UnaryOp { op, expr: inner } => {
+            let op = match op {
+                sp::UnaryOperator::Not => UnaryOp::Not,
+                sp::UnaryOperator::Minus => UnaryOp::Negate,
+                sp::UnaryOperator::Plus => UnaryOp::Plus,
+                other => return Err(unsupported(format!("the operator {other}"))),
+            };
+            // Fold `-<number>` here so that i64::MIN and friends parse as literals.
+            if let (UnaryOp::Negate, E::Value(v)) = (op, inner.as_ref()) {
+                if let sp::Value::Number(n, _) = &v.value {
+                    return number_literal(&format!("-{n}"));
+                }
+            }
+            Expr::Unary {
+                op,
+                expr: boxed(inner)?,
+            }
+        }
+        E::Cast {
+            expr,
+            data_type,
+            format: None,
+            kind,
+        } => {
+            if matches!(kind, sp::CastKind::TryCast | sp::CastKind::SafeCast) {
+                return Err(unsupported("TRY_CAST"));
+            }
+            Expr::Cast {
+                expr: boxed(expr)?,
+                data_type: translate_type(data_type)?,
+            }
+        }
+        E::TypedString(typed) => Expr::Cast {
+            expr: Box::new(translate_value(&typed.value.value)?),
+            data_type: translate_type(&typed.data_type)?,
+        },
+        E::Function(function) => translate_function(function)?,
+        E::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => Expr::Case {
+            operand: operand
+                .as_deref()
+                .map(translate_expr)
+                .transpose()?
+                .map(Box::new),
+            branches: conditions
+                .iter()
+                .map(|w| Ok((translate_expr(&w.condition)?, translate_expr(&w.result)?)))
+                .collect::<Result<_>>()?,
+            else_result: else_result
+                .as_deref()
+                .map(translate_expr)
+                .transpose()?
+                .map(Box::new),
+        },
+        E::Subquery(_) | E::InSubquery { .. } | E::Exists { .. } => {
+            return Err(unsupported("subqueries"))
+        }
+        other => return Err(unsupported(format!("the expression {other}"))),
+    })
+}
+
+fn translate_binary_op(op: &sp::BinaryOperator) -> Result<BinaryOp> {
+    use sp::BinaryOperator as B;
+    Ok(match op {
+        B::And => BinaryOp::And,
+        B::Or => BinaryOp::Or,
+        B::Eq => BinaryOp::Equal,
+        B::NotEq => BinaryOp::NotEqual,
+        B::Lt => BinaryOp::Less,
+        B::LtEq => BinaryOp::LessOrEqual,
+        B::Gt => BinaryOp::Greater,
+        B::GtEq => BinaryOp::GreaterOrEqual,
+        B::Plus => BinaryOp::Add,
+        B::Minus => BinaryOp::Subtract,
+        B::Multiply => BinaryOp::Multiply,
+        B::Divide => BinaryOp::Divide,
+        B::Modulo => BinaryOp::Modulo,
+        B::StringConcat => BinaryOp::Concat,
+        other => return Err(unsupported(format!("the operator {other}"))),
+    })
+}
+
+fn translate_function(function: &sp::Function) -> Result<Expr> {
+    if function.over.is_some() {
+        return Err(unsupported("window functions"));
+    }
+    if function.filter.is_some() || !function.within_group.is_empty() {
+        return Err(unsupported("FILTER / WITHIN GROUP"));
+    }
+    let name = object_name(&function.name)?;
+    let mut args = Vec::new();
+    let mut star = false;
+    let mut distinct = false;
+    match &function.args {
+        sp::FunctionArguments::None => {}
+        sp::FunctionArguments::Subquery(_) => return Err(unsupported("subqueries")),
+        sp::FunctionArguments::List(list) => {
+            distinct = matches!(
+                list.duplicate_treatment,
+                Some(sp::DuplicateTreatment::Distinct)
+            );
+            if !list.clauses.is_empty() {
+                return Err(unsupported(format!("the arguments of {name}")));
+            }
+            for arg in &list.args {
+                match arg {
+                    sp::FunctionArg::Unnamed(sp::FunctionArgExpr::Expr(e)) => {
+                        args.push(translate_expr(e)?)
+                    }
+                    sp::FunctionArg::Unnamed(sp::FunctionArgExpr::Wildcard) => star = true,
+                    _ => return Err(unsupported(format!("the arguments of {name}"))),
+                }
+            }
+        }
+    }
+    Ok(Expr::Function {
+        name,
+        args,
+        star,
+        distinct,
+    })
+}
+
+fn translate_value(value: &sp::Value) -> Result<Expr> {
+    Ok(match value {
+        sp::Value::Number(n, _) => return number_literal(n),
+        sp::Value::SingleQuotedString(s) | sp::Value::EscapedStringLiteral(s) => {
+            Expr::StringLiteral(s.clone())
+        }
+        sp::Value::DollarQuotedString(s) => Expr::StringLiteral(s.value.clone()),
+        sp::Value::Boolean(b) => Expr::Literal(Value::Boolean(*b)),
+        sp::Value::Null => Expr::Literal(Value::Null),
+        sp::Value::Placeholder(p) => {
+            let index = p
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| Error::Syntax {
+                    message: format!("bad parameter {p}"),
+                    position: None,
+                })?;
+            Expr::Parameter(index)
+        }
+        other => return Err(unsupported(format!("the literal {other}"))),
+    })
+}
+
+/// Integer literals are INTEGER when they fit, else BIGINT; anything with a point or an
+/// exponent is DOUBLE PRECISION (PostgreSQL would say NUMERIC, which we do not have yet).
+fn number_literal(text: &str) -> Result<Expr> {
+    if let Ok(v) = text.parse::<i32>() {
+        return Ok(Expr::Literal(Value::Integer(v)));
+    }
+    if let Ok(v) = text.parse::<i64>() {
+        return Ok(Expr::Literal(Value::BigInt(v)));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Err(Error::NumericOutOfRange(format!(
+            "value \"{text}\" is out of range for type bigint"
+        )));
+    }
+    text.parse::<f64>()
+        .map(|v| Expr::Literal(Value::Double(v)))
+        .map_err(|_| Error::Syntax {
+            message: format!("invalid number {text}"),
+            position: None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Syntax errors carry SQLSTATE 42601 and a 1-based character position.
+    #[test]
+    fn syntax_error_position() {
+        let err = parse("SELECT 1;\nSELEC x").unwrap_err();
+        assert_eq!(err.sqlstate(), "42601");
+        assert_eq!(err.position(), Some(11));
+    }
+
+    /// Unsupported SQL is refused with 0A000, not silently misread.
+    #[test]
+    fn unsupported_is_clear() {
+        let err = parse("SELECT * FROM a JOIN b ON a.x = b.x").unwrap_err();
+        assert_eq!(err.sqlstate(), "0A000");
+    }
+
+    /// Identifiers fold to lower case unless quoted; literals get PostgreSQL's types.
+    #[test]
+    fn identifiers_and_literals() {
+        let statements =
+            parse("SELECT Abc, \"Abc\", 1, 3000000000, 1.5, 'x', -9223372036854775808").unwrap();
+        let Statement::Select(select) = &statements[0] else {
+            panic!("not a select")
+        };
+        let exprs: Vec<_> = select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::Expression { expr, .. } => expr.clone(),
+                _ => panic!("unexpected item"),
+            })
+            .collect();
+        assert_eq!(
+            exprs[0],
+            Expr::Column {
+                table: None,
+                name: "abc".into()
+            }
+        );
+        assert_eq!(
+            exprs[1],
+            Expr::Column {
+                table: None,
+                name: "Abc".into()
+            }
+        );
+        assert_eq!(exprs[2], Expr::Literal(Value::Integer(1)));
+        assert_eq!(exprs[3], Expr::Literal(Value::BigInt(3_000_000_000)));
+        assert_eq!(exprs[4], Expr::Literal(Value::Double(1.5)));
+        assert_eq!(exprs[5], Expr::StringLiteral("x".into()));
+        assert_eq!(exprs[6], Expr::Literal(Value::BigInt(i64::MIN)));
+    }
+}

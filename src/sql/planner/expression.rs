@@ -1,0 +1,1002 @@
+//! Bound expressions: names resolved to column positions, types checked, literals coerced.
+//!
+//! Binding follows PostgreSQL's typing where it matters to users: a string literal takes
+//! the type of what it is compared with (`int_col = '5'` works, `int_col = 'x'` is 22P02),
+//! numbers promote (integer + bigint is bigint, integer / integer truncates), operators
+//! between unrelated types are 42883, and a non-boolean WHERE is 42804.
+
+use super::super::ast::{BinaryOp, Expr, UnaryOp};
+use crate::error::{Error, Result};
+use crate::types::{DataType, Value, TEXT};
+use std::fmt;
+
+/// A scalar function we implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarFunction {
+    /// abs(x).
+    Abs,
+    /// lower(text).
+    Lower,
+    /// upper(text).
+    Upper,
+    /// length(text) / char_length(text): characters.
+    Length,
+    /// coalesce(a, b, ...).
+    Coalesce,
+    /// nullif(a, b).
+    NullIf,
+    /// round(x): nearest integer, halves away from zero.
+    Round,
+    /// floor(x).
+    Floor,
+    /// ceil(x) / ceiling(x).
+    Ceil,
+}
+
+impl ScalarFunction {
+    fn from_name(name: &str) -> Option<ScalarFunction> {
+        Some(match name {
+            "abs" => ScalarFunction::Abs,
+            "lower" => ScalarFunction::Lower,
+            "upper" => ScalarFunction::Upper,
+            "length" | "char_length" | "character_length" => ScalarFunction::Length,
+            "coalesce" => ScalarFunction::Coalesce,
+            "nullif" => ScalarFunction::NullIf,
+            "round" => ScalarFunction::Round,
+            "floor" => ScalarFunction::Floor,
+            "ceil" | "ceiling" => ScalarFunction::Ceil,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ScalarFunction::Abs => "abs",
+            ScalarFunction::Lower => "lower",
+            ScalarFunction::Upper => "upper",
+            ScalarFunction::Length => "length",
+            ScalarFunction::Coalesce => "coalesce",
+            ScalarFunction::NullIf => "nullif",
+            ScalarFunction::Round => "round",
+            ScalarFunction::Floor => "floor",
+            ScalarFunction::Ceil => "ceil",
+        }
+    }
+}
+
+/// The aggregate functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateFunction {
+    /// count(*) or count(x).
+    Count,
+    /// sum(x).
+    Sum,
+    /// min(x).
+    Min,
+    /// max(x).
+    Max,
+    /// avg(x).
+    Avg,
+}
+
+impl AggregateFunction {
+    /// Recognizes an aggregate by name.
+    pub fn from_name(name: &str) -> Option<AggregateFunction> {
+        Some(match name {
+            "count" => AggregateFunction::Count,
+            "sum" => AggregateFunction::Sum,
+            "min" => AggregateFunction::Min,
+            "max" => AggregateFunction::Max,
+            "avg" => AggregateFunction::Avg,
+            _ => return None,
+        })
+    }
+
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunction::Count => "count",
+            AggregateFunction::Sum => "sum",
+            AggregateFunction::Min => "min",
+            AggregateFunction::Max => "max",
+            AggregateFunction::Avg => "avg",
+        }
+    }
+
+    /// Result type for an argument type. SUM of integers is BIGINT and AVG is DOUBLE
+    /// PRECISION: PostgreSQL answers NUMERIC there, a type Tessera does not have yet.
+    pub fn result_type(self, argument: Option<DataType>) -> Result<DataType> {
+        let numeric_only = |name: &str| -> Result<DataType> {
+            match argument {
+                Some(t) if t.is_numeric() => Ok(t),
+                None => Ok(DataType::Double),
+                Some(t) => Err(Error::UndefinedFunction(format!(
+                    "function {name}({}) does not exist",
+                    t.sql_name()
+                ))),
+            }
+        };
+        Ok(match self {
+            AggregateFunction::Count => DataType::BigInt,
+            AggregateFunction::Sum => match numeric_only("sum")? {
+                t if t.is_integer() => DataType::BigInt,
+                t => t,
+            },
+            AggregateFunction::Avg => {
+                numeric_only("avg")?;
+                DataType::Double
+            }
+            AggregateFunction::Min | AggregateFunction::Max => argument.unwrap_or(TEXT),
+        })
+    }
+}
+
+/// An expression ready to evaluate against a row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expression {
+    /// A constant (after parameter substitution and folding).
+    Constant(Value),
+    /// The value at a position of the input row.
+    Column {
+        /// Position in the input row.
+        index: usize,
+        /// Name, for EXPLAIN and result headers.
+        name: String,
+        /// Type.
+        data_type: DataType,
+    },
+    /// NOT.
+    Not(Box<Expression>),
+    /// AND (three-valued).
+    And(Box<Expression>, Box<Expression>),
+    /// OR (three-valued).
+    Or(Box<Expression>, Box<Expression>),
+    /// A comparison; operands have comparable types.
+    Compare(BinaryOp, Box<Expression>, Box<Expression>),
+    /// `+ - * / %` with the result type.
+    Arithmetic(BinaryOp, Box<Expression>, Box<Expression>, DataType),
+    /// Unary minus.
+    Negate(Box<Expression>),
+    /// `||`.
+    Concat(Box<Expression>, Box<Expression>),
+    /// IS NULL.
+    IsNull(Box<Expression>),
+    /// IS DISTINCT FROM (never NULL).
+    IsDistinctFrom(Box<Expression>, Box<Expression>),
+    /// IS TRUE / IS FALSE (never NULL).
+    IsBoolean(Box<Expression>, bool),
+    /// IN (list), three-valued.
+    InList(Box<Expression>, Vec<Expression>),
+    /// LIKE / ILIKE.
+    Like {
+        /// Operand.
+        expr: Box<Expression>,
+        /// Pattern.
+        pattern: Box<Expression>,
+        /// ILIKE.
+        case_insensitive: bool,
+    },
+    /// CAST.
+    Cast(Box<Expression>, DataType),
+    /// A scalar function.
+    Function(ScalarFunction, Vec<Expression>, Option<DataType>),
+    /// CASE WHEN ... (a `CASE x WHEN` form is bound to comparisons).
+    Case {
+        /// WHEN condition, THEN result.
+        branches: Vec<(Expression, Expression)>,
+        /// ELSE result (NULL when absent).
+        else_result: Box<Expression>,
+        /// Result type.
+        data_type: Option<DataType>,
+    },
+}
+
+impl Expression {
+    /// The expression's type; `None` when it is an untyped NULL.
+    pub fn data_type(&self) -> Option<DataType> {
+        match self {
+            Expression::Constant(v) => v.data_type(),
+            Expression::Column { data_type, .. } => Some(*data_type),
+            Expression::Not(_)
+            | Expression::And(..)
+            | Expression::Or(..)
+            | Expression::Compare(..)
+            | Expression::IsNull(_)
+            | Expression::IsDistinctFrom(..)
+            | Expression::IsBoolean(..)
+            | Expression::InList(..)
+            | Expression::Like { .. } => Some(DataType::Boolean),
+            Expression::Arithmetic(_, _, _, t) | Expression::Cast(_, t) => Some(*t),
+            Expression::Negate(e) => e.data_type(),
+            Expression::Concat(..) => Some(TEXT),
+            Expression::Function(_, _, t) | Expression::Case { data_type: t, .. } => *t,
+        }
+    }
+
+    /// Whether the expression reads no column (so it can be folded to a constant).
+    pub fn is_constant(&self) -> bool {
+        let mut constant = true;
+        self.walk(&mut |e| {
+            if matches!(e, Expression::Column { .. }) {
+                constant = false;
+            }
+        });
+        constant
+    }
+
+    /// Visits this expression and every sub-expression.
+    pub fn walk(&self, visit: &mut dyn FnMut(&Expression)) {
+        visit(self);
+        match self {
+            Expression::Constant(_) | Expression::Column { .. } => {}
+            Expression::Not(e)
+            | Expression::Negate(e)
+            | Expression::IsNull(e)
+            | Expression::IsBoolean(e, _)
+            | Expression::Cast(e, _) => e.walk(visit),
+            Expression::And(a, b)
+            | Expression::Or(a, b)
+            | Expression::Compare(_, a, b)
+            | Expression::Arithmetic(_, a, b, _)
+            | Expression::Concat(a, b)
+            | Expression::IsDistinctFrom(a, b) => {
+                a.walk(visit);
+                b.walk(visit);
+            }
+            Expression::InList(e, list) => {
+                e.walk(visit);
+                list.iter().for_each(|i| i.walk(visit));
+            }
+            Expression::Like { expr, pattern, .. } => {
+                expr.walk(visit);
+                pattern.walk(visit);
+            }
+            Expression::Function(_, args, _) => args.iter().for_each(|a| a.walk(visit)),
+            Expression::Case {
+                branches,
+                else_result,
+                ..
+            } => {
+                for (when, then) in branches {
+                    when.walk(visit);
+                    then.walk(visit);
+                }
+                else_result.walk(visit);
+            }
+        }
+    }
+
+    /// Splits a conjunction into its terms (`a AND b AND c` -> `[a, b, c]`).
+    pub fn conjuncts(&self) -> Vec<&Expression> {
+        match self {
+            Expression::And(a, b) => {
+                let mut terms = a.conjuncts();
+                terms.extend(b.conjuncts());
+                terms
+            }
+            other => vec![other],
+        }
+    }
+}
+
+impl fmt::Display for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expression::Constant(Value::Null) => write!(f, "NULL"),
+            Expression::Constant(v @ Value::Text(_)) => {
+                write!(f, "'{}'", v.to_string().replace('\'', "''"))
+            }
+            Expression::Constant(v @ Value::Bytea(_)) => write!(f, "'{v}'::bytea"),
+            Expression::Constant(v) => write!(f, "{v}"),
+            Expression::Column { name, .. } => write!(f, "{name}"),
+            Expression::Not(e) => write!(f, "NOT ({e})"),
+            Expression::And(a, b) => write!(f, "({a} AND {b})"),
+            Expression::Or(a, b) => write!(f, "({a} OR {b})"),
+            Expression::Compare(op, a, b) | Expression::Arithmetic(op, a, b, _) => {
+                write!(f, "({a} {} {b})", op.symbol())
+            }
+            Expression::Negate(e) => write!(f, "(-{e})"),
+            Expression::Concat(a, b) => write!(f, "({a} || {b})"),
+            Expression::IsNull(e) => write!(f, "({e} IS NULL)"),
+            Expression::IsDistinctFrom(a, b) => write!(f, "({a} IS DISTINCT FROM {b})"),
+            Expression::IsBoolean(e, v) => {
+                write!(f, "({e} IS {})", if *v { "TRUE" } else { "FALSE" })
+            }
+            Expression::InList(e, list) => {
+                let items: Vec<String> = list.iter().map(ToString::to_string).collect();
+                write!(f, "({e} IN ({}))", items.join(", "))
+            }
+            Expression::Like {
+                expr,
+                pattern,
+                case_insensitive,
+            } => {
+                write!(
+                    f,
+                    "({expr} {} {pattern})",
+                    if *case_insensitive { "ILIKE" } else { "LIKE" }
+                )
+            }
+            Expression::Cast(e, t) => write!(f, "({e})::{t}"),
+            Expression::Function(function, args, _) => {
+                let items: Vec<String> = args.iter().map(ToString::to_string).collect();
+                write!(f, "{}({})", function.name(), items.join(", "))
+            }
+            Expression::Case {
+                branches,
+                else_result,
+                ..
+            } => {
+                write!(f, "CASE")?;
+                for (when, then) in branches {
+                    write!(f, " WHEN {when} THEN {then}")?;
+                }
+                write!(f, " ELSE {else_result} END")
+            }
+        }
+    }
+}
+
+/// One column visible to expressions: its name, the table it comes from, its type.
+#[derive(Clone, Debug)]
+pub struct ScopeColumn {
+    /// Column name.
+    pub name: String,
+    /// Table name or alias, when the column comes from a table.
+    pub table: Option<String>,
+    /// Type.
+    pub data_type: DataType,
+}
+
+/// Aggregation context: expressions after GROUP BY see group keys and aggregate results.
+pub struct Grouping<'a> {
+    /// GROUP BY expressions as written, matched structurally.
+    pub group_exprs: &'a [Expr],
+    /// Their bound types.
+    pub group_types: Vec<DataType>,
+    /// Aggregate calls as written, matched structurally.
+    pub aggregates: &'a [Expr],
+    /// Their result types.
+    pub aggregate_types: Vec<DataType>,
+}
+
+/// What names mean while binding.
+pub struct Scope<'a> {
+    /// Columns of the input row, by position.
+    pub columns: Vec<ScopeColumn>,
+    /// Values of `$1`, `$2`, ...
+    pub params: &'a [Value],
+    /// Set when binding expressions evaluated after aggregation.
+    pub grouping: Option<Grouping<'a>>,
+    /// Where we are, for error messages such as "aggregate functions are not allowed in WHERE".
+    pub clause: &'static str,
+}
+
+impl Scope<'_> {
+    fn resolve(&self, table: Option<&str>, name: &str) -> Result<(usize, &ScopeColumn)> {
+        if let Some(table) = table {
+            if !self
+                .columns
+                .iter()
+                .any(|c| c.table.as_deref() == Some(table))
+            {
+                return Err(Error::UndefinedTable(format!(
+                    "{table}\" (missing FROM-clause entry for table \"{table}"
+                )));
+            }
+        }
+        let mut found =
+            self.columns.iter().enumerate().filter(|(_, c)| {
+                c.name == name && (table.is_none() || c.table.as_deref() == table)
+            });
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(Error::AmbiguousColumn(name.to_string()));
+        }
+        first.ok_or_else(|| {
+            let qualified = table
+                .map(|t| format!("{t}.{name}"))
+                .unwrap_or_else(|| name.to_string());
+            Error::UndefinedColumn(qualified)
+        })
+    }
+}
+
+/// Whether an expression as written contains an aggregate call.
+pub fn contains_aggregate(expr: &Expr) -> bool {
+    let mut found = false;
+    visit_ast(expr, &mut |e| {
+        if let Expr::Function { name, .. } = e {
+            if AggregateFunction::from_name(name).is_some() {
+                found = true;
+            }
+        }
+    });
+    found
+}
+
+/// Collects the distinct aggregate calls of an expression as written.
+pub fn collect_aggregates(expr: &Expr, into: &mut Vec<Expr>) {
+    visit_ast(expr, &mut |e| {
+        if let Expr::Function { name, .. } = e {
+            if AggregateFunction::from_name(name).is_some() && !into.contains(e) {
+                into.push(e.clone());
+            }
+        }
+    });
+}
+
+/// Visits an AST expression and its sub-expressions, not descending into aggregate calls.
+fn visit_ast(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
+    visit(expr);
+    match expr {
+        Expr::Function { name, args, .. } => {
+            if AggregateFunction::from_name(name).is_none() {
+                args.iter().for_each(|a| visit_ast(a, visit));
+            }
+        }
+        Expr::Unary { expr, .. }
+        | Expr::IsNull { expr, .. }
+        | Expr::IsBoolean { expr, .. }
+        | Expr::Cast { expr, .. } => visit_ast(expr, visit),
+        Expr::Binary { left, right, .. } | Expr::IsDistinctFrom { left, right, .. } => {
+            visit_ast(left, visit);
+            visit_ast(right, visit);
+        }
+        Expr::InList { expr, list, .. } => {
+            visit_ast(expr, visit);
+            list.iter().for_each(|i| visit_ast(i, visit));
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => {
+            visit_ast(expr, visit);
+            visit_ast(low, visit);
+            visit_ast(high, visit);
+        }
+        Expr::Like { expr, pattern, .. } => {
+            visit_ast(expr, visit);
+            visit_ast(pattern, visit);
+        }
+        Expr::Case {
+            operand,
+            branches,
+            else_result,
+        } => {
+            if let Some(o) = operand {
+                visit_ast(o, visit);
+            }
+            for (when, then) in branches {
+                visit_ast(when, visit);
+                visit_ast(then, visit);
+            }
+            if let Some(e) = else_result {
+                visit_ast(e, visit);
+            }
+        }
+        Expr::Literal(_) | Expr::StringLiteral(_) | Expr::Parameter(_) | Expr::Column { .. } => {}
+    }
+}
+
+/// The column header PostgreSQL would give an unaliased select item.
+pub fn default_column_name(expr: &Expr) -> String {
+    match expr {
+        Expr::Column { name, .. } => name.clone(),
+        Expr::Function { name, .. } => name.clone(),
+        Expr::Cast { data_type, expr } => match expr.as_ref() {
+            Expr::Column { name, .. } => name.clone(),
+            _ => match data_type {
+                DataType::Text {
+                    max_length: Some(_),
+                } => "varchar".into(),
+                DataType::Double => "float8".into(),
+                DataType::Real => "float4".into(),
+                DataType::SmallInt => "int2".into(),
+                DataType::Integer => "int4".into(),
+                DataType::BigInt => "int8".into(),
+                DataType::Boolean => "bool".into(),
+                other => other.sql_name(),
+            },
+        },
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+/// Binds an expression in a scope.
+pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
+    if let Some(grouping) = &scope.grouping {
+        if let Some(i) = grouping.group_exprs.iter().position(|g| g == expr) {
+            return Ok(Expression::Column {
+                index: i,
+                name: expr_label(expr),
+                data_type: grouping.group_types[i],
+            });
+        }
+        if let Some(i) = grouping.aggregates.iter().position(|a| a == expr) {
+            let index = grouping.group_exprs.len() + i;
+            return Ok(Expression::Column {
+                index,
+                name: expr_label(expr),
+                data_type: grouping.aggregate_types[i],
+            });
+        }
+    }
+    match expr {
+        Expr::Literal(v) => Ok(Expression::Constant(v.clone())),
+        Expr::StringLiteral(s) => Ok(Expression::Constant(Value::Text(s.clone()))),
+        Expr::Parameter(n) => scope
+            .params
+            .get(n - 1)
+            .cloned()
+            .map(Expression::Constant)
+            .ok_or_else(|| Error::UndefinedParameter(format!("there is no parameter ${n}"))),
+        Expr::Column { table, name } => {
+            if scope.grouping.is_some() {
+                let qualified = table
+                    .as_ref()
+                    .map(|t| format!("{t}.{name}"))
+                    .unwrap_or_else(|| name.clone());
+                scope.resolve(table.as_deref(), name)?;
+                return Err(Error::Grouping(format!(
+                    "column \"{qualified}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                )));
+            }
+            let (index, column) = scope.resolve(table.as_deref(), name)?;
+            Ok(Expression::Column {
+                index,
+                name: column.name.clone(),
+                data_type: column.data_type,
+            })
+        }
+        Expr::Unary {
+            op: UnaryOp::Not,
+            expr,
+        } => Ok(Expression::Not(Box::new(bind_boolean(expr, scope, "NOT")?))),
+        Expr::Unary {
+            op: UnaryOp::Plus,
+            expr,
+        } => {
+            let bound = bind(expr, scope)?;
+            require_numeric(&bound, "+")?;
+            Ok(bound)
+        }
+        Expr::Unary {
+            op: UnaryOp::Negate,
+            expr,
+        } => {
+            let bound = bind(expr, scope)?;
+            require_numeric(&bound, "-")?;
+            Ok(Expression::Negate(Box::new(bound)))
+        }
+        Expr::Binary { op, left, right } => bind_binary(*op, left, right, scope),
+        Expr::IsNull { expr, negated } => {
+            let test = Expression::IsNull(Box::new(bind(expr, scope)?));
+            Ok(if *negated {
+                Expression::Not(Box::new(test))
+            } else {
+                test
+            })
+        }
+        Expr::IsBoolean {
+            expr,
+            value,
+            negated,
+        } => {
+            let test =
+                Expression::IsBoolean(Box::new(bind_boolean(expr, scope, "IS TRUE")?), *value);
+            Ok(if *negated {
+                Expression::Not(Box::new(test))
+            } else {
+                test
+            })
+        }
+        Expr::IsDistinctFrom {
+            left,
+            right,
+            negated,
+        } => {
+            let (l, r) = bind_comparable(left, right, scope, "IS DISTINCT FROM")?;
+            let test = Expression::IsDistinctFrom(Box::new(l), Box::new(r));
+            Ok(if *negated {
+                Expression::Not(Box::new(test))
+            } else {
+                test
+            })
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let operand = bind(expr, scope)?;
+            let mut items = Vec::with_capacity(list.len());
+            for item in list {
+                items.push(coerce_against(&operand, item, scope, "=")?);
+            }
+            let test = Expression::InList(Box::new(operand), items);
+            Ok(if *negated {
+                Expression::Not(Box::new(test))
+            } else {
+                test
+            })
+        }
+        Expr::Between {
+            expr,
+            low,
+            high,
+            negated,
+        } => {
+            let lower = bind_binary(BinaryOp::GreaterOrEqual, expr, low, scope)?;
+            let upper = bind_binary(BinaryOp::LessOrEqual, expr, high, scope)?;
+            let test = Expression::And(Box::new(lower), Box::new(upper));
+            Ok(if *negated {
+                Expression::Not(Box::new(test))
+            } else {
+                test
+            })
+        }
+        Expr::Like {
+            expr,
+            pattern,
+            negated,
+            case_insensitive,
+        } => {
+            let operand = bind(expr, scope)?;
+            let pattern = bind(pattern, scope)?;
+            for side in [&operand, &pattern] {
+                if let Some(t) = side.data_type() {
+                    if !t.is_text() {
+                        return Err(Error::UndefinedFunction(format!(
+                            "operator does not exist: {} ~~ {}",
+                            operand.data_type().unwrap_or(TEXT).sql_name(),
+                            t.sql_name()
+                        )));
+                    }
+                }
+            }
+            let test = Expression::Like {
+                expr: Box::new(operand),
+                pattern: Box::new(pattern),
+                case_insensitive: *case_insensitive,
+            };
+            Ok(if *negated {
+                Expression::Not(Box::new(test))
+            } else {
+                test
+            })
+        }
+        Expr::Cast { expr, data_type } => {
+            Ok(Expression::Cast(Box::new(bind(expr, scope)?), *data_type))
+        }
+        Expr::Function {
+            name,
+            args,
+            star,
+            distinct,
+        } => {
+            if AggregateFunction::from_name(name).is_some() {
+                return Err(Error::Grouping(if scope.grouping.is_some() {
+                    "aggregate function calls cannot be nested".to_string()
+                } else {
+                    format!("aggregate functions are not allowed in {}", scope.clause)
+                }));
+            }
+            if *star || *distinct {
+                return Err(Error::Syntax {
+                    message: format!("{name}(*) or DISTINCT used with a non-aggregate function"),
+                    position: None,
+                });
+            }
+            bind_function(name, args, scope)
+        }
+        Expr::Case {
+            operand,
+            branches,
+            else_result,
+        } => bind_case(operand.as_deref(), branches, else_result.as_deref(), scope),
+    }
+}
+
+/// A short label for a grouped expression, shown by EXPLAIN.
+fn expr_label(expr: &Expr) -> String {
+    match expr {
+        Expr::Column { name, .. } => name.clone(),
+        Expr::Function {
+            name, star: true, ..
+        } => format!("{name}(*)"),
+        Expr::Function { name, args, .. } if args.len() == 1 => {
+            format!("{name}({})", expr_label(&args[0]))
+        }
+        other => default_column_name(other),
+    }
+}
+
+fn require_numeric(expr: &Expression, op: &str) -> Result<()> {
+    match expr.data_type() {
+        Some(t) if !t.is_numeric() => Err(Error::UndefinedFunction(format!(
+            "operator does not exist: {op} {}",
+            t.sql_name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Binds an expression that must be boolean (WHERE, HAVING, AND, NOT, ...).
+pub fn bind_boolean(expr: &Expr, scope: &Scope, context: &str) -> Result<Expression> {
+    let bound = coerce_to(bind(expr, scope)?, expr, DataType::Boolean)?;
+    match bound.data_type() {
+        None | Some(DataType::Boolean) => Ok(bound),
+        Some(other) => Err(Error::DatatypeMismatch(format!(
+            "argument of {context} must be type boolean, not type {}",
+            other.sql_name()
+        ))),
+    }
+}
+
+/// Casts a string literal (PostgreSQL's "unknown" type) to `target`; other expressions
+/// are returned unchanged.
+fn coerce_to(bound: Expression, written: &Expr, target: DataType) -> Result<Expression> {
+    let is_untyped = matches!(written, Expr::StringLiteral(_) | Expr::Parameter(_));
+    match &bound {
+        Expression::Constant(v @ Value::Text(_)) if is_untyped && !target.is_text() => {
+            Ok(Expression::Constant(v.clone().cast(target)?))
+        }
+        _ => Ok(bound),
+    }
+}
+
+/// Binds `right` against an already bound `left`, coercing an untyped literal to the
+/// left side's type, and checks the two can meet under `op`.
+fn coerce_against(left: &Expression, right: &Expr, scope: &Scope, op: &str) -> Result<Expression> {
+    let right_bound = bind(right, scope)?;
+    let right_bound = match left.data_type() {
+        Some(t) => coerce_to(right_bound, right, t)?,
+        None => right_bound,
+    };
+    check_comparable(left, &right_bound, op)?;
+    Ok(right_bound)
+}
+
+fn bind_comparable(
+    left: &Expr,
+    right: &Expr,
+    scope: &Scope,
+    op: &str,
+) -> Result<(Expression, Expression)> {
+    let l = bind(left, scope)?;
+    let r = bind(right, scope)?;
+    let l = match r.data_type() {
+        Some(t) if !matches!(right, Expr::StringLiteral(_) | Expr::Parameter(_)) => {
+            coerce_to(l, left, t)?
+        }
+        _ => l,
+    };
+    let r = match l.data_type() {
+        Some(t) => coerce_to(r, right, t)?,
+        None => r,
+    };
+    check_comparable(&l, &r, op)?;
+    Ok((l, r))
+}
+
+fn check_comparable(left: &Expression, right: &Expression, op: &str) -> Result<()> {
+    match (left.data_type(), right.data_type()) {
+        (Some(a), Some(b)) => {
+            let ok = (a.is_numeric() && b.is_numeric()) || (a.is_text() && b.is_text()) || a == b;
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::UndefinedFunction(format!(
+                    "operator does not exist: {} {op} {}",
+                    a.sql_name(),
+                    b.sql_name()
+                )))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn bind_binary(op: BinaryOp, left: &Expr, right: &Expr, scope: &Scope) -> Result<Expression> {
+    match op {
+        BinaryOp::And => Ok(Expression::And(
+            Box::new(bind_boolean(left, scope, "AND")?),
+            Box::new(bind_boolean(right, scope, "AND")?),
+        )),
+        BinaryOp::Or => Ok(Expression::Or(
+            Box::new(bind_boolean(left, scope, "OR")?),
+            Box::new(bind_boolean(right, scope, "OR")?),
+        )),
+        BinaryOp::Concat => Ok(Expression::Concat(
+            Box::new(bind(left, scope)?),
+            Box::new(bind(right, scope)?),
+        )),
+        op if op.is_comparison() => {
+            let (l, r) = bind_comparable(left, right, scope, op.symbol())?;
+            Ok(Expression::Compare(op, Box::new(l), Box::new(r)))
+        }
+        op => {
+            let (l, r) = bind_comparable(left, right, scope, op.symbol())?;
+            let result = match (l.data_type(), r.data_type()) {
+                (Some(a), Some(b)) => DataType::numeric_common(a, b).ok_or_else(|| {
+                    Error::UndefinedFunction(format!(
+                        "operator does not exist: {} {} {}",
+                        a.sql_name(),
+                        op.symbol(),
+                        b.sql_name()
+                    ))
+                })?,
+                (Some(t), None) | (None, Some(t)) if t.is_numeric() => t,
+                (None, None) => DataType::Integer,
+                (Some(t), None) | (None, Some(t)) => {
+                    return Err(Error::UndefinedFunction(format!(
+                        "operator does not exist: {} {} unknown",
+                        t.sql_name(),
+                        op.symbol()
+                    )))
+                }
+            };
+            if op == BinaryOp::Modulo && result.is_float() {
+                return Err(Error::UndefinedFunction(
+                    "operator does not exist: double precision % double precision".into(),
+                ));
+            }
+            Ok(Expression::Arithmetic(op, Box::new(l), Box::new(r), result))
+        }
+    }
+}
+
+fn bind_function(name: &str, args: &[Expr], scope: &Scope) -> Result<Expression> {
+    let bound: Vec<Expression> = args.iter().map(|a| bind(a, scope)).collect::<Result<_>>()?;
+    let types: Vec<String> = bound
+        .iter()
+        .map(|a| {
+            a.data_type()
+                .map(|t| t.sql_name())
+                .unwrap_or_else(|| "unknown".into())
+        })
+        .collect();
+    let no_such = || {
+        Error::UndefinedFunction(format!(
+            "function {name}({}) does not exist",
+            types.join(", ")
+        ))
+    };
+    let function = ScalarFunction::from_name(name).ok_or_else(no_such)?;
+    let first = bound.first().and_then(Expression::data_type);
+    let result_type = match function {
+        ScalarFunction::Abs
+        | ScalarFunction::Round
+        | ScalarFunction::Floor
+        | ScalarFunction::Ceil => {
+            if bound.len() != 1 || first.is_some_and(|t| !t.is_numeric()) {
+                return Err(no_such());
+            }
+            first
+        }
+        ScalarFunction::Lower | ScalarFunction::Upper | ScalarFunction::Length => {
+            if bound.len() != 1 || first.is_some_and(|t| !t.is_text()) {
+                return Err(no_such());
+            }
+            if function == ScalarFunction::Length {
+                Some(DataType::Integer)
+            } else {
+                Some(TEXT)
+            }
+        }
+        ScalarFunction::Coalesce | ScalarFunction::NullIf => {
+            if bound.is_empty() || (function == ScalarFunction::NullIf && bound.len() != 2) {
+                return Err(no_such());
+            }
+            let result = common_type(&bound, args, "COALESCE")?;
+            let coerced = coerce_all(bound, args, result)?;
+            return Ok(Expression::Function(function, coerced, result));
+        }
+    };
+    Ok(Expression::Function(function, bound, result_type))
+}
+
+/// The one type a list of expressions (CASE results, COALESCE arguments) resolves to.
+fn common_type(exprs: &[Expression], written: &[Expr], context: &str) -> Result<Option<DataType>> {
+    let mut result: Option<DataType> = None;
+    for (expr, ast) in exprs.iter().zip(written) {
+        let Some(t) = expr.data_type() else { continue };
+        if matches!(ast, Expr::StringLiteral(_)) && result.is_some() {
+            continue;
+        }
+        result = Some(match result {
+            None => t,
+            Some(r) if r == t => r,
+            Some(r) => match DataType::numeric_common(r, t) {
+                Some(common) => common,
+                None if r.is_text() && t.is_text() => crate::types::TEXT,
+                None => {
+                    return Err(Error::DatatypeMismatch(format!(
+                        "{context} types {} and {} cannot be matched",
+                        r.sql_name(),
+                        t.sql_name()
+                    )))
+                }
+            },
+        });
+    }
+    Ok(result)
+}
+
+fn coerce_all(
+    exprs: Vec<Expression>,
+    written: &[Expr],
+    target: Option<DataType>,
+) -> Result<Vec<Expression>> {
+    let Some(target) = target else {
+        return Ok(exprs);
+    };
+    exprs
+        .into_iter()
+        .zip(written)
+        .map(|(e, ast)| {
+            let e = coerce_to(e, ast, target)?;
+            Ok(match e.data_type() {
+                Some(t) if t != target => Expression::Cast(Box::new(e), target),
+                _ => e,
+            })
+        })
+        .collect()
+}
+
+fn bind_case(
+    operand: Option<&Expr>,
+    branches: &[(Expr, Expr)],
+    else_result: Option<&Expr>,
+    scope: &Scope,
+) -> Result<Expression> {
+    let mut conditions = Vec::with_capacity(branches.len());
+    for (when, _) in branches {
+        conditions.push(match operand {
+            Some(operand) => bind_binary(BinaryOp::Equal, operand, when, scope)?,
+            None => bind_boolean(when, scope, "CASE/WHEN")?,
+        });
+    }
+    let mut results_written: Vec<Expr> = branches.iter().map(|(_, then)| then.clone()).collect();
+    let mut results: Vec<Expression> = results_written
+        .iter()
+        .map(|r| bind(r, scope))
+        .collect::<Result<_>>()?;
+    let else_written = else_result.cloned().unwrap_or(Expr::Literal(Value::Null));
+    results.push(bind(&else_written, scope)?);
+    results_written.push(else_written);
+    let data_type = common_type(&results, &results_written, "CASE")?;
+    let mut results = coerce_all(results, &results_written, data_type)?;
+    let else_bound = results.pop().unwrap_or(Expression::Constant(Value::Null));
+    Ok(Expression::Case {
+        branches: conditions.into_iter().zip(results).collect(),
+        else_result: Box::new(else_bound),
+        data_type,
+    })
+}
+
+/// Binds a value for a column on INSERT or UPDATE: untyped literals take the column's
+/// type, and the expression's type must be assignable to the column (42804 otherwise),
+/// checked now so the error comes even when no row is written.
+pub fn bind_for_column(
+    expr: &Expr,
+    scope: &Scope,
+    target: DataType,
+    column: &str,
+) -> Result<Expression> {
+    let bound = coerce_to(bind(expr, scope)?, expr, target)?;
+    if let Some(source) = bound.data_type() {
+        let assignable = source == target
+            || (source.is_numeric() && target.is_numeric())
+            || (source.is_text() && target.is_text());
+        if !assignable {
+            return Err(Error::DatatypeMismatch(format!(
+                "column \"{column}\" is of type {} but expression is of type {}",
+                target.sql_name(),
+                source.sql_name()
+            )));
+        }
+    }
+    Ok(bound)
+}

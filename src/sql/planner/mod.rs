@@ -1,0 +1,787 @@
+//! The planner: binds statements against the catalog and builds physical plans.
+//!
+//! A SELECT becomes `Scan -> Filter -> [Aggregate -> Filter(HAVING)] -> Project ->
+//! [Distinct] -> [Sort] -> [Limit] -> [Project]`: the last projection drops columns that
+//! were computed only to sort by. Constant sub-expressions are folded at plan time so
+//! that `id = 1 + 1` or `id = $1` can use the primary key. Joins and subqueries come
+//! later; the plan tree and the binder's scopes are where they will plug in.
+
+pub mod access;
+pub mod expression;
+pub mod plan;
+
+use super::ast::{CreateTable, Expr, Insert, InsertSource, OrderItem, Select, SelectItem};
+use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN_ROW_ID};
+use crate::error::{Error, Result};
+use crate::types::{DataType, Value};
+use expression::{
+    bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, Scope,
+    ScopeColumn,
+};
+use plan::{Aggregate, Plan, SortKey};
+
+/// A column of a query's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputColumn {
+    /// Header.
+    pub name: String,
+    /// Type; untyped NULL columns are reported as text, as PostgreSQL does.
+    pub data_type: DataType,
+}
+
+/// Plans statements against one catalog with one set of parameter values.
+pub struct Planner<'a> {
+    catalog: &'a Catalog,
+    params: &'a [Value],
+    index_usable: &'a dyn Fn(&Index) -> bool,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner; `index_usable` tells which indexes the reading snapshot may use.
+    pub fn new(
+        catalog: &'a Catalog,
+        params: &'a [Value],
+        index_usable: &'a dyn Fn(&Index) -> bool,
+    ) -> Planner<'a> {
+        Planner {
+            catalog,
+            params,
+            index_usable,
+        }
+    }
+
+    fn table_scope(&self, table: &Table, visible_name: &str, clause: &'static str) -> Scope<'a> {
+        Scope {
+            columns: table
+                .columns
+                .iter()
+                .map(|c| ScopeColumn {
+                    name: c.name.clone(),
+                    table: Some(visible_name.to_string()),
+                    data_type: c.data_type,
+                })
+                .collect(),
+            params: self.params,
+            grouping: None,
+            clause,
+        }
+    }
+
+    fn empty_scope(&self, clause: &'static str) -> Scope<'a> {
+        Scope {
+            columns: Vec::new(),
+            params: self.params,
+            grouping: None,
+            clause,
+        }
+    }
+
+    /// Plans a SELECT, returning the plan and its result columns.
+    pub fn plan_select(&self, select: &Select) -> Result<(Plan, Vec<OutputColumn>)> {
+        let (mut plan, scope, table) = match &select.from {
+            None => (
+                Plan::Values {
+                    rows: vec![Vec::new()],
+                },
+                self.empty_scope("WHERE"),
+                None,
+            ),
+            Some(reference) => {
+                let table = self.catalog.require_table(&reference.name)?;
+                let visible = reference
+                    .alias
+                    .clone()
+                    .unwrap_or_else(|| reference.name.clone());
+                (
+                    Plan::Values { rows: Vec::new() },
+                    self.table_scope(table, &visible, "WHERE"),
+                    Some(table),
+                )
+            }
+        };
+        let predicate = select
+            .filter
+            .as_ref()
+            .map(|f| bind_boolean(f, &scope, "WHERE"))
+            .transpose()?
+            .map(fold)
+            .transpose()?;
+        if let Some(table) = table {
+            plan = self.scan(table, predicate.as_ref());
+        }
+        if let Some(predicate) = predicate {
+            plan = Plan::Filter {
+                source: Box::new(plan),
+                predicate,
+            };
+        }
+
+        // Expand the select list into (expression as written, header).
+        let mut items: Vec<(Expr, String)> = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::Wildcard => {
+                    let table = table.ok_or_else(|| Error::Syntax {
+                        message: "SELECT * with no tables specified is not valid".into(),
+                        position: None,
+                    })?;
+                    items.extend(visible_columns(table, None));
+                }
+                SelectItem::QualifiedWildcard(name) => {
+                    let reference = select
+                        .from
+                        .as_ref()
+                        .filter(|r| r.alias.as_ref().unwrap_or(&r.name) == name);
+                    let table = table.filter(|_| reference.is_some()).ok_or_else(|| {
+                        Error::UndefinedTable(format!(
+                            "{name}\" (missing FROM-clause entry for table \"{name}"
+                        ))
+                    })?;
+                    items.extend(visible_columns(table, Some(name)));
+                }
+                SelectItem::Expression { expr, alias } => {
+                    let name = alias
+                        .clone()
+                        .unwrap_or_else(|| expression::default_column_name(expr));
+                    items.push((expr.clone(), name));
+                }
+            }
+        }
+
+        let aggregating = !select.group_by.is_empty()
+            || select.having.is_some()
+            || items.iter().any(|(e, _)| expression::contains_aggregate(e))
+            || select
+                .order_by
+                .iter()
+                .any(|o| expression::contains_aggregate(&o.expr));
+        if select
+            .filter
+            .as_ref()
+            .is_some_and(expression::contains_aggregate)
+        {
+            return Err(Error::Grouping(
+                "aggregate functions are not allowed in WHERE".into(),
+            ));
+        }
+
+        let mut aggregate_calls = Vec::new();
+        let output_scope = if aggregating {
+            for (expr, _) in &items {
+                expression::collect_aggregates(expr, &mut aggregate_calls);
+            }
+            if let Some(having) = &select.having {
+                expression::collect_aggregates(having, &mut aggregate_calls);
+            }
+            for item in &select.order_by {
+                expression::collect_aggregates(&item.expr, &mut aggregate_calls);
+            }
+            let group_scope = Scope {
+                clause: "GROUP BY",
+                ..self.scope_like(&scope)
+            };
+            let group_by: Vec<Expression> = select
+                .group_by
+                .iter()
+                .map(|g| bind(g, &group_scope).and_then(fold))
+                .collect::<Result<_>>()?;
+            let aggregates = self.bind_aggregates(&aggregate_calls, &scope)?;
+            let grouping = Grouping {
+                group_exprs: &select.group_by,
+                group_types: group_by
+                    .iter()
+                    .map(|g| g.data_type().unwrap_or(crate::types::TEXT))
+                    .collect(),
+                aggregates: &aggregate_calls,
+                aggregate_types: aggregates.iter().map(|a| a.data_type).collect(),
+            };
+            plan = Plan::Aggregate {
+                source: Box::new(plan),
+                group_by,
+                aggregates,
+            };
+            let grouped = Scope {
+                columns: Vec::new(),
+                params: self.params,
+                grouping: Some(grouping),
+                clause: "HAVING",
+            };
+            if let Some(having) = &select.having {
+                let predicate = fold(bind_boolean(having, &grouped, "HAVING")?)?;
+                plan = Plan::Filter {
+                    source: Box::new(plan),
+                    predicate,
+                };
+            }
+            grouped
+        } else {
+            scope
+        };
+
+        let mut expressions: Vec<Expression> = items
+            .iter()
+            .map(|(e, _)| bind(e, &output_scope).and_then(fold))
+            .collect::<Result<_>>()?;
+        let columns: Vec<OutputColumn> = items
+            .iter()
+            .zip(&expressions)
+            .map(|((_, name), e)| OutputColumn {
+                name: name.clone(),
+                data_type: e.data_type().unwrap_or(crate::types::TEXT),
+            })
+            .collect();
+        let visible_count = expressions.len();
+        let keys = self.sort_keys(
+            &select.order_by,
+            &items,
+            &mut expressions,
+            &output_scope,
+            select.distinct,
+        )?;
+        plan = Plan::Project {
+            source: Box::new(plan),
+            expressions: expressions.clone(),
+        };
+        if select.distinct {
+            plan = Plan::Distinct {
+                source: Box::new(plan),
+            };
+        }
+        if !keys.is_empty() {
+            plan = Plan::Sort {
+                source: Box::new(plan),
+                keys,
+            };
+        }
+        let limit = select
+            .limit
+            .as_ref()
+            .map(|e| self.row_count(e, "LIMIT"))
+            .transpose()?
+            .flatten();
+        let offset = select
+            .offset
+            .as_ref()
+            .map(|e| self.row_count(e, "OFFSET"))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        if limit.is_some() || offset > 0 {
+            plan = Plan::Limit {
+                source: Box::new(plan),
+                limit,
+                offset,
+            };
+        }
+        if expressions.len() > visible_count {
+            let trimmed = columns
+                .iter()
+                .enumerate()
+                .map(|(index, c)| Expression::Column {
+                    index,
+                    name: c.name.clone(),
+                    data_type: c.data_type,
+                })
+                .collect();
+            plan = Plan::Project {
+                source: Box::new(plan),
+                expressions: trimmed,
+            };
+        }
+        Ok((plan, columns))
+    }
+
+    fn scope_like(&self, scope: &Scope<'a>) -> Scope<'a> {
+        Scope {
+            columns: scope.columns.clone(),
+            params: self.params,
+            grouping: None,
+            clause: scope.clause,
+        }
+    }
+
+    fn bind_aggregates(&self, calls: &[Expr], scope: &Scope<'a>) -> Result<Vec<Aggregate>> {
+        let argument_scope = Scope {
+            clause: "aggregate arguments",
+            ..self.scope_like(scope)
+        };
+        let mut aggregates = Vec::with_capacity(calls.len());
+        for call in calls {
+            let Expr::Function {
+                name,
+                args,
+                star,
+                distinct,
+            } = call
+            else {
+                return Err(Error::Internal(
+                    "collected aggregate is not a function call".into(),
+                ));
+            };
+            let function = AggregateFunction::from_name(name)
+                .ok_or_else(|| Error::Internal("collected aggregate is not an aggregate".into()))?;
+            let argument = match (args.as_slice(), *star) {
+                ([], true) if function == AggregateFunction::Count => None,
+                ([arg], false) => {
+                    if expression::contains_aggregate(arg) {
+                        return Err(Error::Grouping(
+                            "aggregate function calls cannot be nested".into(),
+                        ));
+                    }
+                    Some(fold(bind(arg, &argument_scope)?)?)
+                }
+                _ => {
+                    return Err(Error::UndefinedFunction(format!(
+                        "function {name} with {} arguments does not exist",
+                        args.len()
+                    )))
+                }
+            };
+            let data_type =
+                function.result_type(argument.as_ref().and_then(Expression::data_type))?;
+            aggregates.push(Aggregate {
+                function,
+                argument,
+                distinct: *distinct,
+                data_type,
+            });
+        }
+        Ok(aggregates)
+    }
+
+    /// Resolves ORDER BY items to output columns, appending hidden columns for sort
+    /// expressions that are not in the select list.
+    fn sort_keys(
+        &self,
+        order_by: &[OrderItem],
+        items: &[(Expr, String)],
+        expressions: &mut Vec<Expression>,
+        scope: &Scope,
+        distinct: bool,
+    ) -> Result<Vec<SortKey>> {
+        let mut keys = Vec::with_capacity(order_by.len());
+        for item in order_by {
+            let column = match &item.expr {
+                Expr::Literal(value) if value.as_i64().is_some() => {
+                    let position = value.as_i64().unwrap_or_default();
+                    if position < 1 || position as usize > items.len() {
+                        return Err(Error::InvalidParameterValue(format!(
+                            "ORDER BY position {position} is not in select list"
+                        )));
+                    }
+                    position as usize - 1
+                }
+                Expr::Column { table: None, name }
+                    if items.iter().filter(|(_, n)| n == name).count() == 1 =>
+                {
+                    items
+                        .iter()
+                        .position(|(_, n)| n == name)
+                        .unwrap_or_default()
+                }
+                expr => match items.iter().position(|(e, n)| {
+                    e == expr || matches!(expr, Expr::Column { table: None, name } if name == n)
+                }) {
+                    Some(position) => position,
+                    None => {
+                        if distinct {
+                            return Err(Error::InvalidParameterValue(
+                                "for SELECT DISTINCT, ORDER BY expressions must appear in select list".into(),
+                            ));
+                        }
+                        expressions.push(fold(bind(expr, scope)?)?);
+                        expressions.len() - 1
+                    }
+                },
+            };
+            keys.push(SortKey {
+                column,
+                name: expressions[column].to_string(),
+                descending: item.descending,
+                nulls_first: item.nulls_first.unwrap_or(item.descending),
+            });
+        }
+        Ok(keys)
+    }
+
+    fn row_count(&self, expr: &Expr, clause: &'static str) -> Result<Option<u64>> {
+        let value = fold(bind(expr, &self.empty_scope(clause))?)?;
+        let Expression::Constant(value) = value else {
+            return Err(Error::Syntax {
+                message: format!("argument of {clause} must not contain variables"),
+                position: None,
+            });
+        };
+        if value.is_null() {
+            return Ok(None);
+        }
+        let count = value.cast(DataType::BigInt)?.as_i64().unwrap_or_default();
+        if count < 0 {
+            return Err(Error::InvalidParameterValue(format!(
+                "{clause} must not be negative"
+            )));
+        }
+        Ok(Some(count as u64))
+    }
+
+    fn scan(&self, table: &Table, predicate: Option<&Expression>) -> Plan {
+        Plan::Scan {
+            table: table.clone(),
+            access: access::choose(table, predicate, self.index_usable),
+        }
+    }
+
+    fn filtered_scan(&self, table: &Table, filter: Option<&Expr>) -> Result<Plan> {
+        let scope = self.table_scope(table, &table.name, "WHERE");
+        let predicate = filter
+            .map(|f| bind_boolean(f, &scope, "WHERE"))
+            .transpose()?
+            .map(fold)
+            .transpose()?;
+        let scan = self.scan(table, predicate.as_ref());
+        Ok(match predicate {
+            Some(predicate) => Plan::Filter {
+                source: Box::new(scan),
+                predicate,
+            },
+            None => scan,
+        })
+    }
+
+    /// Plans an INSERT: the source yields full rows in table column order, defaults
+    /// filled in; the executor coerces and checks them.
+    pub fn plan_insert(&self, insert: &Insert) -> Result<Plan> {
+        let table = self.catalog.require_table(&insert.table)?;
+        let targets: Vec<usize> = match &insert.columns {
+            None => (0..table.columns.len())
+                .filter(|&i| !table.columns[i].hidden)
+                .collect(),
+            Some(names) => {
+                let mut positions = Vec::with_capacity(names.len());
+                for name in names {
+                    let position = table
+                        .column_index(name)
+                        .filter(|&i| !table.columns[i].hidden)
+                        .ok_or_else(|| {
+                            Error::UndefinedColumn(format!(
+                                "\"{name}\" of relation \"{}\"",
+                                table.name
+                            ))
+                        })?;
+                    if positions.contains(&position) {
+                        return Err(Error::DuplicateColumn(name.clone()));
+                    }
+                    positions.push(position);
+                }
+                positions
+            }
+        };
+        let defaults = || {
+            table
+                .columns
+                .iter()
+                .map(|c| Expression::Constant(c.default.clone().unwrap_or(Value::Null)))
+                .collect::<Vec<_>>()
+        };
+        let source = match &insert.source {
+            InsertSource::DefaultValues => Plan::Values {
+                rows: vec![defaults()],
+            },
+            InsertSource::Values(rows) => {
+                let scope = self.empty_scope("VALUES");
+                let mut planned = Vec::with_capacity(rows.len());
+                for row in rows {
+                    if row.len() > targets.len() {
+                        return Err(Error::Syntax {
+                            message: "INSERT has more expressions than target columns".into(),
+                            position: None,
+                        });
+                    }
+                    if row.len() < targets.len() {
+                        return Err(Error::Syntax {
+                            message: "INSERT has more target columns than expressions".into(),
+                            position: None,
+                        });
+                    }
+                    let mut full = defaults();
+                    for (item, &position) in row.iter().zip(&targets) {
+                        if let Some(expr) = item {
+                            let column = &table.columns[position];
+                            full[position] = fold(bind_for_column(
+                                expr,
+                                &scope,
+                                column.data_type,
+                                &column.name,
+                            )?)?;
+                        }
+                    }
+                    planned.push(full);
+                }
+                Plan::Values { rows: planned }
+            }
+            InsertSource::Select(select) => {
+                let (plan, columns) = self.plan_select(select)?;
+                if columns.len() != targets.len() {
+                    return Err(Error::Syntax {
+                        message: format!(
+                            "INSERT has {} target columns but the query returns {}",
+                            targets.len(),
+                            columns.len()
+                        ),
+                        position: None,
+                    });
+                }
+                let mut full = defaults();
+                for (i, &position) in targets.iter().enumerate() {
+                    full[position] = Expression::Column {
+                        index: i,
+                        name: columns[i].name.clone(),
+                        data_type: columns[i].data_type,
+                    };
+                }
+                Plan::Project {
+                    source: Box::new(plan),
+                    expressions: full,
+                }
+            }
+        };
+        Ok(Plan::Insert {
+            table: table.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Plans an UPDATE.
+    pub fn plan_update(
+        &self,
+        table_name: &str,
+        assignments: &[(String, Expr)],
+        filter: Option<&Expr>,
+    ) -> Result<Plan> {
+        let table = self.catalog.require_table(table_name)?;
+        let scope = self.table_scope(table, &table.name, "UPDATE");
+        let mut bound = Vec::with_capacity(assignments.len());
+        for (name, expr) in assignments {
+            let position = table
+                .column_index(name)
+                .filter(|&i| !table.columns[i].hidden)
+                .ok_or_else(|| {
+                    Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name))
+                })?;
+            if bound.iter().any(|(p, _)| *p == position) {
+                return Err(Error::Syntax {
+                    message: format!("multiple assignments to same column \"{name}\""),
+                    position: None,
+                });
+            }
+            let column = &table.columns[position];
+            bound.push((
+                position,
+                fold(bind_for_column(
+                    expr,
+                    &scope,
+                    column.data_type,
+                    &column.name,
+                )?)?,
+            ));
+        }
+        let source = self.filtered_scan(table, filter)?;
+        Ok(Plan::Update {
+            table: table.clone(),
+            source: Box::new(source),
+            assignments: bound,
+        })
+    }
+
+    /// Plans a DELETE.
+    pub fn plan_delete(&self, table_name: &str, filter: Option<&Expr>) -> Result<Plan> {
+        let table = self.catalog.require_table(table_name)?;
+        let source = self.filtered_scan(table, filter)?;
+        Ok(Plan::Delete {
+            table: table.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Turns CREATE TABLE into a table definition: checks names, resolves the primary
+    /// key (adding a hidden row id when there is none) and evaluates defaults.
+    pub fn table_spec(&self, create: &CreateTable, shard_count: u16) -> Result<TableSpec> {
+        let mut columns: Vec<Column> = Vec::with_capacity(create.columns.len() + 1);
+        for definition in &create.columns {
+            if columns.iter().any(|c| c.name == definition.name) {
+                return Err(Error::DuplicateColumn(definition.name.clone()));
+            }
+            let default = match &definition.default {
+                None => None,
+                Some(expr) => {
+                    let bound = fold(bind_for_column(
+                        expr,
+                        &self.empty_scope("DEFAULT expressions"),
+                        definition.data_type,
+                        &definition.name,
+                    )?)?;
+                    let Expression::Constant(value) = bound else {
+                        return Err(Error::FeatureNotSupported(
+                            "only constant DEFAULT expressions are supported".into(),
+                        ));
+                    };
+                    Some(
+                        definition
+                            .data_type
+                            .coerce_for_assignment(value, &definition.name)?,
+                    )
+                }
+            };
+            columns.push(Column {
+                name: definition.name.clone(),
+                data_type: definition.data_type,
+                nullable: !definition.not_null,
+                default,
+                hidden: false,
+            });
+        }
+        let column_level: Vec<String> = create
+            .columns
+            .iter()
+            .filter(|c| c.primary_key)
+            .map(|c| c.name.clone())
+            .collect();
+        let key_names = match (&create.primary_key, column_level.len()) {
+            (Some(_), n) if n > 0 => return Err(multiple_primary_keys(&create.name)),
+            (Some(names), _) => names.clone(),
+            (None, 0 | 1) => column_level,
+            (None, _) => return Err(multiple_primary_keys(&create.name)),
+        };
+        let position_of = |name: &String, columns: &[Column]| {
+            columns.iter().position(|c| &c.name == name).ok_or_else(|| {
+                Error::UndefinedColumn(format!("\"{name}\" named in key does not exist"))
+            })
+        };
+        let mut primary_key = Vec::with_capacity(key_names.len());
+        for name in &key_names {
+            let position = position_of(name, &columns)?;
+            if primary_key.contains(&position) {
+                return Err(Error::DuplicateColumn(name.clone()));
+            }
+            columns[position].nullable = false;
+            primary_key.push(position);
+        }
+        let mut unique_constraints = Vec::new();
+        let mut add_unique =
+            |name: Option<String>, names: &[String], columns: &[Column]| -> Result<()> {
+                let positions = names
+                    .iter()
+                    .map(|n| position_of(n, columns))
+                    .collect::<Result<Vec<_>>>()?;
+                let name =
+                    name.unwrap_or_else(|| format!("{}_{}_key", create.name, names.join("_")));
+                unique_constraints.push(IndexSpec {
+                    name,
+                    columns: positions,
+                    unique: true,
+                });
+                Ok(())
+            };
+        for definition in create.columns.iter().filter(|c| c.unique) {
+            add_unique(None, std::slice::from_ref(&definition.name), &columns)?;
+        }
+        for (name, names) in &create.unique {
+            add_unique(name.clone(), names, &columns)?;
+        }
+        if primary_key.is_empty() {
+            columns.push(Column {
+                name: HIDDEN_ROW_ID.into(),
+                data_type: DataType::BigInt,
+                nullable: false,
+                default: None,
+                hidden: true,
+            });
+            primary_key.push(columns.len() - 1);
+        }
+        Ok(TableSpec {
+            name: create.name.clone(),
+            columns,
+            primary_key,
+            unique_constraints,
+            shard_count,
+        })
+    }
+
+    /// Turns CREATE INDEX into an index definition, naming it as PostgreSQL would when
+    /// no name is given.
+    pub fn index_spec(
+        &self,
+        name: Option<&str>,
+        table: &str,
+        columns: &[String],
+        unique: bool,
+    ) -> Result<IndexSpec> {
+        let table = self.catalog.require_table(table)?;
+        let mut positions = Vec::with_capacity(columns.len());
+        for column in columns {
+            let position = table
+                .column_index(column)
+                .filter(|&i| !table.columns[i].hidden)
+                .ok_or_else(|| Error::UndefinedColumn(format!("\"{column}\" does not exist")))?;
+            positions.push(position);
+        }
+        let name = match name {
+            Some(name) => name.to_string(),
+            None => self.free_index_name(&format!(
+                "{}_{}_{}",
+                table.name,
+                columns.join("_"),
+                if unique { "key" } else { "idx" }
+            )),
+        };
+        Ok(IndexSpec {
+            name,
+            columns: positions,
+            unique,
+        })
+    }
+
+    fn free_index_name(&self, base: &str) -> String {
+        if !self.catalog.relation_exists(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|n| format!("{base}{n}"))
+            .find(|n| !self.catalog.relation_exists(n))
+            .unwrap_or_else(|| base.to_string())
+    }
+}
+
+fn multiple_primary_keys(table: &str) -> Error {
+    Error::InvalidParameterValue(format!(
+        "multiple primary keys for table \"{table}\" are not allowed"
+    ))
+}
+
+fn visible_columns(table: &Table, qualifier: Option<&str>) -> Vec<(Expr, String)> {
+    table
+        .columns
+        .iter()
+        .filter(|c| !c.hidden)
+        .map(|c| {
+            (
+                Expr::Column {
+                    table: qualifier.map(str::to_string),
+                    name: c.name.clone(),
+                },
+                c.name.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Replaces constant sub-expressions by their values.
+pub fn fold(expr: Expression) -> Result<Expression> {
+    if matches!(expr, Expression::Constant(_)) {
+        return Ok(expr);
+    }
+    if expr.is_constant() {
+        return Ok(Expression::Constant(expr.evaluate(&[])?));
+    }
+    expr.map_children(fold)
+}

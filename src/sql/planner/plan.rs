@@ -1,0 +1,370 @@
+//! Physical plans: trees of operators the executor runs, and their EXPLAIN text.
+
+use super::expression::{AggregateFunction, Expression};
+use crate::catalog::{Index, Table};
+use crate::types::{DataType, Value};
+use std::fmt::Write;
+use std::ops::Bound;
+
+/// How a scan reaches rows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AccessPath {
+    /// Every row of the table.
+    FullScan,
+    /// Rows by primary key: exact keys (every key column fixed) or key ranges.
+    PrimaryKey(Vec<KeyRange>),
+    /// Rows through a secondary index.
+    Index(Index, Vec<KeyRange>),
+}
+
+/// A set of keys: those starting with `prefix` whose next column lies between the bounds.
+/// With unbounded bounds it is every key with the prefix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRange {
+    /// Values of the leading key columns, fixed by equality.
+    pub prefix: Vec<Value>,
+    /// Lower bound on the next key column.
+    pub lower: Bound<Value>,
+    /// Upper bound on the next key column.
+    pub upper: Bound<Value>,
+}
+
+impl KeyRange {
+    /// Whether the range is a single point for a key of `key_len` columns.
+    pub fn is_point(&self, key_len: usize) -> bool {
+        self.prefix.len() == key_len
+            && matches!(
+                (&self.lower, &self.upper),
+                (Bound::Unbounded, Bound::Unbounded)
+            )
+    }
+
+    fn describe(&self, columns: &[String]) -> String {
+        let mut parts: Vec<String> = self
+            .prefix
+            .iter()
+            .zip(columns)
+            .map(|(v, c)| format!("{c} = {}", Expression::Constant(v.clone())))
+            .collect();
+        let next = columns.get(self.prefix.len()).cloned().unwrap_or_default();
+        match &self.lower {
+            Bound::Included(v) => {
+                parts.push(format!("{next} >= {}", Expression::Constant(v.clone())))
+            }
+            Bound::Excluded(v) => {
+                parts.push(format!("{next} > {}", Expression::Constant(v.clone())))
+            }
+            Bound::Unbounded => {}
+        }
+        match &self.upper {
+            Bound::Included(v) => {
+                parts.push(format!("{next} <= {}", Expression::Constant(v.clone())))
+            }
+            Bound::Excluded(v) => {
+                parts.push(format!("{next} < {}", Expression::Constant(v.clone())))
+            }
+            Bound::Unbounded => {}
+        }
+        parts.join(" AND ")
+    }
+}
+
+/// One aggregate computed by an Aggregate node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Aggregate {
+    /// Which function.
+    pub function: AggregateFunction,
+    /// Its argument; `None` for count(*).
+    pub argument: Option<Expression>,
+    /// DISTINCT.
+    pub distinct: bool,
+    /// Result type.
+    pub data_type: DataType,
+}
+
+/// One sort key: a column of the input and its direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SortKey {
+    /// Input column position.
+    pub column: usize,
+    /// Name, for EXPLAIN.
+    pub name: String,
+    /// DESC.
+    pub descending: bool,
+    /// Whether NULLs come first (PostgreSQL: last for ASC, first for DESC by default).
+    pub nulls_first: bool,
+}
+
+/// A node of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Literal rows (SELECT without FROM: one empty row).
+    Values {
+        /// Rows of expressions.
+        rows: Vec<Vec<Expression>>,
+    },
+    /// Reads rows of a table.
+    Scan {
+        /// The table.
+        table: Table,
+        /// How.
+        access: AccessPath,
+    },
+    /// Keeps rows for which the predicate is true.
+    Filter {
+        /// Input.
+        source: Box<Plan>,
+        /// Predicate.
+        predicate: Expression,
+    },
+    /// Computes output columns.
+    Project {
+        /// Input.
+        source: Box<Plan>,
+        /// One expression per output column.
+        expressions: Vec<Expression>,
+    },
+    /// Groups rows and computes aggregates; output is group keys then aggregates.
+    Aggregate {
+        /// Input.
+        source: Box<Plan>,
+        /// GROUP BY expressions.
+        group_by: Vec<Expression>,
+        /// Aggregates.
+        aggregates: Vec<Aggregate>,
+    },
+    /// Removes duplicate rows.
+    Distinct {
+        /// Input.
+        source: Box<Plan>,
+    },
+    /// Sorts rows.
+    Sort {
+        /// Input.
+        source: Box<Plan>,
+        /// Keys, most significant first.
+        keys: Vec<SortKey>,
+    },
+    /// OFFSET then LIMIT.
+    Limit {
+        /// Input.
+        source: Box<Plan>,
+        /// Rows to return at most.
+        limit: Option<u64>,
+        /// Rows to skip first.
+        offset: u64,
+    },
+    /// Inserts the input rows (full rows in table column order, not yet coerced).
+    Insert {
+        /// Target.
+        table: Table,
+        /// Rows to insert.
+        source: Box<Plan>,
+    },
+    /// Updates the rows the input produces (full table rows).
+    Update {
+        /// Target.
+        table: Table,
+        /// Rows to update.
+        source: Box<Plan>,
+        /// Column position and new value, evaluated against the old row.
+        assignments: Vec<(usize, Expression)>,
+    },
+    /// Deletes the rows the input produces (full table rows).
+    Delete {
+        /// Target.
+        table: Table,
+        /// Rows to delete.
+        source: Box<Plan>,
+    },
+}
+
+impl Plan {
+    /// The plan as indented text, one node per line, as EXPLAIN prints it.
+    pub fn explain(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.explain_into(&mut lines, 0);
+        lines
+    }
+
+    fn explain_into(&self, lines: &mut Vec<String>, depth: usize) {
+        let indent = if depth == 0 {
+            String::new()
+        } else {
+            format!("{}->  ", "      ".repeat(depth - 1))
+        };
+        let detail_indent = "      ".repeat(depth);
+        let mut line = indent;
+        let mut details: Vec<String> = Vec::new();
+        let child: Option<&Plan> = match self {
+            Plan::Values { rows } => {
+                let _ = write!(
+                    line,
+                    "Values ({} row{})",
+                    rows.len(),
+                    if rows.len() == 1 { "" } else { "s" }
+                );
+                None
+            }
+            Plan::Scan { table, access } => {
+                let (text, condition) = describe_access(table, access);
+                line.push_str(&text);
+                details.extend(condition);
+                None
+            }
+            Plan::Filter { source, predicate } => {
+                line.push_str("Filter");
+                details.push(format!("Condition: {predicate}"));
+                Some(source)
+            }
+            Plan::Project {
+                source,
+                expressions,
+            } => {
+                let items: Vec<String> = expressions.iter().map(ToString::to_string).collect();
+                line.push_str("Project");
+                details.push(format!("Output: {}", items.join(", ")));
+                Some(source)
+            }
+            Plan::Aggregate {
+                source,
+                group_by,
+                aggregates,
+            } => {
+                line.push_str(if group_by.is_empty() {
+                    "Aggregate"
+                } else {
+                    "HashAggregate"
+                });
+                if !group_by.is_empty() {
+                    let keys: Vec<String> = group_by.iter().map(ToString::to_string).collect();
+                    details.push(format!("Group Key: {}", keys.join(", ")));
+                }
+                let aggregates: Vec<String> = aggregates.iter().map(describe_aggregate).collect();
+                details.push(format!("Aggregates: {}", aggregates.join(", ")));
+                Some(source)
+            }
+            Plan::Distinct { source } => {
+                line.push_str("Distinct");
+                Some(source)
+            }
+            Plan::Sort { source, keys } => {
+                line.push_str("Sort");
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let mut text = k.name.clone();
+                        if k.descending {
+                            text.push_str(" DESC");
+                        }
+                        if k.nulls_first != k.descending {
+                            text.push_str(if k.nulls_first {
+                                " NULLS FIRST"
+                            } else {
+                                " NULLS LAST"
+                            });
+                        }
+                        text
+                    })
+                    .collect();
+                details.push(format!("Sort Key: {}", keys.join(", ")));
+                Some(source)
+            }
+            Plan::Limit {
+                source,
+                limit,
+                offset,
+            } => {
+                line.push_str("Limit");
+                match limit {
+                    Some(limit) => details.push(format!("Limit: {limit}, Offset: {offset}")),
+                    None => details.push(format!("Offset: {offset}")),
+                }
+                Some(source)
+            }
+            Plan::Insert { table, source } => {
+                let _ = write!(line, "Insert on {}", table.name);
+                Some(source)
+            }
+            Plan::Update {
+                table,
+                source,
+                assignments,
+            } => {
+                let _ = write!(line, "Update on {}", table.name);
+                let sets: Vec<String> = assignments
+                    .iter()
+                    .map(|(c, e)| format!("{} = {e}", table.columns[*c].name))
+                    .collect();
+                details.push(format!("Set: {}", sets.join(", ")));
+                Some(source)
+            }
+            Plan::Delete { table, source } => {
+                let _ = write!(line, "Delete on {}", table.name);
+                Some(source)
+            }
+        };
+        lines.push(line);
+        for detail in details {
+            lines.push(format!("{detail_indent}  {detail}"));
+        }
+        if let Some(child) = child {
+            child.explain_into(lines, depth + 1);
+        }
+    }
+}
+
+fn describe_aggregate(aggregate: &Aggregate) -> String {
+    let distinct = if aggregate.distinct { "DISTINCT " } else { "" };
+    match &aggregate.argument {
+        None => format!("{}(*)", aggregate.function.name()),
+        Some(arg) => format!("{}({distinct}{arg})", aggregate.function.name()),
+    }
+}
+
+fn describe_access(table: &Table, access: &AccessPath) -> (String, Option<String>) {
+    let names = |columns: &[usize]| -> Vec<String> {
+        columns
+            .iter()
+            .map(|&c| table.columns[c].name.clone())
+            .collect()
+    };
+    let describe_ranges = |ranges: &[KeyRange], columns: &[String]| -> String {
+        let parts: Vec<String> = ranges.iter().map(|r| r.describe(columns)).collect();
+        if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            parts
+                .iter()
+                .map(|p| format!("({p})"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        }
+    };
+    match access {
+        AccessPath::FullScan => (format!("Seq Scan on {}", table.name), None),
+        AccessPath::PrimaryKey(ranges) => {
+            let columns = names(&table.primary_key);
+            let kind = if ranges.iter().all(|r| r.is_point(columns.len())) {
+                "Key Lookup"
+            } else {
+                "Key Range Scan"
+            };
+            (
+                format!(
+                    "{kind} using {} on {}",
+                    table.primary_key_name(),
+                    table.name
+                ),
+                Some(format!("Key Cond: {}", describe_ranges(ranges, &columns))),
+            )
+        }
+        AccessPath::Index(index, ranges) => {
+            let columns = names(&index.columns);
+            (
+                format!("Index Scan using {} on {}", index.name, table.name),
+                Some(format!("Index Cond: {}", describe_ranges(ranges, &columns))),
+            )
+        }
+    }
+}

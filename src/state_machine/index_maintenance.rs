@@ -1,0 +1,251 @@
+//! Secondary index entries: derived from row changes at apply time, written in the same
+//! batch as the rows, and checked for uniqueness against stored and same-batch entries.
+//!
+//! An entry's key is `index values | pk | version` (see `storage::keys`), its value a
+//! single byte (live) or empty (tombstone). A unique index treats rows whose indexed
+//! values contain NULL as distinct, as PostgreSQL does.
+
+use super::{key_detail, ProgressFn};
+use crate::catalog::{Catalog, Index, Table};
+use crate::encoding::{self, keycode};
+use crate::error::{Error, Result};
+use crate::storage::keys::{self, ShardId};
+use crate::storage::mvcc::{self, VersionedScan, LATEST};
+use crate::storage::{Batch, Space, Store};
+use crate::types::Value;
+use std::collections::{HashMap, HashSet};
+
+/// Value stored for a live index entry.
+pub const LIVE_ENTRY: &[u8] = &[1];
+
+/// Collects the index changes of one commit and checks unique indexes as it goes.
+pub struct IndexWriter<'a> {
+    store: &'a Store,
+    commit_ts: u64,
+    /// Entries this commit adds (true) or removes (false), by entry prefix: consulted by
+    /// uniqueness checks so that a swap of values between two rows in one commit works.
+    pending: HashMap<Vec<u8>, bool>,
+    /// Unique values this commit adds: (index id, encoded values) -> entry prefix.
+    unique_added: HashMap<(u32, Vec<u8>), Vec<u8>>,
+    /// Unique entries to check once every removal of the commit is known.
+    to_check: Vec<UniqueCheck>,
+}
+
+/// A new entry in a unique index, checked in [`IndexWriter::finish`].
+struct UniqueCheck {
+    table_id: u32,
+    index_id: u32,
+    values: Vec<u8>,
+    prefix: Vec<u8>,
+    row: Vec<Value>,
+}
+
+impl<'a> IndexWriter<'a> {
+    /// Starts collecting for a commit at `commit_ts`.
+    pub fn new(store: &'a Store, commit_ts: u64) -> IndexWriter<'a> {
+        IndexWriter {
+            store,
+            commit_ts,
+            pending: HashMap::new(),
+            unique_added: HashMap::new(),
+            to_check: Vec::new(),
+        }
+    }
+
+    /// Records the index changes for a row going from `old` to `new` (either may be absent).
+    pub fn update(
+        &mut self,
+        table: &Table,
+        shard: ShardId,
+        pk: &[u8],
+        old: Option<&[Value]>,
+        new: Option<&[Value]>,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        for index in &table.indexes {
+            let old_values = old.map(|row| index_values(index, row));
+            let new_values = new.map(|row| index_values(index, row));
+            if old_values == new_values {
+                continue;
+            }
+            if let Some(values) = &old_values {
+                let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
+                self.pending.insert(prefix.clone(), false);
+                batch.put(
+                    Space::Data,
+                    keys::with_version(prefix, self.commit_ts),
+                    Vec::new(),
+                );
+            }
+            if let Some(values) = &new_values {
+                let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
+                self.pending.insert(prefix.clone(), true);
+                batch.put(
+                    Space::Data,
+                    keys::with_version(prefix.clone(), self.commit_ts),
+                    LIVE_ENTRY.to_vec(),
+                );
+                let row = new.unwrap_or_default();
+                if index.unique && !has_null(index, row) {
+                    self.to_check.push(UniqueCheck {
+                        table_id: table.id,
+                        index_id: index.id,
+                        values: values.clone(),
+                        prefix,
+                        row: row.to_vec(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every new unique entry against stored entries and the rest of the commit.
+    pub fn finish(mut self, catalog: &Catalog) -> Result<()> {
+        for check in std::mem::take(&mut self.to_check) {
+            let table = catalog
+                .table_by_id(check.table_id)
+                .ok_or_else(|| Error::Internal("table vanished during commit".into()))?;
+            let index = table
+                .indexes
+                .iter()
+                .find(|i| i.id == check.index_id)
+                .ok_or_else(|| Error::Internal("index vanished during commit".into()))?;
+            self.check_unique(table, index, &check.values, check.prefix, &check.row)?;
+        }
+        Ok(())
+    }
+
+    fn check_unique(
+        &mut self,
+        table: &Table,
+        index: &Index,
+        values: &[u8],
+        own_prefix: Vec<u8>,
+        row: &[Value],
+    ) -> Result<()> {
+        let violation = || unique_violation(table, index, row);
+        if self
+            .unique_added
+            .insert((index.id, values.to_vec()), own_prefix.clone())
+            .is_some()
+        {
+            return Err(violation());
+        }
+        // Index entries live in their row's shard, so the check spans every shard.
+        for shard in table.shards() {
+            let mut start = keys::index_prefix(shard, table.id, index.id);
+            start.extend_from_slice(values);
+            let end = keycode::prefix_end(&start)
+                .ok_or_else(|| Error::Internal("unbounded index prefix".into()))?;
+            let mut scan = VersionedScan::new(start, end, LATEST);
+            while !scan.is_done() {
+                for (entry, _) in scan.next_batch(self.store)? {
+                    let removed_here = self.pending.get(&entry) == Some(&false);
+                    if entry != own_prefix && !removed_here {
+                        return Err(violation());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encoded values of the indexed columns of a row.
+pub fn index_values(index: &Index, row: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &column in &index.columns {
+        keycode::encode_value(&mut out, &row[column]);
+    }
+    out
+}
+
+fn has_null(index: &Index, row: &[Value]) -> bool {
+    index
+        .columns
+        .iter()
+        .any(|&c| row.get(c).is_none_or(Value::is_null))
+}
+
+/// The 23505 error for a row whose values collide in a unique index.
+pub fn unique_violation(table: &Table, index: &Index, row: &[Value]) -> Error {
+    let columns: Vec<&str> = index
+        .columns
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
+    let values: Vec<Value> = index.columns.iter().map(|&c| row[c].clone()).collect();
+    Error::UniqueViolation {
+        constraint: index.name.clone(),
+        detail: key_detail(&columns, &values),
+    }
+}
+
+/// How many rows one progress report covers during a backfill.
+const PROGRESS_EVERY_ROWS: u64 = 4096;
+
+/// Writes entries for every live row of `table` into a new index, at `commit_ts`, failing
+/// (with nothing written, since the batch is dropped) when a unique index meets duplicates.
+pub fn backfill(
+    store: &Store,
+    table: &Table,
+    index: &Index,
+    commit_ts: u64,
+    batch: &mut Batch,
+    progress: Option<ProgressFn>,
+) -> Result<()> {
+    let total = if progress.is_some() {
+        count_live_rows(store, table)?
+    } else {
+        0
+    };
+    let mut done = 0u64;
+    let mut seen_unique: HashSet<Vec<u8>> = HashSet::new();
+    for shard in table.shards() {
+        let start = keys::table_rows_prefix(shard, table.id);
+        let end = keycode::prefix_end(&start)
+            .ok_or_else(|| Error::Internal("unbounded table prefix".into()))?;
+        let mut scan = VersionedScan::new(start.clone(), end, LATEST);
+        while !scan.is_done() {
+            for (row_prefix, bytes) in scan.next_batch(store)? {
+                let row: Vec<Value> = encoding::decode(&bytes)?;
+                let values = index_values(index, &row);
+                if index.unique && !has_null(index, &row) && !seen_unique.insert(values.clone()) {
+                    return Err(unique_violation(table, index, &row));
+                }
+                let pk = &row_prefix[start.len()..];
+                let prefix = keys::index_entry_prefix(shard, table.id, index.id, &values, pk);
+                batch.put(
+                    Space::Data,
+                    keys::with_version(prefix, commit_ts),
+                    LIVE_ENTRY.to_vec(),
+                );
+                done += 1;
+                if let Some(report) = progress {
+                    if done.is_multiple_of(PROGRESS_EVERY_ROWS) {
+                        report(done, total.max(done));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(report) = progress {
+        report(done, total.max(done));
+    }
+    Ok(())
+}
+
+fn count_live_rows(store: &Store, table: &Table) -> Result<u64> {
+    let mut count = 0u64;
+    for shard in table.shards() {
+        let start = keys::table_rows_prefix(shard, table.id);
+        let end = keycode::prefix_end(&start)
+            .ok_or_else(|| Error::Internal("unbounded table prefix".into()))?;
+        let mut scan = VersionedScan::new(start, end, mvcc::LATEST);
+        while !scan.is_done() {
+            count += scan.next_batch(store)?.len() as u64;
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,352 @@
+//! The state machine: the one entry point through which every change reaches storage.
+//!
+//! A [`Command`] is a serializable description of a change — a DDL operation, or the
+//! buffered writes of a transaction with its start and commit timestamps. [`StateMachine::apply`]
+//! turns it into one atomic, synced write batch. Its result depends only on the command
+//! and the current state: conflict checks (first committer wins), uniqueness checks and
+//! index maintenance are all computed here from stored data, never from the proposer's
+//! view. That is what lets a Raft log replay the same commands on every replica and reach
+//! the same data; a failure that is deterministic (a conflict, a duplicate) leaves the
+//! state untouched on every replica alike.
+//!
+//! Index entries are derived here rather than shipped in the command: the catalog at
+//! apply time is the truth, so a transaction that began before a CREATE INDEX still
+//! maintains the new index when it commits after it.
+
+mod index_maintenance;
+
+use crate::catalog::{Catalog, IndexSpec, Table, TableSpec};
+use crate::encoding::{self, keycode};
+use crate::error::{Error, Result};
+use crate::storage::keys::{self, TableId};
+use crate::storage::mvcc::{self, LATEST, TOMBSTONE};
+use crate::storage::{Batch, Space, Store};
+use crate::types::Value;
+use index_maintenance::IndexWriter;
+pub use index_maintenance::{index_values, unique_violation};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+
+/// One change to apply, stamped with the timestamp it commits at.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Command {
+    /// Commit timestamp from the timestamp oracle; strictly increasing across commands.
+    pub commit_ts: u64,
+    /// What to change.
+    pub operation: Operation,
+}
+
+/// The kinds of change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Operation {
+    /// CREATE TABLE.
+    CreateTable {
+        /// The definition, ids not yet assigned.
+        spec: TableSpec,
+        /// Whether an existing table of that name is a notice rather than an error.
+        if_not_exists: bool,
+    },
+    /// DROP TABLE: the definition and every row and index entry go.
+    DropTable {
+        /// Table name.
+        name: String,
+        /// Whether a missing table is a notice rather than an error.
+        if_exists: bool,
+    },
+    /// CREATE INDEX with backfill of existing rows.
+    CreateIndex {
+        /// Table name.
+        table: String,
+        /// The index definition.
+        spec: IndexSpec,
+        /// Whether an existing relation of that name is a notice rather than an error.
+        if_not_exists: bool,
+    },
+    /// DROP INDEX.
+    DropIndex {
+        /// Index name.
+        name: String,
+        /// Whether a missing index is a notice rather than an error.
+        if_exists: bool,
+    },
+    /// COMMIT of a transaction's writes.
+    Commit {
+        /// The snapshot the transaction read at; a row changed after it is a conflict.
+        start_ts: u64,
+        /// One entry per row written, at most one per row.
+        writes: Vec<RowWrite>,
+    },
+}
+
+/// The final state of one row after a transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RowWrite {
+    /// The table written.
+    pub table_id: TableId,
+    /// Encoded primary key.
+    pub pk: Vec<u8>,
+    /// The new row, or `None` to delete it.
+    pub row: Option<Vec<Value>>,
+    /// True for INSERT: a live row with this key is a unique violation.
+    pub insert: bool,
+}
+
+/// What applying a command did, besides changing state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Applied {
+    /// The change was made.
+    Done,
+    /// Nothing to do (IF [NOT] EXISTS); the notice says why, as PostgreSQL's would.
+    Skipped {
+        /// Text of the notice.
+        notice: String,
+    },
+}
+
+/// Rows done and rows in all, reported while CREATE INDEX backfills.
+pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Applies commands to a store, keeping the in-memory catalog in step.
+pub struct StateMachine {
+    store: Arc<Store>,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    last_applied_ts: u64,
+}
+
+impl StateMachine {
+    /// Loads the catalog and applied state from the store.
+    pub fn open(store: Arc<Store>) -> Result<StateMachine> {
+        let catalog = match store.get(Space::Meta, keys::META_CATALOG)? {
+            Some(bytes) => encoding::decode(&bytes)?,
+            None => Catalog::default(),
+        };
+        let last_applied_ts = match store.get(Space::Meta, keys::META_LAST_APPLIED_TS)? {
+            Some(bytes) => encoding::decode(&bytes)?,
+            None => 0,
+        };
+        Ok(StateMachine {
+            store,
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            last_applied_ts,
+        })
+    }
+
+    /// A handle that readers use to get the current catalog without taking the apply lock.
+    pub fn catalog_handle(&self) -> Arc<RwLock<Arc<Catalog>>> {
+        Arc::clone(&self.catalog)
+    }
+
+    /// Commit timestamp of the last command applied (0 on a new database).
+    pub fn last_applied_ts(&self) -> u64 {
+        self.last_applied_ts
+    }
+
+    fn current_catalog(&self) -> Arc<Catalog> {
+        Arc::clone(
+            &self
+                .catalog
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Applies one command atomically. Callers apply commands one at a time, in commit
+    /// timestamp order. A deterministic error leaves the state exactly as it was.
+    pub fn apply(&mut self, command: &Command, progress: Option<ProgressFn>) -> Result<Applied> {
+        if command.commit_ts <= self.last_applied_ts {
+            return Err(Error::SerializationFailure(format!(
+                "commit timestamp {} is not after the last applied {}",
+                command.commit_ts, self.last_applied_ts
+            )));
+        }
+        let mut catalog = (*self.current_catalog()).clone();
+        let mut batch = Batch::default();
+        let ts = command.commit_ts;
+        let applied = match &command.operation {
+            Operation::CreateTable {
+                spec,
+                if_not_exists,
+            } => {
+                if *if_not_exists && catalog.relation_exists(&spec.name) {
+                    return Ok(skipped(format!(
+                        "relation \"{}\" already exists, skipping",
+                        spec.name
+                    )));
+                }
+                catalog.add_table(spec.clone(), ts)?;
+                Applied::Done
+            }
+            Operation::DropTable { name, if_exists } => {
+                if *if_exists && catalog.table(name).is_none() {
+                    return Ok(skipped(format!(
+                        "table \"{name}\" does not exist, skipping"
+                    )));
+                }
+                let table = catalog.remove_table(name)?;
+                delete_table_data(&table, &mut batch);
+                Applied::Done
+            }
+            Operation::CreateIndex {
+                table,
+                spec,
+                if_not_exists,
+            } => {
+                if *if_not_exists && catalog.relation_exists(&spec.name) {
+                    return Ok(skipped(format!(
+                        "relation \"{}\" already exists, skipping",
+                        spec.name
+                    )));
+                }
+                let index = catalog.add_index(table, spec.clone(), ts)?;
+                let table = catalog.require_table(table)?;
+                index_maintenance::backfill(&self.store, table, &index, ts, &mut batch, progress)?;
+                Applied::Done
+            }
+            Operation::DropIndex { name, if_exists } => {
+                if *if_exists && catalog.index_owner(name).is_none() {
+                    return Ok(skipped(format!(
+                        "index \"{name}\" does not exist, skipping"
+                    )));
+                }
+                let (table_id, index) = catalog.remove_index(name)?;
+                let table = catalog
+                    .table_by_id(table_id)
+                    .ok_or_else(|| Error::Internal("index owner vanished".into()))?;
+                for shard in table.shards() {
+                    let prefix = keys::index_prefix(shard, table_id, index.id);
+                    delete_prefix(&prefix, &mut batch);
+                }
+                Applied::Done
+            }
+            Operation::Commit { start_ts, writes } => {
+                self.apply_commit(&catalog, *start_ts, ts, writes, &mut batch)?;
+                Applied::Done
+            }
+        };
+        let catalog_changed = !matches!(command.operation, Operation::Commit { .. });
+        if catalog_changed {
+            batch.put(
+                Space::Meta,
+                keys::META_CATALOG.to_vec(),
+                encoding::encode(&catalog)?,
+            );
+        }
+        batch.put(
+            Space::Meta,
+            keys::META_LAST_APPLIED_TS.to_vec(),
+            encoding::encode(&ts)?,
+        );
+        self.store.write(batch)?;
+        self.last_applied_ts = ts;
+        if catalog_changed {
+            *self
+                .catalog
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(catalog);
+        }
+        Ok(applied)
+    }
+
+    fn apply_commit(
+        &self,
+        catalog: &Catalog,
+        start_ts: u64,
+        commit_ts: u64,
+        writes: &[RowWrite],
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let mut index_writer = IndexWriter::new(&self.store, commit_ts);
+        for write in writes {
+            let table = catalog.table_by_id(write.table_id).ok_or_else(|| {
+                Error::UndefinedTable(format!(
+                    "table with id {} (dropped concurrently)",
+                    write.table_id
+                ))
+            })?;
+            let shard = keys::shard_for(&write.pk, table.shard_count);
+            let prefix = keys::row_prefix(shard, table.id, &write.pk);
+            let previous = mvcc::read_version(&self.store, &prefix, LATEST)?;
+            if let Some((version_ts, _)) = &previous {
+                if *version_ts > start_ts {
+                    return Err(Error::SerializationFailure(format!(
+                        "a row of \"{}\" was changed by a concurrent transaction",
+                        table.name
+                    )));
+                }
+            }
+            let old_row: Option<Vec<Value>> = match previous {
+                Some((_, bytes)) if bytes != TOMBSTONE => Some(encoding::decode(&bytes)?),
+                _ => None,
+            };
+            if write.insert && old_row.is_some() {
+                return Err(duplicate_primary_key(table, &write.pk));
+            }
+            index_writer.update(
+                table,
+                shard,
+                &write.pk,
+                old_row.as_deref(),
+                write.row.as_deref(),
+                batch,
+            )?;
+            let value = match &write.row {
+                Some(row) => encoding::encode(row)?,
+                None => TOMBSTONE.to_vec(),
+            };
+            batch.put(Space::Data, keys::with_version(prefix, commit_ts), value);
+        }
+        index_writer.finish(catalog)
+    }
+}
+
+fn skipped(notice: String) -> Applied {
+    Applied::Skipped { notice }
+}
+
+fn delete_prefix(prefix: &[u8], batch: &mut Batch) {
+    if let Some(end) = keycode::prefix_end(prefix) {
+        batch.delete_range(Space::Data, prefix.to_vec(), end);
+    }
+}
+
+fn delete_table_data(table: &Table, batch: &mut Batch) {
+    for shard in table.shards() {
+        delete_prefix(&keys::table_rows_prefix(shard, table.id), batch);
+        delete_prefix(&keys::table_index_prefix(shard, table.id), batch);
+    }
+}
+
+/// The 23505 error for a primary key that is already taken, with PostgreSQL's detail.
+pub fn duplicate_primary_key(table: &Table, pk: &[u8]) -> Error {
+    let mut position = 0;
+    let values =
+        keycode::decode_values(pk, &mut position, table.primary_key.len()).unwrap_or_default();
+    let columns: Vec<&str> = table
+        .primary_key
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    Error::UniqueViolation {
+        constraint: table.primary_key_name(),
+        detail: key_detail(&columns, &values),
+    }
+}
+
+/// PostgreSQL's `Key (a, b)=(1, x) already exists.` detail text.
+pub fn key_detail(columns: &[&str], values: &[Value]) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .map(|v| {
+            if v.is_null() {
+                "null".into()
+            } else {
+                v.to_string()
+            }
+        })
+        .collect();
+    format!(
+        "Key ({})=({}) already exists.",
+        columns.join(", "),
+        shown.join(", ")
+    )
+}
