@@ -39,6 +39,15 @@ pub enum Error {
     AmbiguousColumn(String),
     /// A value's type does not fit where it is used (42804).
     DatatypeMismatch(String),
+    /// A table definition is invalid, e.g. two primary keys (42P16).
+    InvalidTableDefinition(String),
+    /// ORDER BY names a column that is not there (42P10).
+    InvalidColumnReference(String),
+    /// A LIMIT or OFFSET is negative (2201W / 2201X).
+    InvalidRowCount {
+        /// LIMIT or OFFSET.
+        clause: &'static str,
+    },
     /// A grouping or aggregate rule is broken (42803).
     Grouping(String),
     /// Text could not be read as a value of the wanted type (22P02).
@@ -103,6 +112,10 @@ impl Error {
             Error::AmbiguousColumn(_) => "42702",
             Error::DatatypeMismatch(_) => "42804",
             Error::Grouping(_) => "42803",
+            Error::InvalidTableDefinition(_) => "42P16",
+            Error::InvalidColumnReference(_) => "42P10",
+            Error::InvalidRowCount { clause: "LIMIT" } => "2201W",
+            Error::InvalidRowCount { .. } => "2201X",
             Error::InvalidTextRepresentation(_) => "22P02",
             Error::NumericOutOfRange(_) => "22003",
             Error::StringTooLong(_) => "22001",
@@ -176,7 +189,10 @@ impl fmt::Display for Error {
                 write!(f, "column \"{name}\" specified more than once")
             }
             Error::AmbiguousColumn(name) => write!(f, "column reference \"{name}\" is ambiguous"),
+            Error::InvalidRowCount { clause } => write!(f, "{clause} must not be negative"),
             Error::DatatypeMismatch(message)
+            | Error::InvalidTableDefinition(message)
+            | Error::InvalidColumnReference(message)
             | Error::Grouping(message)
             | Error::InvalidTextRepresentation(message)
             | Error::NumericOutOfRange(message)

@@ -184,7 +184,7 @@ fn translate_create_table(create: sp::CreateTable) -> Result<Statement> {
         match constraint {
             sp::TableConstraint::PrimaryKey(pk) => {
                 if primary_key.is_some() {
-                    return Err(Error::InvalidParameterValue(format!(
+                    return Err(Error::InvalidTableDefinition(format!(
                         "multiple primary keys for table \"{name}\" are not allowed"
                     )));
                 }
@@ -549,6 +549,15 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
             negated: false,
         },
         E::IsNotNull(e) => Expr::IsNull {
+            expr: boxed(e)?,
+            negated: true,
+        },
+        // IS [NOT] UNKNOWN is IS [NOT] NULL on a boolean.
+        E::IsUnknown(e) => Expr::IsNull {
+            expr: boxed(e)?,
+            negated: false,
+        },
+        E::IsNotUnknown(e) => Expr::IsNull {
             expr: boxed(e)?,
             negated: true,
         },

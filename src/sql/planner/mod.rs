@@ -200,8 +200,10 @@ impl<'a> Planner<'a> {
                 group_by,
                 aggregates,
             };
+            // Input columns stay visible only so that a reference to one is told apart
+            // from a missing column (42803 rather than 42703).
             let grouped = Scope {
-                columns: Vec::new(),
+                columns: scope.columns.clone(),
                 params: self.params,
                 grouping: Some(grouping),
                 clause: "HAVING",
@@ -365,7 +367,7 @@ impl<'a> Planner<'a> {
                 Expr::Literal(value) if value.as_i64().is_some() => {
                     let position = value.as_i64().unwrap_or_default();
                     if position < 1 || position as usize > items.len() {
-                        return Err(Error::InvalidParameterValue(format!(
+                        return Err(Error::InvalidColumnReference(format!(
                             "ORDER BY position {position} is not in select list"
                         )));
                     }
@@ -385,7 +387,7 @@ impl<'a> Planner<'a> {
                     Some(position) => position,
                     None => {
                         if distinct {
-                            return Err(Error::InvalidParameterValue(
+                            return Err(Error::InvalidColumnReference(
                                 "for SELECT DISTINCT, ORDER BY expressions must appear in select list".into(),
                             ));
                         }
@@ -417,9 +419,7 @@ impl<'a> Planner<'a> {
         }
         let count = value.cast(DataType::BigInt)?.as_i64().unwrap_or_default();
         if count < 0 {
-            return Err(Error::InvalidParameterValue(format!(
-                "{clause} must not be negative"
-            )));
+            return Err(Error::InvalidRowCount { clause });
         }
         Ok(Some(count as u64))
     }
@@ -753,7 +753,7 @@ impl<'a> Planner<'a> {
 }
 
 fn multiple_primary_keys(table: &str) -> Error {
-    Error::InvalidParameterValue(format!(
+    Error::InvalidTableDefinition(format!(
         "multiple primary keys for table \"{table}\" are not allowed"
     ))
 }
