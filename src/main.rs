@@ -35,6 +35,14 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Diagnostics go to stderr, filtered by RUST_LOG (default: warnings only), so they
+    // never mix with query output on stdout.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let code = match cli.command {
         Command::Shell {
             data,

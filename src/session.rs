@@ -308,6 +308,16 @@ impl Session {
         statement: &Statement,
         params: &[Value],
     ) -> Result<QueryResult> {
+        let span = tracing::debug_span!("statement", kind = statement_name(statement));
+        let _entered = span.enter();
+        let result = self.dispatch(statement, params);
+        if let Err(error) = &result {
+            tracing::debug!(sqlstate = error.sqlstate(), %error, "statement failed");
+        }
+        result
+    }
+
+    fn dispatch(&mut self, statement: &Statement, params: &[Value]) -> Result<QueryResult> {
         match statement {
             Statement::Begin => Ok(self.begin()),
             Statement::Commit => self.commit(),
@@ -321,7 +331,7 @@ impl Session {
                     self.failed = true;
                     return Err(Error::ActiveTransaction(format!(
                         "{} cannot run inside a transaction block",
-                        ddl_name(ddl)
+                        statement_name(ddl)
                     )));
                 }
                 self.execute_ddl(ddl)
@@ -414,7 +424,7 @@ impl Session {
             }
             other => Err(Error::FeatureNotSupported(format!(
                 "planning {}",
-                ddl_name(other)
+                statement_name(other)
             ))),
         }
     }
@@ -446,7 +456,7 @@ impl Session {
         {
             return Err(Error::FeatureNotSupported(format!(
                 "EXPLAIN of {}",
-                ddl_name(statement)
+                statement_name(statement)
             )));
         }
         let consistency = self.setting("read_consistency");
@@ -543,7 +553,12 @@ impl Session {
                     .collect();
                 (drops, "DROP INDEX")
             }
-            other => return Err(Error::Internal(format!("{} is not DDL", ddl_name(other)))),
+            other => {
+                return Err(Error::Internal(format!(
+                    "{} is not DDL",
+                    statement_name(other)
+                )))
+            }
         };
         let mut result = QueryResult::command(tag);
         let listener = self.progress.clone();
@@ -638,7 +653,7 @@ fn affected(tag: String, count: u64) -> QueryResult {
     result
 }
 
-fn ddl_name(statement: &Statement) -> &'static str {
+fn statement_name(statement: &Statement) -> &'static str {
     match statement {
         Statement::CreateTable(_) => "CREATE TABLE",
         Statement::DropTable { .. } => "DROP TABLE",

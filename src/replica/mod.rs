@@ -50,6 +50,8 @@ impl LocalReplica {
             commit_ts: self.oracle.next_timestamp()?,
             operation,
         };
+        let span = tracing::debug_span!("apply", commit_ts = command.commit_ts);
+        let _entered = span.enter();
         let applied = state_machine.apply(&command, progress)?;
         self.read_ts.store(command.commit_ts, Ordering::Release);
         Ok(applied)
