@@ -19,6 +19,8 @@
 //! [`state_machine`] (deterministic apply) -> [`storage`] (RocksDB, key encoding).
 //! `docs/architecture.md` describes each layer and why it is shaped as it is.
 
+#![deny(missing_docs)]
+
 pub mod catalog;
 pub mod database;
 pub mod encoding;

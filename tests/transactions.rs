@@ -351,3 +351,51 @@ fn catalog_and_data_survive_reopen() {
     run(&mut session, "INSERT INTO t VALUES (3, 'c')");
     assert_eq!(value(&mut session, "SELECT count(*) FROM t"), Some(3));
 }
+
+/// An index created after a transaction's snapshot holds no entries for that snapshot's
+/// versions, so the old transaction must not read through it; and a transaction that
+/// began before the index but commits after it still maintains it.
+#[test]
+fn index_newer_than_snapshot_is_not_used_but_is_maintained() {
+    let (_db, mut a, mut b) = setup();
+    run(&mut a, "BEGIN");
+    assert_eq!(
+        value(&mut a, "SELECT count(*) FROM kv WHERE v = 100"),
+        Some(2)
+    );
+    run(&mut b, "CREATE INDEX kv_v ON kv (v)");
+    run(&mut b, "UPDATE kv SET v = 5 WHERE k = 1");
+    // a still sees its snapshot, through a scan rather than the new index.
+    assert_eq!(
+        value(&mut a, "SELECT count(*) FROM kv WHERE v = 100"),
+        Some(2)
+    );
+    let plan = a
+        .execute("EXPLAIN SELECT k FROM kv WHERE v = 100")
+        .expect("explain");
+    let text: Vec<String> = plan[0]
+        .rows
+        .iter()
+        .map(|r| r.try_get::<String>(0).expect("line"))
+        .collect();
+    assert!(text.iter().any(|l| l.contains("Seq Scan")), "{text:?}");
+    run(&mut a, "UPDATE kv SET v = 42 WHERE k = 2; COMMIT");
+    // a's write, committed after the index existed, is in the index.
+    assert_eq!(value(&mut b, "SELECT k FROM kv WHERE v = 42"), Some(2));
+    let plan = b
+        .execute("EXPLAIN SELECT k FROM kv WHERE v = 42")
+        .expect("explain");
+    let text: Vec<String> = plan[0]
+        .rows
+        .iter()
+        .map(|r| r.try_get::<String>(0).expect("line"))
+        .collect();
+    assert!(
+        text.iter().any(|l| l.contains("Index Scan using kv_v")),
+        "{text:?}"
+    );
+    assert_eq!(
+        value(&mut b, "SELECT count(*) FROM kv WHERE v = 100"),
+        Some(0)
+    );
+}
