@@ -11,7 +11,7 @@ use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::storage::keys::{self, ShardId};
 use crate::storage::mvcc::{self, VersionedScan, LATEST};
-use crate::storage::{Batch, Space, Store};
+use crate::storage::{Batch, Store};
 use crate::types::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -71,20 +71,12 @@ impl<'a> IndexWriter<'a> {
             if let Some(values) = &old_values {
                 let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
                 self.pending.insert(prefix.clone(), false);
-                batch.put(
-                    Space::Data,
-                    keys::with_version(prefix, self.commit_ts),
-                    Vec::new(),
-                );
+                mvcc::put_version(batch, prefix, self.commit_ts, Vec::new());
             }
             if let Some(values) = &new_values {
                 let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
                 self.pending.insert(prefix.clone(), true);
-                batch.put(
-                    Space::Data,
-                    keys::with_version(prefix.clone(), self.commit_ts),
-                    LIVE_ENTRY.to_vec(),
-                );
+                mvcc::put_version(batch, prefix.clone(), self.commit_ts, LIVE_ENTRY.to_vec());
                 let row = new.unwrap_or_default();
                 if index.unique && !has_null(index, row) {
                     self.to_check.push(UniqueCheck {
@@ -216,11 +208,7 @@ pub fn backfill(
                 }
                 let pk = &row_prefix[start.len()..];
                 let prefix = keys::index_entry_prefix(shard, table.id, index.id, &values, pk);
-                batch.put(
-                    Space::Data,
-                    keys::with_version(prefix, commit_ts),
-                    LIVE_ENTRY.to_vec(),
-                );
+                mvcc::put_version(batch, prefix, commit_ts, LIVE_ENTRY.to_vec());
                 done += 1;
                 if let Some(report) = progress {
                     if done.is_multiple_of(PROGRESS_EVERY_ROWS) {

@@ -293,7 +293,7 @@ impl StateMachine {
                 Some(row) => encoding::encode(row)?,
                 None => TOMBSTONE.to_vec(),
             };
-            batch.put(Space::Data, keys::with_version(prefix, commit_ts), value);
+            mvcc::put_version(batch, prefix, commit_ts, value);
         }
         index_writer.finish(catalog)
     }
@@ -305,7 +305,7 @@ fn skipped(notice: String) -> Applied {
 
 fn delete_prefix(prefix: &[u8], batch: &mut Batch) {
     if let Some(end) = keycode::prefix_end(prefix) {
-        batch.delete_range(Space::Data, prefix.to_vec(), end);
+        mvcc::delete_records(batch, prefix.to_vec(), end);
     }
 }
 

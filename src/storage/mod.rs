@@ -5,7 +5,8 @@
 //! and power loss. Reads are point gets and bounded range scans (at most `limit` pairs
 //! per call) so that no caller holds an iterator across calls and memory stays bounded.
 //!
-//! Column families: `data` holds rows and index entries (see [`keys`]); `meta` holds the
+//! Column families: `versions` holds every version of every row and index entry and
+//! `latest` the newest version of each (see [`mvcc`] and [`keys`]); `meta` holds the
 //! catalog, the timestamp oracle's bound and the applied state. RocksDB's own
 //! transactions are never used: their conflicts depend on timing, and replicas applying
 //! the same commands must reach the same state.
@@ -20,8 +21,10 @@ use std::path::Path;
 /// A column family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Space {
-    /// Rows and index entries.
-    Data,
+    /// Every version of rows and index entries.
+    Versions,
+    /// The newest version of each row and index entry.
+    Latest,
     /// Catalog, oracle bound, applied state.
     Meta,
 }
@@ -29,11 +32,18 @@ pub enum Space {
 impl Space {
     fn name(self) -> &'static str {
         match self {
-            Space::Data => "data",
+            Space::Versions => "versions",
+            Space::Latest => "latest",
             Space::Meta => "meta",
         }
     }
 }
+
+/// Block cache shared by every column family of one store.
+const BLOCK_CACHE_BYTES: usize = 128 << 20;
+/// Bloom filter bits per key: about 1% false positives, so a `get` of a missing key (the
+/// existence check of every INSERT) rarely reads a data block.
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 /// One write in a [`Batch`].
 #[derive(Clone, Debug)]
@@ -103,11 +113,19 @@ impl Store {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Bounded background work: this is one process among others on small machines.
         options.increase_parallelism(2);
-        let families = [Space::Data, Space::Meta].into_iter().map(|space| {
-            let mut cf_options = Options::default();
-            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(space.name(), cf_options)
-        });
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let families = [Space::Versions, Space::Latest, Space::Meta]
+            .into_iter()
+            .map(|space| {
+                let mut table_options = rocksdb::BlockBasedOptions::default();
+                table_options.set_block_cache(&cache);
+                table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+                table_options.set_cache_index_and_filter_blocks(true);
+                let mut cf_options = Options::default();
+                cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+                cf_options.set_block_based_table_factory(&table_options);
+                ColumnFamilyDescriptor::new(space.name(), cf_options)
+            });
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
             Error::Storage(format!("cannot open database at {}: {e}", path.display()))
         })?;
@@ -181,22 +199,22 @@ mod tests {
         let store = Store::temporary().unwrap();
         let mut batch = Batch::default();
         for i in 0u8..10 {
-            batch.put(Space::Data, vec![1, i], vec![i]);
+            batch.put(Space::Versions, vec![1, i], vec![i]);
         }
         batch.put(Space::Meta, b"m".to_vec(), b"v".to_vec());
         store.write(batch).unwrap();
         assert_eq!(store.get(Space::Meta, b"m").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(store.get(Space::Data, b"m").unwrap(), None);
-        let page = store.scan(Space::Data, &[1, 2], &[1, 8], 3).unwrap();
+        assert_eq!(store.get(Space::Versions, b"m").unwrap(), None);
+        let page = store.scan(Space::Versions, &[1, 2], &[1, 8], 3).unwrap();
         assert_eq!(
             page.iter().map(|(k, _)| k[1]).collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
         let mut batch = Batch::default();
-        batch.delete_range(Space::Data, vec![1, 0], vec![1, 5]);
-        batch.delete(Space::Data, vec![1, 9]);
+        batch.delete_range(Space::Versions, vec![1, 0], vec![1, 5]);
+        batch.delete(Space::Versions, vec![1, 9]);
         store.write(batch).unwrap();
-        let rest = store.scan(Space::Data, &[0], &[2], 100).unwrap();
+        let rest = store.scan(Space::Versions, &[0], &[2], 100).unwrap();
         assert_eq!(
             rest.iter().map(|(k, _)| k[1]).collect::<Vec<_>>(),
             vec![5, 6, 7, 8]
@@ -210,10 +228,13 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             let mut batch = Batch::default();
-            batch.put(Space::Data, b"k".to_vec(), b"v".to_vec());
+            batch.put(Space::Versions, b"k".to_vec(), b"v".to_vec());
             store.write(batch).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.get(Space::Data, b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            store.get(Space::Versions, b"k").unwrap(),
+            Some(b"v".to_vec())
+        );
     }
 }

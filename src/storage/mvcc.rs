@@ -1,13 +1,21 @@
-//! Reading versioned records as of a timestamp.
+//! Versioned records: writing them, and reading them as of a timestamp.
 //!
-//! Every row and index entry is stored once per committed version (see [`super::keys`]),
-//! the newest first. A reader at timestamp `ts` sees, for each record, the newest version
-//! with `commit_ts <= ts`; an empty value marks a deletion (a tombstone). Old versions are
-//! kept (no garbage collection yet), which is what lets long transactions read a stable
+//! Every row and index entry is a *record* identified by a key prefix (see [`super::keys`]).
+//! Each committed version is kept in the `versions` space under `prefix | !commit_ts`
+//! (newest first), and the newest version is also kept in the `latest` space under the
+//! bare prefix, as `commit_ts | value`. Both are written in the same atomic batch by
+//! [`put_version`]. An empty value is a deletion (tombstone).
+//!
+//! A reader at timestamp `ts` sees, per record, the newest version with
+//! `commit_ts <= ts`. Almost always that is the latest version, found with one point
+//! `get` (and a record that never existed is a bloom-filter miss); only a reader whose
+//! snapshot is older than the record's last change seeks into `versions`. Scans walk
+//! `latest`, so they never step over old versions, however many updates a row has had.
+//! Old versions are kept (no garbage collection yet) so long transactions read a stable
 //! snapshot.
 
-use super::keys::split_version;
-use super::{Space, Store};
+use super::keys::{split_version, with_version};
+use super::{Batch, Space, Store};
 use crate::error::{Error, Result};
 
 /// Timestamp that sees every committed version.
@@ -16,18 +24,65 @@ pub const LATEST: u64 = u64::MAX;
 /// The empty value that marks a deleted record.
 pub const TOMBSTONE: &[u8] = &[];
 
-/// How many raw key-value pairs one storage call returns at most.
+/// How many key-value pairs one storage call returns at most.
 pub const SCAN_BATCH: usize = 1024;
 
-/// The newest version of one record (all versions share `prefix`) visible at `read_ts`:
-/// `Some((commit_ts, value))`, where an empty value is a tombstone.
+/// Adds a new version of the record `prefix` to `batch`: the version itself and the
+/// record's latest pointer, so they change together.
+pub fn put_version(batch: &mut Batch, prefix: Vec<u8>, commit_ts: u64, value: Vec<u8>) {
+    let mut latest = Vec::with_capacity(8 + value.len());
+    latest.extend_from_slice(&commit_ts.to_be_bytes());
+    latest.extend_from_slice(&value);
+    batch.put(
+        Space::Versions,
+        with_version(prefix.clone(), commit_ts),
+        value,
+    );
+    batch.put(Space::Latest, prefix, latest);
+}
+
+/// Removes every record (all versions) whose prefix lies in `[start, end)`.
+pub fn delete_records(batch: &mut Batch, start: Vec<u8>, end: Vec<u8>) {
+    batch.delete_range(Space::Versions, start.clone(), end.clone());
+    batch.delete_range(Space::Latest, start, end);
+}
+
+fn split_latest(bytes: &[u8]) -> Result<(u64, &[u8])> {
+    if bytes.len() < 8 {
+        return Err(Error::Corruption(
+            "latest-version record shorter than its timestamp".into(),
+        ));
+    }
+    let (ts, value) = bytes.split_at(8);
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(ts);
+    Ok((u64::from_be_bytes(raw), value))
+}
+
+/// The newest version of one record visible at `read_ts`: `Some((commit_ts, value))`,
+/// where an empty value is a tombstone.
 pub fn read_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option<(u64, Vec<u8>)>> {
-    // Versions of `prefix` sort newest first; the first one at or below read_ts is ours.
-    let start = super::keys::with_version(prefix.to_vec(), read_ts);
-    let end = super::keys::with_version(prefix.to_vec(), 0);
-    let mut end_inclusive = end;
-    end_inclusive.push(0);
-    for (key, value) in store.scan(Space::Data, &start, &end_inclusive, 1)? {
+    let Some(latest) = store.get(Space::Latest, prefix)? else {
+        return Ok(None);
+    };
+    let (commit_ts, value) = split_latest(&latest)?;
+    if commit_ts <= read_ts {
+        return Ok(Some((commit_ts, value.to_vec())));
+    }
+    read_older_version(store, prefix, read_ts)
+}
+
+/// Seeks the versions of `prefix` for the newest one at or below `read_ts`.
+fn read_older_version(
+    store: &Store,
+    prefix: &[u8],
+    read_ts: u64,
+) -> Result<Option<(u64, Vec<u8>)>> {
+    // Versions sort newest first; the first one at or below read_ts is ours.
+    let start = with_version(prefix.to_vec(), read_ts);
+    let mut end = with_version(prefix.to_vec(), 0);
+    end.push(0);
+    for (key, value) in store.scan(Space::Versions, &start, &end, 1)? {
         let (base, commit_ts) = split_version(&key).ok_or_else(short_key)?;
         if base == prefix {
             return Ok(Some((commit_ts, value)));
@@ -46,14 +101,13 @@ fn short_key() -> Error {
     Error::Corruption("versioned key shorter than its version suffix".into())
 }
 
-/// A resumable scan over the live records in `[start, end)` as of `read_ts`, returning
-/// them in batches so callers can stop early and memory stays bounded.
+/// A resumable scan over the live records whose prefixes lie in `[start, end)`, as of
+/// `read_ts`, returning them in batches so callers can stop early and memory stays
+/// bounded.
 pub struct VersionedScan {
     next_key: Vec<u8>,
     end: Vec<u8>,
     read_ts: u64,
-    /// The record whose visible version was already decided (emitted or skipped).
-    decided: Option<Vec<u8>>,
     done: bool,
 }
 
@@ -64,7 +118,6 @@ impl VersionedScan {
             next_key: start,
             end,
             read_ts,
-            decided: None,
             done: false,
         }
     }
@@ -78,7 +131,7 @@ impl VersionedScan {
     pub fn next_batch(&mut self, store: &Store) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         while out.is_empty() && !self.done {
-            let raw = store.scan(Space::Data, &self.next_key, &self.end, SCAN_BATCH)?;
+            let raw = store.scan(Space::Latest, &self.next_key, &self.end, SCAN_BATCH)?;
             if raw.len() < SCAN_BATCH {
                 self.done = true;
             }
@@ -86,14 +139,15 @@ impl VersionedScan {
                 self.next_key = last.clone();
                 self.next_key.push(0);
             }
-            for (key, value) in raw {
-                let (base, commit_ts) = split_version(&key).ok_or_else(short_key)?;
-                if commit_ts > self.read_ts || self.decided.as_deref() == Some(base) {
-                    continue;
-                }
-                self.decided = Some(base.to_vec());
-                if !value.is_empty() {
-                    out.push((base.to_vec(), value));
+            for (prefix, latest) in raw {
+                let (commit_ts, value) = split_latest(&latest)?;
+                let visible = if commit_ts <= self.read_ts {
+                    Some(value.to_vec())
+                } else {
+                    read_older_version(store, &prefix, self.read_ts)?.map(|(_, v)| v)
+                };
+                if let Some(value) = visible.filter(|v| !v.is_empty()) {
+                    out.push((prefix, value));
                 }
             }
         }
@@ -103,17 +157,12 @@ impl VersionedScan {
 
 #[cfg(test)]
 mod tests {
-    use super::super::keys::{row_prefix, table_rows_prefix, with_version};
-    use super::super::Batch;
+    use super::super::keys::{row_prefix, table_rows_prefix};
     use super::*;
 
     fn put(store: &Store, pk: &[u8], ts: u64, value: &[u8]) {
         let mut batch = Batch::default();
-        batch.put(
-            Space::Data,
-            with_version(row_prefix(0, 1, pk), ts),
-            value.to_vec(),
-        );
+        put_version(&mut batch, row_prefix(0, 1, pk), ts, value.to_vec());
         store.write(batch).unwrap();
     }
 
@@ -131,6 +180,10 @@ mod tests {
         assert_eq!(read_live(&store, &a, 25).unwrap(), Some(b"a20".to_vec()));
         assert_eq!(read_live(&store, &a, 30).unwrap(), None);
         assert_eq!(read_version(&store, &a, LATEST).unwrap().unwrap().0, 30);
+        assert_eq!(
+            read_version(&store, &row_prefix(0, 1, b"never"), LATEST).unwrap(),
+            None
+        );
 
         let prefix = table_rows_prefix(0, 1);
         let end = crate::encoding::keycode::prefix_end(&prefix).unwrap();
@@ -153,34 +206,45 @@ mod tests {
         assert_eq!(values, vec![b"b15".to_vec()]);
     }
 
-    /// A scan that spans several storage batches sees each record once.
+    /// A scan that spans several storage batches sees each record once, at the right
+    /// version, both for current and for older snapshots.
     #[test]
     fn scan_across_batches() {
         let store = Store::temporary().unwrap();
         let mut batch = Batch::default();
         for i in 0u32..1500 {
             let pk = i.to_be_bytes();
-            batch.put(
-                Space::Data,
-                with_version(row_prefix(0, 1, &pk), 1),
-                b"old".to_vec(),
-            );
-            batch.put(
-                Space::Data,
-                with_version(row_prefix(0, 1, &pk), 2),
-                b"new".to_vec(),
-            );
+            put_version(&mut batch, row_prefix(0, 1, &pk), 1, b"old".to_vec());
+            put_version(&mut batch, row_prefix(0, 1, &pk), 2, b"new".to_vec());
         }
         store.write(batch).unwrap();
         let prefix = table_rows_prefix(0, 1);
         let end = crate::encoding::keycode::prefix_end(&prefix).unwrap();
-        let mut scan = VersionedScan::new(prefix, end, LATEST);
-        let mut seen = 0;
-        while !scan.is_done() {
-            let batch = scan.next_batch(&store).unwrap();
-            assert!(batch.iter().all(|(_, v)| v == b"new"));
-            seen += batch.len();
+        for (read_ts, expected) in [(LATEST, b"new"), (1, b"old")] {
+            let mut scan = VersionedScan::new(prefix.clone(), end.clone(), read_ts);
+            let mut seen = 0;
+            while !scan.is_done() {
+                let batch = scan.next_batch(&store).unwrap();
+                assert!(batch.iter().all(|(_, v)| v == expected));
+                seen += batch.len();
+            }
+            assert_eq!(seen, 1500);
         }
-        assert_eq!(seen, 1500);
+    }
+
+    /// Deleting a range of records removes every version and the latest pointer.
+    #[test]
+    fn delete_records_removes_all_versions() {
+        let store = Store::temporary().unwrap();
+        put(&store, b"a", 10, b"a10");
+        put(&store, b"a", 20, b"a20");
+        let prefix = table_rows_prefix(0, 1);
+        let end = crate::encoding::keycode::prefix_end(&prefix).unwrap();
+        let mut batch = Batch::default();
+        delete_records(&mut batch, prefix, end);
+        store.write(batch).unwrap();
+        let a = row_prefix(0, 1, b"a");
+        assert_eq!(read_version(&store, &a, LATEST).unwrap(), None);
+        assert_eq!(read_older_version(&store, &a, 15).unwrap(), None);
     }
 }
