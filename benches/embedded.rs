@@ -149,8 +149,13 @@ fn bulk_load(dir: &std::path::Path) -> (Workload, Database, rusqlite::Connection
             )
             .expect("insert");
     }
+    let statements_done = started.elapsed();
     session.execute("COMMIT").expect("commit");
     let tessera = started.elapsed();
+    eprintln!(
+        "bulk load: statements {statements_done:?}, commit {:?}",
+        tessera - statements_done
+    );
     let mut conn = sqlite_db(dir);
     let started = Instant::now();
     {
@@ -265,9 +270,19 @@ fn main() {
         .tempdir()
         .expect("temp dir");
     eprintln!("benchmarking in {}", dir.path().display());
-    let mut results = vec![autocommit_inserts(dir.path())];
+    // TESSERA_BENCH_ONLY=bulk stops after the bulk load (for profiling it alone).
+    let only_bulk = std::env::var("TESSERA_BENCH_ONLY").is_ok_and(|v| v == "bulk");
+    let mut results = if only_bulk {
+        Vec::new()
+    } else {
+        vec![autocommit_inserts(dir.path())]
+    };
     let (bulk, db, conn) = bulk_load(dir.path());
     results.push(bulk);
+    if only_bulk {
+        println!("{}", results[0].row());
+        return;
+    }
     results.push(point_reads(
         "point SELECT by primary key",
         &db,

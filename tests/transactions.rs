@@ -399,3 +399,48 @@ fn index_newer_than_snapshot_is_not_used_but_is_maintained() {
         Some(0)
     );
 }
+
+/// Snapshots taken at each step of a row's life (insert, update, delete, re-insert) each
+/// keep seeing their own version, by key, by scan and through an index, while the row
+/// moves on: the history kept when a version is replaced is complete.
+#[test]
+fn every_snapshot_keeps_its_version_through_a_rows_life() {
+    let db = Database::temporary().expect("db");
+    let mut writer = db.session();
+    run(
+        &mut writer,
+        "CREATE TABLE r (k INTEGER PRIMARY KEY, v INTEGER); CREATE INDEX r_v ON r (v)",
+    );
+    let steps = [
+        "INSERT INTO r VALUES (1, 10)",
+        "UPDATE r SET v = 20 WHERE k = 1",
+        "DELETE FROM r WHERE k = 1",
+        "INSERT INTO r VALUES (1, 10)",
+        "UPDATE r SET v = 30 WHERE k = 1",
+    ];
+    let expected = [Some(10), Some(20), None, Some(10), Some(30)];
+    let mut readers = Vec::new();
+    for step in steps {
+        run(&mut writer, step);
+        let mut reader = db.session();
+        run(&mut reader, "BEGIN");
+        readers.push(reader);
+    }
+    for (reader, expected) in readers.iter_mut().zip(expected) {
+        assert_eq!(
+            value(reader, "SELECT v FROM r WHERE k = 1"),
+            expected,
+            "by key"
+        );
+        assert_eq!(value(reader, "SELECT max(v) FROM r"), expected, "by scan");
+        for v in [10, 20, 30] {
+            let through_index = value(reader, &format!("SELECT count(*) FROM r WHERE v = {v}"));
+            assert_eq!(
+                through_index,
+                Some(i64::from(expected == Some(v))),
+                "index, v = {v}"
+            );
+        }
+        run(reader, "COMMIT");
+    }
+}

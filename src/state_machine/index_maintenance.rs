@@ -10,7 +10,7 @@ use crate::catalog::{Catalog, Index, Table};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::storage::keys::{self, ShardId};
-use crate::storage::mvcc::{self, VersionedScan, LATEST};
+use crate::storage::mvcc::{self, VersionedScan, LATEST, TOMBSTONE};
 use crate::storage::{Batch, Store};
 use crate::types::Value;
 use std::collections::{HashMap, HashSet};
@@ -22,13 +22,30 @@ pub const LIVE_ENTRY: &[u8] = &[1];
 pub struct IndexWriter<'a> {
     store: &'a Store,
     commit_ts: u64,
-    /// Entries this commit adds (true) or removes (false), by entry prefix: consulted by
-    /// uniqueness checks so that a swap of values between two rows in one commit works.
-    pending: HashMap<Vec<u8>, bool>,
+    /// Entries of unique indexes this commit removes: uniqueness checks ignore them, so
+    /// that values can move between rows within one commit.
+    removed_unique: HashSet<Vec<u8>>,
     /// Unique values this commit adds: (index id, encoded values) -> entry prefix.
     unique_added: HashMap<(u32, Vec<u8>), Vec<u8>>,
     /// Unique entries to check once every removal of the commit is known.
     to_check: Vec<UniqueCheck>,
+}
+
+/// One row's change within a commit, as index maintenance needs it.
+#[derive(Clone, Copy)]
+pub struct RowChange<'a> {
+    /// The row's table.
+    pub table: &'a Table,
+    /// The row's shard.
+    pub shard: ShardId,
+    /// Encoded primary key.
+    pub pk: &'a [u8],
+    /// The row before (None if absent or deleted).
+    pub old: Option<&'a [Value]>,
+    /// The row after (None for a deletion).
+    pub new: Option<&'a [Value]>,
+    /// Whether the row's key has any stored version (live or deleted).
+    pub has_history: bool,
 }
 
 /// A new entry in a unique index, checked in [`IndexWriter::finish`].
@@ -46,22 +63,22 @@ impl<'a> IndexWriter<'a> {
         IndexWriter {
             store,
             commit_ts,
-            pending: HashMap::new(),
+            removed_unique: HashSet::new(),
             unique_added: HashMap::new(),
             to_check: Vec::new(),
         }
     }
 
-    /// Records the index changes for a row going from `old` to `new` (either may be absent).
-    pub fn update(
-        &mut self,
-        table: &Table,
-        shard: ShardId,
-        pk: &[u8],
-        old: Option<&[Value]>,
-        new: Option<&[Value]>,
-        batch: &mut Batch,
-    ) -> Result<()> {
+    /// Records the index changes for one row.
+    pub fn update(&mut self, change: &RowChange, batch: &mut Batch) -> Result<()> {
+        let RowChange {
+            table,
+            shard,
+            pk,
+            old,
+            new,
+            has_history,
+        } = *change;
         for index in &table.indexes {
             let old_values = old.map(|row| index_values(index, row));
             let new_values = new.map(|row| index_values(index, row));
@@ -70,13 +87,22 @@ impl<'a> IndexWriter<'a> {
             }
             if let Some(values) = &old_values {
                 let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
-                self.pending.insert(prefix.clone(), false);
-                mvcc::put_version(batch, prefix, self.commit_ts, Vec::new());
+                let replaced = mvcc::read_version(self.store, &prefix, LATEST)?;
+                if index.unique {
+                    self.removed_unique.insert(prefix.clone());
+                }
+                mvcc::put_version(batch, prefix, self.commit_ts, TOMBSTONE, replaced);
             }
             if let Some(values) = &new_values {
                 let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
-                self.pending.insert(prefix.clone(), true);
-                mvcc::put_version(batch, prefix.clone(), self.commit_ts, LIVE_ENTRY.to_vec());
+                // An entry can only exist already if its row existed before (tombstoned
+                // entries of a deleted row); a brand-new row needs no lookup.
+                let replaced = if has_history {
+                    mvcc::read_version(self.store, &prefix, LATEST)?
+                } else {
+                    None
+                };
+                mvcc::put_version(batch, prefix.clone(), self.commit_ts, LIVE_ENTRY, replaced);
                 let row = new.unwrap_or_default();
                 if index.unique && !has_null(index, row) {
                     self.to_check.push(UniqueCheck {
@@ -133,7 +159,7 @@ impl<'a> IndexWriter<'a> {
             let mut scan = VersionedScan::new(start, end, LATEST);
             while !scan.is_done() {
                 for (entry, _) in scan.next_batch(self.store)? {
-                    let removed_here = self.pending.get(&entry) == Some(&false);
+                    let removed_here = self.removed_unique.contains(&entry);
                     if entry != own_prefix && !removed_here {
                         return Err(violation());
                     }
@@ -208,7 +234,8 @@ pub fn backfill(
                 }
                 let pk = &row_prefix[start.len()..];
                 let prefix = keys::index_entry_prefix(shard, table.id, index.id, &values, pk);
-                mvcc::put_version(batch, prefix, commit_ts, LIVE_ENTRY.to_vec());
+                // The index is new, so none of its entries has an older version.
+                mvcc::put_version(batch, prefix, commit_ts, LIVE_ENTRY, None);
                 done += 1;
                 if let Some(report) = progress {
                     if done.is_multiple_of(PROGRESS_EVERY_ROWS) {

@@ -22,8 +22,8 @@ use crate::storage::keys::{self, TableId};
 use crate::storage::mvcc::{self, LATEST, TOMBSTONE};
 use crate::storage::{Batch, Space, Store};
 use crate::types::Value;
-use index_maintenance::IndexWriter;
 pub use index_maintenance::{index_values, unique_violation};
+use index_maintenance::{IndexWriter, RowChange};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 
@@ -274,26 +274,28 @@ impl StateMachine {
                     )));
                 }
             }
-            let old_row: Option<Vec<Value>> = match previous {
-                Some((_, bytes)) if bytes != TOMBSTONE => Some(encoding::decode(&bytes)?),
+            let old_row: Option<Vec<Value>> = match &previous {
+                Some((_, bytes)) if bytes != TOMBSTONE => Some(encoding::decode(bytes)?),
                 _ => None,
             };
             if write.insert && old_row.is_some() {
                 return Err(duplicate_primary_key(table, &write.pk));
             }
-            index_writer.update(
+            let change = RowChange {
                 table,
                 shard,
-                &write.pk,
-                old_row.as_deref(),
-                write.row.as_deref(),
-                batch,
-            )?;
+                pk: &write.pk,
+                old: old_row.as_deref(),
+                new: write.row.as_deref(),
+                // A row that never existed has no index entries (their keys hold its pk).
+                has_history: previous.is_some(),
+            };
+            index_writer.update(&change, batch)?;
             let value = match &write.row {
                 Some(row) => encoding::encode(row)?,
                 None => TOMBSTONE.to_vec(),
             };
-            mvcc::put_version(batch, prefix, commit_ts, value);
+            mvcc::put_version(batch, prefix, commit_ts, &value, previous);
         }
         index_writer.finish(catalog)
     }

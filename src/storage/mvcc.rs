@@ -1,16 +1,17 @@
 //! Versioned records: writing them, and reading them as of a timestamp.
 //!
 //! Every row and index entry is a *record* identified by a key prefix (see [`super::keys`]).
-//! Each committed version is kept in the `versions` space under `prefix | !commit_ts`
-//! (newest first), and the newest version is also kept in the `latest` space under the
-//! bare prefix, as `commit_ts | value`. Both are written in the same atomic batch by
-//! [`put_version`]. An empty value is a deletion (tombstone).
+//! Its newest version lives in the `latest` space under the bare prefix, as
+//! `commit_ts | value`; every older version lives in the `versions` space under
+//! `prefix | !commit_ts` (newest first). [`put_version`] writes a new version and, in the
+//! same atomic batch, moves the one it replaces into `versions`, so a brand-new record
+//! costs a single write. An empty value is a deletion (tombstone).
 //!
 //! A reader at timestamp `ts` sees, per record, the newest version with
 //! `commit_ts <= ts`. Almost always that is the latest version, found with one point
 //! `get` (and a record that never existed is a bloom-filter miss); only a reader whose
 //! snapshot is older than the record's last change seeks into `versions`. Scans walk
-//! `latest`, so they never step over old versions, however many updates a row has had.
+//! `latest`, so they never step over old versions, however many updates a record has had.
 //! Old versions are kept (no garbage collection yet) so long transactions read a stable
 //! snapshot.
 
@@ -27,17 +28,29 @@ pub const TOMBSTONE: &[u8] = &[];
 /// How many key-value pairs one storage call returns at most.
 pub const SCAN_BATCH: usize = 1024;
 
-/// Adds a new version of the record `prefix` to `batch`: the version itself and the
-/// record's latest pointer, so they change together.
-pub fn put_version(batch: &mut Batch, prefix: Vec<u8>, commit_ts: u64, value: Vec<u8>) {
+/// A version of a record: `(commit_ts, value)`.
+pub type Version = (u64, Vec<u8>);
+
+/// Adds a new version of the record `prefix` to `batch`. `replaced` must be the record's
+/// current latest version (from [`read_version`] at [`LATEST`]), or `None` if the record
+/// has never existed; it moves into the version history so older snapshots still find it.
+pub fn put_version(
+    batch: &mut Batch,
+    prefix: Vec<u8>,
+    commit_ts: u64,
+    value: &[u8],
+    replaced: Option<Version>,
+) {
     let mut latest = Vec::with_capacity(8 + value.len());
     latest.extend_from_slice(&commit_ts.to_be_bytes());
-    latest.extend_from_slice(&value);
-    batch.put(
-        Space::Versions,
-        with_version(prefix.clone(), commit_ts),
-        value,
-    );
+    latest.extend_from_slice(value);
+    if let Some((replaced_ts, replaced_value)) = replaced {
+        batch.put(
+            Space::Versions,
+            with_version(prefix.clone(), replaced_ts),
+            replaced_value,
+        );
+    }
     batch.put(Space::Latest, prefix, latest);
 }
 
@@ -61,7 +74,7 @@ fn split_latest(bytes: &[u8]) -> Result<(u64, &[u8])> {
 
 /// The newest version of one record visible at `read_ts`: `Some((commit_ts, value))`,
 /// where an empty value is a tombstone.
-pub fn read_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option<(u64, Vec<u8>)>> {
+pub fn read_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option<Version>> {
     let Some(latest) = store.get(Space::Latest, prefix)? else {
         return Ok(None);
     };
@@ -73,11 +86,7 @@ pub fn read_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option
 }
 
 /// Seeks the versions of `prefix` for the newest one at or below `read_ts`.
-fn read_older_version(
-    store: &Store,
-    prefix: &[u8],
-    read_ts: u64,
-) -> Result<Option<(u64, Vec<u8>)>> {
+fn read_older_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option<Version>> {
     // Versions sort newest first; the first one at or below read_ts is ours.
     let start = with_version(prefix.to_vec(), read_ts);
     let mut end = with_version(prefix.to_vec(), 0);
@@ -161,8 +170,10 @@ mod tests {
     use super::*;
 
     fn put(store: &Store, pk: &[u8], ts: u64, value: &[u8]) {
+        let prefix = row_prefix(0, 1, pk);
+        let replaced = read_version(store, &prefix, LATEST).unwrap();
         let mut batch = Batch::default();
-        put_version(&mut batch, row_prefix(0, 1, pk), ts, value.to_vec());
+        put_version(&mut batch, prefix, ts, value, replaced);
         store.write(batch).unwrap();
     }
 
@@ -214,8 +225,8 @@ mod tests {
         let mut batch = Batch::default();
         for i in 0u32..1500 {
             let pk = i.to_be_bytes();
-            put_version(&mut batch, row_prefix(0, 1, &pk), 1, b"old".to_vec());
-            put_version(&mut batch, row_prefix(0, 1, &pk), 2, b"new".to_vec());
+            let replaced = Some((1, b"old".to_vec()));
+            put_version(&mut batch, row_prefix(0, 1, &pk), 2, b"new", replaced);
         }
         store.write(batch).unwrap();
         let prefix = table_rows_prefix(0, 1);

@@ -104,6 +104,13 @@ impl Transaction {
         }
     }
 
+    /// Whether a live row with this key is in the snapshot (without decoding it).
+    fn exists_committed(&self, table: &Table, pk: &[u8]) -> Result<bool> {
+        let shard = keys::shard_for(pk, table.shard_count);
+        let prefix = keys::row_prefix(shard, table.id, pk);
+        Ok(mvcc::read_live(self.replica.store(), &prefix, self.start_ts)?.is_some())
+    }
+
     /// Whether a row has a buffered write (scans skip such rows in storage and take the
     /// buffered version instead).
     pub fn is_pending(&self, table_id: TableId, pk: &[u8]) -> bool {
@@ -130,20 +137,22 @@ impl Transaction {
         scan.next_batch(self.replica.store())
     }
 
-    /// Buffers a new row; fails with 23505 if the key is taken in the snapshot or by an
-    /// earlier write of this transaction.
+    /// Buffers a new row; fails with 23505 if its primary key or a unique index value is
+    /// taken in the snapshot or by an earlier write of this transaction.
     pub fn insert(&mut self, table: &Table, row: Vec<Value>) -> Result<()> {
         let pk = encode_primary_key(table, &row);
+        self.check_unique(table, &row, &pk)?;
         let id = (table.id, pk);
-        let existing = self.writes.get(&id).cloned();
-        let insert = match &existing {
-            Some(PendingWrite { row: Some(_), .. }) => {
-                return Err(duplicate_primary_key(table, &id.1))
-            }
+        let existing = self
+            .writes
+            .get(&id)
+            .map(|pending| (pending.row.is_some(), pending.insert));
+        let insert = match existing {
+            Some((true, _)) => return Err(duplicate_primary_key(table, &id.1)),
             // Re-inserting a row this transaction deleted: to storage it is an update.
-            Some(PendingWrite { row: None, insert }) => *insert,
+            Some((false, insert)) => insert,
             None => {
-                if self.get_committed(table, &id.1)?.is_some() {
+                if self.exists_committed(table, &id.1)? {
                     return Err(duplicate_primary_key(table, &id.1));
                 }
                 true
@@ -159,14 +168,16 @@ impl Transaction {
         Ok(())
     }
 
-    /// Replaces the row stored under `old_pk` by `row`. When the update changes the
-    /// primary key, this is a delete of the old key and an insert of the new one.
+    /// Replaces the row stored under `old_pk` by `row`, checking unique indexes. When the
+    /// update changes the primary key, this is a delete of the old key and an insert of
+    /// the new one.
     pub fn update(&mut self, table: &Table, old_pk: &[u8], row: Vec<Value>) -> Result<()> {
         let new_pk = encode_primary_key(table, &row);
         if new_pk != old_pk {
             self.delete(table, old_pk)?;
             return self.insert(table, row);
         }
+        self.check_unique(table, &row, &new_pk)?;
         let id = (table.id, new_pk);
         let insert = self.writes.get(&id).is_some_and(|p| p.insert);
         self.buffer(
@@ -207,7 +218,7 @@ impl Transaction {
     /// Fails with 23505 when `row` (to be stored under `pk`) would share the values of a
     /// unique index with another row, as this transaction sees the data. The commit
     /// checks again against rows committed concurrently.
-    pub fn check_unique(&mut self, table: &Table, row: &[Value], pk: &[u8]) -> Result<()> {
+    fn check_unique(&mut self, table: &Table, row: &[Value], pk: &[u8]) -> Result<()> {
         for index in table.indexes.iter().filter(|i| i.unique) {
             if index.columns.iter().any(|&c| row[c].is_null()) {
                 continue;

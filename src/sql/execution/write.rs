@@ -1,5 +1,5 @@
-//! INSERT, UPDATE and DELETE: coerce values to column types, enforce NOT NULL and
-//! uniqueness, and buffer the changes in the transaction.
+//! INSERT, UPDATE and DELETE: coerce values to column types and enforce NOT NULL here;
+//! the transaction enforces key uniqueness as it buffers each change.
 
 use crate::catalog::Table;
 use crate::error::{Error, Result};
@@ -43,9 +43,7 @@ pub fn insert(
                     .map_err(|_| Error::Internal("row ids exhausted".into()))?,
             );
         }
-        let row = conform(table, row)?;
-        txn.check_unique(table, &row, &encode_primary_key(table, &row))?;
-        txn.insert(table, row)?;
+        txn.insert(table, conform(table, row)?)?;
         count += 1;
     }
     Ok(count)
@@ -65,10 +63,7 @@ pub fn update(
             new[*column] = expression.evaluate(&old)?;
         }
         let new = conform(table, new)?;
-        let old_pk = encode_primary_key(table, &old);
-        let new_pk = encode_primary_key(table, &new);
-        txn.check_unique(table, &new, &new_pk)?;
-        txn.update(table, &old_pk, new)?;
+        txn.update(table, &encode_primary_key(table, &old), new)?;
         count += 1;
     }
     Ok(count)
