@@ -19,7 +19,7 @@ use crate::catalog::{Catalog, IndexSpec, Table, TableSpec};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::storage::keys::{self, TableId};
-use crate::storage::mvcc::{self, LATEST, TOMBSTONE};
+use crate::storage::mvcc::{self, TOMBSTONE};
 use crate::storage::{Batch, Space, Store};
 use crate::types::Value;
 pub use index_maintenance::{index_values, unique_violation};
@@ -256,49 +256,97 @@ impl StateMachine {
         batch: &mut Batch,
     ) -> Result<()> {
         let mut index_writer = IndexWriter::new(&self.store, commit_ts);
-        for write in writes {
-            let table = catalog.table_by_id(write.table_id).ok_or_else(|| {
-                Error::UndefinedTable(format!(
-                    "table with id {} (dropped concurrently)",
-                    write.table_id
-                ))
-            })?;
-            let shard = keys::shard_for(&write.pk, table.shard_count);
-            let prefix = keys::row_prefix(shard, table.id, &write.pk);
-            let previous = mvcc::read_version(&self.store, &prefix, LATEST)?;
-            if let Some((version_ts, _)) = &previous {
-                if *version_ts > start_ts {
-                    return Err(Error::SerializationFailure(format!(
-                        "a row of \"{}\" was changed by a concurrent transaction",
-                        table.name
-                    )));
-                }
+        for chunk in writes.chunks(LOOKUP_CHUNK) {
+            let mut located = Vec::with_capacity(chunk.len());
+            let mut prefixes = Vec::with_capacity(chunk.len());
+            for write in chunk {
+                let table = catalog.table_by_id(write.table_id).ok_or_else(|| {
+                    Error::UndefinedTable(format!(
+                        "table with id {} (dropped concurrently)",
+                        write.table_id
+                    ))
+                })?;
+                let shard = keys::shard_for(&write.pk, table.shard_count);
+                prefixes.push(keys::row_prefix(shard, table.id, &write.pk));
+                located.push((write, table, shard));
             }
-            let old_row: Option<Vec<Value>> = match &previous {
-                Some((_, bytes)) if bytes != TOMBSTONE => Some(encoding::decode(bytes)?),
-                _ => None,
-            };
-            if write.insert && old_row.is_some() {
-                return Err(duplicate_primary_key(table, &write.pk));
+            let previous_versions = mvcc::read_latest_versions(&self.store, &prefixes)?;
+            let rows = located.into_iter().zip(prefixes).zip(previous_versions);
+            for (((write, table, shard), prefix), previous) in rows {
+                let row = LocatedWrite {
+                    write,
+                    table,
+                    shard,
+                    prefix,
+                    previous,
+                };
+                self.apply_row_write(row, start_ts, commit_ts, &mut index_writer, batch)?;
             }
-            let change = RowChange {
-                table,
-                shard,
-                pk: &write.pk,
-                old: old_row.as_deref(),
-                new: write.row.as_deref(),
-                // A row that never existed has no index entries (their keys hold its pk).
-                has_history: previous.is_some(),
-            };
-            index_writer.update(&change, batch)?;
-            let value = match &write.row {
-                Some(row) => encoding::encode(row)?,
-                None => TOMBSTONE.to_vec(),
-            };
-            mvcc::put_version(batch, prefix, commit_ts, &value, previous);
         }
         index_writer.finish(catalog)
     }
+
+    /// Checks one row write against the row's newest version and adds it, with its index
+    /// changes, to the batch.
+    fn apply_row_write(
+        &self,
+        located: LocatedWrite,
+        start_ts: u64,
+        commit_ts: u64,
+        index_writer: &mut IndexWriter,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let LocatedWrite {
+            write,
+            table,
+            shard,
+            prefix,
+            previous,
+        } = located;
+        if let Some((version_ts, _)) = &previous {
+            if *version_ts > start_ts {
+                return Err(Error::SerializationFailure(format!(
+                    "a row of \"{}\" was changed by a concurrent transaction",
+                    table.name
+                )));
+            }
+        }
+        let old_row: Option<Vec<Value>> = match &previous {
+            Some((_, bytes)) if bytes != TOMBSTONE => Some(encoding::decode(bytes)?),
+            _ => None,
+        };
+        if write.insert && old_row.is_some() {
+            return Err(duplicate_primary_key(table, &write.pk));
+        }
+        let change = RowChange {
+            table,
+            shard,
+            pk: &write.pk,
+            old: old_row.as_deref(),
+            new: write.row.as_deref(),
+            // A row that never existed has no index entries (their keys hold its pk).
+            has_history: previous.is_some(),
+        };
+        index_writer.update(&change, batch)?;
+        let value = match &write.row {
+            Some(row) => encoding::encode(row)?,
+            None => TOMBSTONE.to_vec(),
+        };
+        mvcc::put_version(batch, prefix, commit_ts, &value, previous);
+        Ok(())
+    }
+}
+
+/// Rows of a commit checked per batched storage lookup: bounds the memory a lookup holds.
+const LOOKUP_CHUNK: usize = 4096;
+
+/// A row write with its table, shard, record key and newest stored version.
+struct LocatedWrite<'a> {
+    write: &'a RowWrite,
+    table: &'a Table,
+    shard: keys::ShardId,
+    prefix: Vec<u8>,
+    previous: Option<mvcc::Version>,
 }
 
 fn skipped(notice: String) -> Applied {

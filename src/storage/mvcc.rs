@@ -85,6 +85,22 @@ pub fn read_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option
     read_older_version(store, prefix, read_ts)
 }
 
+/// The latest version of each record in `prefixes`, read in one batched lookup (for
+/// apply, which checks every row of a commit against its newest version).
+pub fn read_latest_versions(store: &Store, prefixes: &[Vec<u8>]) -> Result<Vec<Option<Version>>> {
+    store
+        .multi_get(Space::Latest, prefixes)?
+        .into_iter()
+        .map(|found| match found {
+            None => Ok(None),
+            Some(bytes) => {
+                let (commit_ts, value) = split_latest(&bytes)?;
+                Ok(Some((commit_ts, value.to_vec())))
+            }
+        })
+        .collect()
+}
+
 /// Seeks the versions of `prefix` for the newest one at or below `read_ts`.
 fn read_older_version(store: &Store, prefix: &[u8], read_ts: u64) -> Result<Option<Version>> {
     // Versions sort newest first; the first one at or below read_ts is ours.
@@ -148,10 +164,11 @@ impl VersionedScan {
                 self.next_key = last.clone();
                 self.next_key.push(0);
             }
-            for (prefix, latest) in raw {
-                let (commit_ts, value) = split_latest(&latest)?;
+            for (prefix, mut latest) in raw {
+                let (commit_ts, _) = split_latest(&latest)?;
                 let visible = if commit_ts <= self.read_ts {
-                    Some(value.to_vec())
+                    latest.drain(..8); // the value, in place: no copy per row
+                    Some(latest)
                 } else {
                     read_older_version(store, &prefix, self.read_ts)?.map(|(_, v)| v)
                 };

@@ -40,7 +40,7 @@ impl Expression {
                     _ => Value::Null,
                 },
             },
-            Expression::Compare(op, a, b) => compare(*op, &a.evaluate(row)?, &b.evaluate(row)?)?,
+            Expression::Compare(op, a, b) => compare(*op, &*operand(a, row)?, &*operand(b, row)?)?,
             Expression::Arithmetic(op, a, b, data_type) => {
                 arithmetic(*op, a.evaluate(row)?, b.evaluate(row)?, *data_type)?
             }
@@ -138,6 +138,24 @@ impl Expression {
                 data_type,
             },
         })
+    }
+}
+
+/// An operand's value, borrowed from the row when it is a plain column (comparisons are
+/// the hot path of every filter, and cloning a text value there costs an allocation).
+fn operand<'a>(expr: &'a Expression, row: &'a [Value]) -> Result<std::borrow::Cow<'a, Value>> {
+    match expr {
+        Expression::Column { index, .. } => row
+            .get(*index)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "column {index} is beyond the row's {} values",
+                    row.len()
+                ))
+            }),
+        Expression::Constant(value) => Ok(std::borrow::Cow::Borrowed(value)),
+        other => other.evaluate(row).map(std::borrow::Cow::Owned),
     }
 }
 

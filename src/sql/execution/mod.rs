@@ -85,10 +85,7 @@ pub fn build(plan: &Plan) -> Result<Box<dyn Executor>> {
         Plan::Project {
             source,
             expressions,
-        } => Box::new(ProjectExecutor {
-            source: build(source)?,
-            expressions: expressions.clone(),
-        }),
+        } => Box::new(ProjectExecutor::new(build(source)?, expressions.clone())),
         Plan::Aggregate {
             source,
             group_by,
@@ -158,19 +155,50 @@ impl Executor for FilterExecutor {
 struct ProjectExecutor {
     source: Box<dyn Executor>,
     expressions: Vec<Expression>,
+    /// When every output is a distinct input column, values are moved, not cloned.
+    moves: Option<Vec<usize>>,
+}
+
+impl ProjectExecutor {
+    fn new(source: Box<dyn Executor>, expressions: Vec<Expression>) -> ProjectExecutor {
+        let columns: Vec<usize> = expressions
+            .iter()
+            .filter_map(|e| match e {
+                Expression::Column { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        let distinct = columns.iter().collect::<HashSet<_>>().len() == columns.len();
+        let moves = (columns.len() == expressions.len() && distinct).then_some(columns);
+        ProjectExecutor {
+            source,
+            expressions,
+            moves,
+        }
+    }
 }
 
 impl Executor for ProjectExecutor {
     fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
-        match self.source.next(txn)? {
-            Some(row) => Ok(Some(
-                self.expressions
-                    .iter()
-                    .map(|e| e.evaluate(&row))
-                    .collect::<Result<_>>()?,
-            )),
-            None => Ok(None),
+        let Some(mut row) = self.source.next(txn)? else {
+            return Ok(None);
+        };
+        if let Some(columns) = &self.moves {
+            let mut out = Vec::with_capacity(columns.len());
+            for &index in columns {
+                let value = row.get_mut(index).ok_or_else(|| {
+                    crate::error::Error::Internal(format!("column {index} is beyond the row"))
+                })?;
+                out.push(std::mem::replace(value, Value::Null));
+            }
+            return Ok(Some(out));
         }
+        Ok(Some(
+            self.expressions
+                .iter()
+                .map(|e| e.evaluate(&row))
+                .collect::<Result<_>>()?,
+        ))
     }
 }
 
