@@ -215,7 +215,8 @@ mod tests {
         ]
     }
 
-    /// A value of the given type (0..=5), or NULL now and then.
+    /// A value of the given type (0..=7: boolean, bigint, smallint, double, text, integer,
+    /// real, bytea), or NULL now and then.
     fn value_of_kind(kind: u8) -> BoxedStrategy<Value> {
         let non_null: BoxedStrategy<Value> = match kind {
             0 => any::<bool>().prop_map(Value::Boolean).boxed(),
@@ -231,6 +232,16 @@ mod tests {
             2 => any::<i16>().prop_map(Value::SmallInt).boxed(),
             3 => float_strategy().prop_map(Value::Double).boxed(),
             4 => text_strategy().prop_map(Value::Text).boxed(),
+            5 => any::<i32>().prop_map(Value::Integer).boxed(),
+            6 => prop_oneof![
+                any::<f32>(),
+                Just(-0.0f32),
+                Just(f32::INFINITY),
+                Just(f32::NEG_INFINITY),
+                Just(f32::NAN)
+            ]
+            .prop_map(Value::Real)
+            .boxed(),
             _ => proptest::collection::vec(
                 prop_oneof![Just(0u8), Just(1), Just(255), any::<u8>()],
                 0..5,
@@ -243,7 +254,7 @@ mod tests {
 
     /// Two tuples with the same column types (1 to 3 columns).
     fn tuple_pair() -> impl Strategy<Value = (Vec<Value>, Vec<Value>)> {
-        proptest::collection::vec(0u8..6, 1..4).prop_flat_map(|kinds| {
+        proptest::collection::vec(0u8..8, 1..4).prop_flat_map(|kinds| {
             let a: Vec<_> = kinds.iter().map(|k| value_of_kind(*k)).collect();
             let b: Vec<_> = kinds.iter().map(|k| value_of_kind(*k)).collect();
             (a, b)
