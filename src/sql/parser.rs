@@ -544,20 +544,12 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
         },
         E::Value(value) => translate_value(&value.value)?,
         E::Nested(inner) => translate_expr(inner)?,
-        E::IsNull(e) => Expr::IsNull {
-            expr: boxed(e)?,
-            negated: false,
-        },
-        E::IsNotNull(e) => Expr::IsNull {
-            expr: boxed(e)?,
-            negated: true,
-        },
         // IS [NOT] UNKNOWN is IS [NOT] NULL on a boolean.
-        E::IsUnknown(e) => Expr::IsNull {
+        E::IsNull(e) | E::IsUnknown(e) => Expr::IsNull {
             expr: boxed(e)?,
             negated: false,
         },
-        E::IsNotUnknown(e) => Expr::IsNull {
+        E::IsNotNull(e) | E::IsNotUnknown(e) => Expr::IsNull {
             expr: boxed(e)?,
             negated: true,
         },

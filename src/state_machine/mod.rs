@@ -168,10 +168,7 @@ impl StateMachine {
                 if_not_exists,
             } => {
                 if *if_not_exists && catalog.relation_exists(&spec.name) {
-                    return Ok(skipped(format!(
-                        "relation \"{}\" already exists, skipping",
-                        spec.name
-                    )));
+                    return Ok(already_exists(&spec.name));
                 }
                 catalog.add_table(spec.clone(), ts)?;
                 Applied::Done
@@ -192,10 +189,7 @@ impl StateMachine {
                 if_not_exists,
             } => {
                 if *if_not_exists && catalog.relation_exists(&spec.name) {
-                    return Ok(skipped(format!(
-                        "relation \"{}\" already exists, skipping",
-                        spec.name
-                    )));
+                    return Ok(already_exists(&spec.name));
                 }
                 let index = catalog.add_index(table, spec.clone(), ts)?;
                 let table = catalog.require_table(table)?;
@@ -351,6 +345,11 @@ struct LocatedWrite<'a> {
 
 fn skipped(notice: String) -> Applied {
     Applied::Skipped { notice }
+}
+
+/// The notice of CREATE ... IF NOT EXISTS when the name is taken.
+fn already_exists(name: &str) -> Applied {
+    skipped(format!("relation \"{name}\" already exists, skipping"))
 }
 
 fn delete_prefix(prefix: &[u8], batch: &mut Batch) {
