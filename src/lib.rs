@@ -26,6 +26,7 @@ pub mod database;
 pub mod encoding;
 pub mod error;
 pub mod replica;
+pub mod server;
 pub mod session;
 pub mod shell;
 pub mod sql;

@@ -1,8 +1,10 @@
-//! The `tessera` command: `tessera shell` opens the psql-like shell on an embedded database.
+//! The `tessera` command: `tessera shell` opens the psql-like shell on an embedded
+//! database; `tessera server` serves a database to PostgreSQL clients.
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use tessera::server::{self, ConfigFile, LogFormat, ServerConfig};
 use tessera::shell::format::OutputFormat;
 use tessera::shell::{Input, Shell};
 
@@ -31,27 +33,102 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// Serve a database over the PostgreSQL wire protocol (psql, pgbench, drivers).
+    Server {
+        /// TOML file with any of: data, listen, max_connections, log_format. Flags win.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Database directory (created if missing) [default: ./tessera-data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:5432].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Most concurrent connections [default: 100].
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Log format; the level comes from RUST_LOG (default: info).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    // Diagnostics go to stderr, filtered by RUST_LOG, so they never mix with output.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
-    // Diagnostics go to stderr, filtered by RUST_LOG (default: warnings only), so they
-    // never mix with query output on stdout.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let code = match cli.command {
         Command::Shell {
             data,
             commands,
             file,
             format,
-        } => run_shell(data, commands, file, format),
+        } => {
+            init_logging(LogFormat::Human, "warn");
+            run_shell(data, commands, file, format)
+        }
+        Command::Server {
+            config,
+            data,
+            listen,
+            max_connections,
+            log_format,
+        } => match server_config(config, data, listen, max_connections, log_format) {
+            Ok(config) => {
+                init_logging(config.log_format, "info");
+                match server::run(config) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("tessera server: {e}");
+                        1
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("tessera server: {e}");
+                2
+            }
+        },
     };
     std::process::exit(code);
+}
+
+fn server_config(
+    file: Option<PathBuf>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    max_connections: Option<usize>,
+    log_format: Option<LogFormat>,
+) -> tessera::Result<ServerConfig> {
+    let file = match file {
+        Some(path) => ConfigFile::load(&path)?,
+        None => ConfigFile::default(),
+    };
+    let listen = listen
+        .or(file.listen)
+        .unwrap_or_else(|| server::DEFAULT_LISTEN.to_string());
+    Ok(ServerConfig {
+        data: data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from("./tessera-data")),
+        listen: server::parse_listen(&listen)?,
+        max_connections: max_connections
+            .or(file.max_connections)
+            .unwrap_or(server::DEFAULT_MAX_CONNECTIONS),
+        log_format: log_format.or(file.log_format).unwrap_or_default(),
+    })
 }
 
 fn run_shell(

@@ -11,11 +11,12 @@ use crate::replica::LocalReplica;
 use crate::sql::ast::Statement;
 use crate::sql::execution::{self, Outcome};
 use crate::sql::parser;
+use crate::sql::planner::expression::ParameterTypes;
 use crate::sql::planner::plan::Plan;
 use crate::sql::planner::{OutputColumn, Planner};
 use crate::state_machine::{Applied, Operation};
 use crate::txn::Transaction;
-use crate::types::{Value, TEXT};
+use crate::types::{DataType, Value, TEXT};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -188,6 +189,16 @@ pub struct PreparedStatement {
     statement: Statement,
 }
 
+/// What a statement takes and returns, known before it runs (the protocol's Describe).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Description {
+    /// Type of each `$n` parameter, by position; `None` where the statement does not
+    /// decide it (the client may send text).
+    pub parameters: Vec<Option<DataType>>,
+    /// Result columns; empty for statements that return no rows.
+    pub columns: Vec<OutputColumn>,
+}
+
 /// Called with (rows done, rows in all) while CREATE INDEX fills a new index.
 pub type ProgressListener = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
@@ -292,6 +303,52 @@ impl Session {
                 position: None,
             }),
         }
+    }
+
+    /// Describes a prepared statement: its parameter types, inferred from how each `$n`
+    /// is used, and its result columns. Nothing is executed.
+    pub fn describe(&self, prepared: &PreparedStatement) -> Result<Description> {
+        let catalog = self.replica.catalog();
+        let everything = |_: &crate::catalog::Index| true;
+        let inferred = ParameterTypes::default();
+        let planner = Planner::describing(&catalog, &everything, &inferred);
+        let text_column = |name: &str| {
+            vec![OutputColumn {
+                name: name.to_string(),
+                data_type: TEXT,
+            }]
+        };
+        let columns = match &prepared.statement {
+            Statement::Select(select) => planner.plan_select(select)?.1,
+            Statement::Insert(insert) => {
+                planner.plan_insert(insert)?;
+                Vec::new()
+            }
+            Statement::Update {
+                table,
+                assignments,
+                filter,
+            } => {
+                planner.plan_update(table, assignments, filter.as_ref())?;
+                Vec::new()
+            }
+            Statement::Delete { table, filter } => {
+                planner.plan_delete(table, filter.as_ref())?;
+                Vec::new()
+            }
+            Statement::Explain(inner) => {
+                if let Statement::Select(select) = inner.as_ref() {
+                    planner.plan_select(select)?;
+                }
+                text_column("QUERY PLAN")
+            }
+            Statement::Show { name } => text_column(&name.to_lowercase()),
+            _ => Vec::new(),
+        };
+        Ok(Description {
+            parameters: inferred.into_types(),
+            columns,
+        })
     }
 
     /// Runs a prepared statement with parameter values.

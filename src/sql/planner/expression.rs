@@ -370,6 +370,41 @@ pub struct Scope<'a> {
     pub grouping: Option<Grouping<'a>>,
     /// Where we are, for error messages such as "aggregate functions are not allowed in WHERE".
     pub clause: &'static str,
+    /// Set when describing a statement without parameter values: `$n` binds to NULL
+    /// and the type it is used as is recorded here.
+    pub inferred: Option<&'a ParameterTypes>,
+}
+
+/// Parameter types inferred while binding a statement whose parameters have no values
+/// yet (the extended query protocol's Describe): each `$n` takes the type of what it is
+/// compared with, assigned to or combined with, as in PostgreSQL.
+#[derive(Debug, Default)]
+pub struct ParameterTypes {
+    types: std::cell::RefCell<Vec<Option<DataType>>>,
+}
+
+impl ParameterTypes {
+    /// Notes that `$n` exists, without a type yet.
+    pub fn note(&self, n: usize) {
+        let mut types = self.types.borrow_mut();
+        if types.len() < n {
+            types.resize(n, None);
+        }
+    }
+
+    /// Records that `$n` is used as a `data_type` (the first use decides).
+    pub fn record(&self, n: usize, data_type: DataType) {
+        self.note(n);
+        let mut types = self.types.borrow_mut();
+        if types[n - 1].is_none() {
+            types[n - 1] = Some(data_type);
+        }
+    }
+
+    /// The types by position; `None` where nothing decided the type.
+    pub fn into_types(self) -> Vec<Option<DataType>> {
+        self.types.into_inner()
+    }
 }
 
 impl Scope<'_> {
@@ -525,12 +560,18 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
     match expr {
         Expr::Literal(v) => Ok(Expression::Constant(v.clone())),
         Expr::StringLiteral(s) => Ok(Expression::Constant(Value::Text(s.clone()))),
-        Expr::Parameter(n) => scope
-            .params
-            .get(n - 1)
-            .cloned()
-            .map(Expression::Constant)
-            .ok_or_else(|| Error::UndefinedParameter(format!("there is no parameter ${n}"))),
+        Expr::Parameter(n) => match scope.inferred {
+            Some(inferred) => {
+                inferred.note(*n);
+                Ok(Expression::Constant(Value::Null))
+            }
+            None => scope
+                .params
+                .get(n - 1)
+                .cloned()
+                .map(Expression::Constant)
+                .ok_or_else(|| Error::UndefinedParameter(format!("there is no parameter ${n}"))),
+        },
         Expr::Column { table, name } => {
             if scope.grouping.is_some() {
                 let qualified = table
@@ -724,7 +765,7 @@ fn require_numeric(expr: &Expression, op: &str) -> Result<()> {
 
 /// Binds an expression that must be boolean (WHERE, HAVING, AND, NOT, ...).
 pub fn bind_boolean(expr: &Expr, scope: &Scope, context: &str) -> Result<Expression> {
-    let bound = coerce_to(bind(expr, scope)?, expr, DataType::Boolean)?;
+    let bound = coerce_to(bind(expr, scope)?, expr, DataType::Boolean, scope)?;
     match bound.data_type() {
         None | Some(DataType::Boolean) => Ok(bound),
         Some(other) => Err(Error::DatatypeMismatch(format!(
@@ -736,7 +777,15 @@ pub fn bind_boolean(expr: &Expr, scope: &Scope, context: &str) -> Result<Express
 
 /// Casts a string literal (PostgreSQL's "unknown" type) to `target`; other expressions
 /// are returned unchanged.
-fn coerce_to(bound: Expression, written: &Expr, target: DataType) -> Result<Expression> {
+fn coerce_to(
+    bound: Expression,
+    written: &Expr,
+    target: DataType,
+    scope: &Scope,
+) -> Result<Expression> {
+    if let (Expr::Parameter(n), Some(inferred)) = (written, scope.inferred) {
+        inferred.record(*n, target);
+    }
     let is_untyped = matches!(written, Expr::StringLiteral(_) | Expr::Parameter(_));
     match &bound {
         Expression::Constant(v @ Value::Text(_)) if is_untyped && !target.is_text() => {
@@ -751,7 +800,7 @@ fn coerce_to(bound: Expression, written: &Expr, target: DataType) -> Result<Expr
 fn coerce_against(left: &Expression, right: &Expr, scope: &Scope, op: &str) -> Result<Expression> {
     let right_bound = bind(right, scope)?;
     let right_bound = match left.data_type() {
-        Some(t) => coerce_to(right_bound, right, t)?,
+        Some(t) => coerce_to(right_bound, right, t, scope)?,
         None => right_bound,
     };
     check_comparable(left, &right_bound, op)?;
@@ -768,12 +817,12 @@ fn bind_comparable(
     let r = bind(right, scope)?;
     let l = match r.data_type() {
         Some(t) if !matches!(right, Expr::StringLiteral(_) | Expr::Parameter(_)) => {
-            coerce_to(l, left, t)?
+            coerce_to(l, left, t, scope)?
         }
         _ => l,
     };
     let r = match l.data_type() {
-        Some(t) => coerce_to(r, right, t)?,
+        Some(t) => coerce_to(r, right, t, scope)?,
         None => r,
     };
     check_comparable(&l, &r, op)?;
@@ -890,7 +939,7 @@ fn bind_function(name: &str, args: &[Expr], scope: &Scope) -> Result<Expression>
                 return Err(no_such());
             }
             let result = common_type(&bound, args, "COALESCE")?;
-            let coerced = coerce_all(bound, args, result)?;
+            let coerced = coerce_all(bound, args, result, scope)?;
             return Ok(Expression::Function(function, coerced, result));
         }
     };
@@ -928,6 +977,7 @@ fn coerce_all(
     exprs: Vec<Expression>,
     written: &[Expr],
     target: Option<DataType>,
+    scope: &Scope,
 ) -> Result<Vec<Expression>> {
     let Some(target) = target else {
         return Ok(exprs);
@@ -936,7 +986,7 @@ fn coerce_all(
         .into_iter()
         .zip(written)
         .map(|(e, ast)| {
-            let e = coerce_to(e, ast, target)?;
+            let e = coerce_to(e, ast, target, scope)?;
             Ok(match e.data_type() {
                 Some(t) if t != target => Expression::Cast(Box::new(e), target),
                 _ => e,
@@ -967,7 +1017,7 @@ fn bind_case(
     results.push(bind(&else_written, scope)?);
     results_written.push(else_written);
     let data_type = common_type(&results, &results_written, "CASE")?;
-    let mut results = coerce_all(results, &results_written, data_type)?;
+    let mut results = coerce_all(results, &results_written, data_type, scope)?;
     let else_bound = results.pop().unwrap_or(Expression::Constant(Value::Null));
     Ok(Expression::Case {
         branches: conditions.into_iter().zip(results).collect(),
@@ -985,7 +1035,7 @@ pub fn bind_for_column(
     target: DataType,
     column: &str,
 ) -> Result<Expression> {
-    let bound = coerce_to(bind(expr, scope)?, expr, target)?;
+    let bound = coerce_to(bind(expr, scope)?, expr, target, scope)?;
     if let Some(source) = bound.data_type() {
         let assignable = source == target
             || (source.is_numeric() && target.is_numeric())

@@ -15,8 +15,8 @@ use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value};
 use expression::{
-    bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, Scope,
-    ScopeColumn,
+    bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, ParameterTypes,
+    Scope, ScopeColumn,
 };
 use plan::{Aggregate, Plan, SortKey};
 
@@ -34,6 +34,7 @@ pub struct Planner<'a> {
     catalog: &'a Catalog,
     params: &'a [Value],
     index_usable: &'a dyn Fn(&Index) -> bool,
+    inferred: Option<&'a ParameterTypes>,
 }
 
 impl<'a> Planner<'a> {
@@ -47,6 +48,22 @@ impl<'a> Planner<'a> {
             catalog,
             params,
             index_usable,
+            inferred: None,
+        }
+    }
+
+    /// A planner for describing a statement before its parameters have values: `$n`
+    /// plans as NULL and its inferred type is recorded in `inferred`.
+    pub fn describing(
+        catalog: &'a Catalog,
+        index_usable: &'a dyn Fn(&Index) -> bool,
+        inferred: &'a ParameterTypes,
+    ) -> Planner<'a> {
+        Planner {
+            catalog,
+            params: &[],
+            index_usable,
+            inferred: Some(inferred),
         }
     }
 
@@ -64,6 +81,7 @@ impl<'a> Planner<'a> {
             params: self.params,
             grouping: None,
             clause,
+            inferred: self.inferred,
         }
     }
 
@@ -73,6 +91,7 @@ impl<'a> Planner<'a> {
             params: self.params,
             grouping: None,
             clause,
+            inferred: self.inferred,
         }
     }
 
@@ -207,6 +226,7 @@ impl<'a> Planner<'a> {
                 params: self.params,
                 grouping: Some(grouping),
                 clause: "HAVING",
+                inferred: self.inferred,
             };
             if let Some(having) = &select.having {
                 let predicate = fold(bind_boolean(having, &grouped, "HAVING")?)?;
@@ -299,6 +319,7 @@ impl<'a> Planner<'a> {
             params: self.params,
             grouping: None,
             clause: scope.clause,
+            inferred: self.inferred,
         }
     }
 
@@ -407,6 +428,9 @@ impl<'a> Planner<'a> {
     }
 
     fn row_count(&self, expr: &Expr, clause: &'static str) -> Result<Option<u64>> {
+        if let (Expr::Parameter(n), Some(inferred)) = (expr, self.inferred) {
+            inferred.record(*n, DataType::BigInt);
+        }
         let value = fold(bind(expr, &self.empty_scope(clause))?)?;
         let Expression::Constant(value) = value else {
             return Err(Error::Syntax {

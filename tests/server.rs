@@ -1,0 +1,445 @@
+//! The server as PostgreSQL clients see it: a real `tessera server` process on a free
+//! 127.0.0.1 port, driven by tokio-postgres (extended protocol, binary formats) and by
+//! psql (simple protocol, text). Every test stops its server by pid, even on failure.
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+/// A running server, killed (by pid) when dropped.
+struct Server {
+    process: common::ChildGuard,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Server {
+    fn start() -> Server {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["server", "--data"])
+            .arg(data.path())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tessera server");
+        let server = Server {
+            process: common::ChildGuard(child),
+            port,
+            data,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < STARTUP_LIMIT,
+                "server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=tester dbname=tessera",
+            self.port
+        )
+    }
+
+    async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit; returns its exit code.
+    fn terminate(mut self) -> (Option<i32>, tempfile::TempDir) {
+        let pid = self.process.0.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.process.0.try_wait().expect("wait") {
+                let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("dir"));
+                return (status.code(), data);
+            }
+            assert!(
+                started.elapsed() < STARTUP_LIMIT,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Parameters and results of every type round-trip through prepared statements in
+/// binary format, NULLs included; parameter types are inferred from the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_with_every_type() {
+    let server = Server::start();
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE every (id INTEGER PRIMARY KEY, b BOOLEAN, s SMALLINT, i INTEGER, big BIGINT, \
+             r REAL, d DOUBLE PRECISION, t TEXT, v VARCHAR(10), raw BYTEA)",
+        )
+        .await
+        .expect("create");
+    let insert = client
+        .prepare("INSERT INTO every VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .await
+        .expect("prepare");
+    let types: Vec<_> = insert
+        .params()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert_eq!(
+        types,
+        ["int4", "bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bytea"]
+    );
+    let inserted = client
+        .execute(
+            &insert,
+            &[
+                &1i32,
+                &true,
+                &-7i16,
+                &42i32,
+                &(1i64 << 40),
+                &1.5f32,
+                &-0.25f64,
+                &"héllo",
+                &"abc",
+                &vec![0u8, 255],
+            ],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(inserted, 1);
+    let none: Option<i32> = None;
+    client
+        .execute(
+            &insert,
+            &[
+                &2i32,
+                &None::<bool>,
+                &None::<i16>,
+                &none,
+                &None::<i64>,
+                &None::<f32>,
+                &None::<f64>,
+                &None::<String>,
+                &None::<String>,
+                &None::<Vec<u8>>,
+            ],
+        )
+        .await
+        .expect("insert nulls");
+
+    let row = client
+        .query_one("SELECT * FROM every WHERE id = $1", &[&1i32])
+        .await
+        .expect("select");
+    assert!(row.get::<_, bool>("b"));
+    assert_eq!(row.get::<_, i16>("s"), -7);
+    assert_eq!(row.get::<_, i32>("i"), 42);
+    assert_eq!(row.get::<_, i64>("big"), 1 << 40);
+    assert_eq!(row.get::<_, f32>("r"), 1.5);
+    assert_eq!(row.get::<_, f64>("d"), -0.25);
+    assert_eq!(row.get::<_, &str>("t"), "héllo");
+    assert_eq!(row.get::<_, &str>("v"), "abc");
+    assert_eq!(row.get::<_, Vec<u8>>("raw"), vec![0u8, 255]);
+    let row = client
+        .query_one("SELECT b, big, t, raw FROM every WHERE id = 2", &[])
+        .await
+        .expect("select nulls");
+    assert_eq!(row.get::<_, Option<bool>>(0), None);
+    assert_eq!(row.get::<_, Option<i64>>(1), None);
+    assert_eq!(row.get::<_, Option<&str>>(2), None);
+    assert_eq!(row.get::<_, Option<Vec<u8>>>(3), None);
+
+    // Result column types are described before execution.
+    let statement = client
+        .prepare("SELECT count(*), sum(i), avg(d), max(t) FROM every WHERE id > $1")
+        .await
+        .expect("prepare");
+    let columns: Vec<_> = statement
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.type_().name().to_string()))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("count".into(), "int8".into()),
+            ("sum".into(), "int8".into()),
+            ("avg".into(), "float8".into()),
+            ("max".into(), "text".into())
+        ]
+    );
+    assert_eq!(statement.params()[0].name(), "int4");
+    let row = client
+        .query_one(&statement, &[&0i32])
+        .await
+        .expect("aggregate");
+    assert_eq!(row.get::<_, i64>(0), 2);
+}
+
+/// Errors carry their SQLSTATE (and the position of a syntax error), and a failed
+/// transaction block accepts only ROLLBACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_transaction_states() {
+    let server = Server::start();
+    let mut client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)")
+        .await
+        .expect("create");
+    client
+        .execute("INSERT INTO kv VALUES (1, 'one')", &[])
+        .await
+        .expect("insert");
+
+    let error = client
+        .execute("INSERT INTO kv VALUES (1, 'again')", &[])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let db_error = error.as_db_error().expect("database error");
+    assert_eq!(db_error.detail(), Some("Key (k)=(1) already exists."));
+
+    let error = client
+        .batch_execute("SELECT * FROM nowhere")
+        .await
+        .expect_err("missing table");
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+    let error = client
+        .batch_execute("SELECT 1 +* 2")
+        .await
+        .expect_err("syntax");
+    assert_eq!(error.code(), Some(&SqlState::SYNTAX_ERROR));
+    assert!(matches!(
+        error.as_db_error().and_then(|e| e.position()),
+        Some(tokio_postgres::error::ErrorPosition::Original(_))
+    ));
+    let error = client
+        .query("SELECT 1 / 0", &[])
+        .await
+        .expect_err("division");
+    assert_eq!(error.code(), Some(&SqlState::DIVISION_BY_ZERO));
+
+    // Commit and rollback through the driver's transaction API.
+    let transaction = client.transaction().await.expect("begin");
+    transaction
+        .execute("INSERT INTO kv VALUES (2, 'two')", &[])
+        .await
+        .expect("insert");
+    transaction.commit().await.expect("commit");
+    let transaction = client.transaction().await.expect("begin");
+    transaction
+        .execute("INSERT INTO kv VALUES (3, 'three')", &[])
+        .await
+        .expect("insert");
+    transaction.rollback().await.expect("rollback");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM kv", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 2);
+
+    // A failed block: only ROLLBACK, and nothing of it stays.
+    client
+        .batch_execute("BEGIN; INSERT INTO kv VALUES (4, 'four')")
+        .await
+        .expect("begin");
+    client
+        .batch_execute("INSERT INTO kv VALUES (1, 'dup')")
+        .await
+        .expect_err("duplicate in block");
+    let error = client
+        .batch_execute("SELECT 1")
+        .await
+        .expect_err("aborted block");
+    assert_eq!(error.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM kv", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 2);
+}
+
+/// Many connections work at once, each with its own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections() {
+    let server = Server::start();
+    server
+        .connect()
+        .await
+        .batch_execute("CREATE TABLE hits (id BIGINT PRIMARY KEY, worker INTEGER)")
+        .await
+        .expect("create");
+    const WORKERS: i64 = 8;
+    const EACH: i64 = 25;
+    let mut tasks = Vec::new();
+    for worker in 0..WORKERS {
+        let client = server.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let insert = client
+                .prepare("INSERT INTO hits VALUES ($1, $2)")
+                .await
+                .expect("prepare");
+            for i in 0..EACH {
+                client
+                    .execute(&insert, &[&(worker * EACH + i), &(worker as i32)])
+                    .await
+                    .expect("insert");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    let client = server.connect().await;
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM hits", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, WORKERS * EACH);
+    let groups = client
+        .query(
+            "SELECT worker, count(*) FROM hits GROUP BY worker ORDER BY worker",
+            &[],
+        )
+        .await
+        .expect("groups");
+    assert_eq!(groups.len() as i64, WORKERS);
+}
+
+/// SIGTERM shuts the server down with exit status 0; an open transaction is rolled back
+/// and committed data is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_rolls_back_open_transactions() {
+    let server = Server::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .expect("setup");
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (2)")
+        .await
+        .expect("open transaction");
+    let (code, data) = server.terminate();
+    assert_eq!(code, Some(0));
+    let server = Server::start_in(data, &[]);
+    let client = server.connect().await;
+    let ids: Vec<i32> = client
+        .query("SELECT id FROM t ORDER BY id", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![1]);
+}
+
+/// Beyond max_connections a client is refused with 53300 (too many clients).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit() {
+    let server = Server::start_in(
+        tempfile::tempdir().expect("dir"),
+        &["--max-connections", "2"],
+    );
+    let _first = server.connect().await;
+    let _second = server.connect().await;
+    let error = tokio_postgres::connect(&server.url(), NoTls)
+        .await
+        .err()
+        .expect("third connection refused");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::TOO_MANY_CONNECTIONS),
+        "{error}"
+    );
+}
+
+/// psql, the real program: queries, an error with its SQLSTATE (VERBOSITY verbose).
+#[test]
+fn psql_works() {
+    let server = Server::start();
+    let psql = |args: &[&str]| {
+        Command::new("psql")
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &server.port.to_string(),
+                "-U",
+                "tester",
+                "-d",
+                "tessera",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+            ])
+            .args(args)
+            .output()
+            .expect("run psql (installed with PostgreSQL)")
+    };
+    let output = psql(&[
+        "-c",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
+        "-c",
+        "INSERT INTO t VALUES (1, 'a'), (2, NULL)",
+        "-c",
+        "SELECT * FROM t ORDER BY id",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "CREATE TABLE\nINSERT 0 2\n id | name \n----+------\n  1 | a\n  2 | \n(2 rows)\n\n"
+    );
+    let output = psql(&["-c", "SELECT * FROM missing"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("ERROR:  42P01: relation \"missing\" does not exist"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
