@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system packages building and testing Tessera needs on a fresh Debian
-# machine, and nothing when they are already there:
+# Installs what building and testing Tessera needs on a fresh Debian machine, and
+# nothing when it is already there:
 #   libclang-dev  RocksDB's Rust bindings are generated with libclang;
-#   postgresql    tests check SQL results against a real PostgreSQL (the anchor).
+#   postgresql    tests check SQL results against a real PostgreSQL (the anchor), and
+#                 drive the server with psql and pgbench;
+#   psycopg 3     (PyPI, in a virtualenv at target/pyenv) a Python driver the server
+#                 tests use.
 set -euo pipefail
 
 sudo=""
@@ -16,6 +19,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cd "$(dirname "$0")/.."
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ]; then
+  mkdir -p target
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import psycopg" >/dev/null 2>&1; then
+  echo "setup: installing psycopg 3 into $venv" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.1,<4"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -443,3 +443,116 @@ fn psql_works() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The rows of `accounts` the pgbench scripts use, as one multi-row INSERT.
+fn accounts_rows(count: usize) -> String {
+    let values: Vec<String> = (1..=count).map(|aid| format!("({aid}, 0)")).collect();
+    format!("INSERT INTO accounts VALUES {}", values.join(", "))
+}
+
+/// pgbench, the real program, runs the benchmark scripts in simple, extended and
+/// prepared modes with several clients and no failed transaction.
+#[test]
+fn pgbench_runs_in_every_mode() {
+    let server = Server::start();
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pgbench");
+    let port = server.port.to_string();
+    let psql = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "tester",
+            "-d",
+            "tessera",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+        ])
+        .arg(scripts.join("schema.sql"))
+        .args(["-c", &accounts_rows(500)])
+        .output()
+        .expect("run psql");
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    for mode in ["simple", "extended", "prepared"] {
+        for script in ["select.sql", "update.sql", "insert.sql"] {
+            let output = Command::new("pgbench")
+                .args([
+                    "-n",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "tester",
+                    "-M",
+                    mode,
+                    "-c",
+                    "4",
+                    "-j",
+                    "2",
+                    "-t",
+                    "40",
+                ])
+                .args(["-D", "rows=500", "--max-tries=20", "-f"])
+                .arg(scripts.join(script))
+                .arg("tessera")
+                .output()
+                .expect("run pgbench (installed with PostgreSQL)");
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{mode} {script}: {text}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                text.contains("number of transactions actually processed: 160/160"),
+                "{mode} {script}: {text}"
+            );
+            assert!(
+                text.contains("number of failed transactions: 0"),
+                "{mode} {script}: {text}"
+            );
+        }
+    }
+    let client = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    let mut client = client;
+    let inserted: i64 = client
+        .query_one("SELECT count(*) FROM history", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(inserted, 3 * 160);
+}
+
+/// psycopg 3 (from PyPI, installed by scripts/setup.sh into target/pyenv): every Python
+/// type, NULLs, prepared statements, error classes by SQLSTATE, transactions.
+#[test]
+fn psycopg_works() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/pyenv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let server = Server::start();
+    let output = Command::new(&python)
+        .arg(root.join("tests/python/psycopg_check.py"))
+        .arg(server.port.to_string())
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,68 @@
+"""Drives a Tessera server with psycopg 3, as a Python application would.
+
+Usage: psycopg_check.py PORT. Exits non-zero (with a traceback) on the first failure.
+Run by tests/server.rs; each check says what it proves.
+"""
+import sys
+
+import psycopg
+from psycopg import errors
+
+
+def main(port: int) -> None:
+    conninfo = f"host=127.0.0.1 port={port} user=python dbname=tessera"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, price DOUBLE PRECISION,"
+            " in_stock BOOLEAN, raw BYTEA)"
+        )
+
+        # Parameters of every Python type, and NULLs, round-trip.
+        rows = [
+            (1, "apple", 1.25, True, b"\x00\xff"),
+            (2, "pear", None, False, None),
+            (3, None, 0.5, None, b""),
+        ]
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO items VALUES (%s, %s, %s, %s, %s)", rows)
+            cur.execute("SELECT id, name, price, in_stock, raw FROM items ORDER BY id")
+            got = cur.fetchall()
+        assert got == rows, got
+
+        # Server-side prepared statements (prepare=True) give the same answers.
+        for _ in range(3):
+            cur = conn.execute("SELECT name FROM items WHERE id = %s", (1,), prepare=True)
+            assert cur.fetchone() == ("apple",)
+
+        # Errors map to psycopg's exception classes by SQLSTATE.
+        try:
+            conn.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (1, "dup"))
+            raise AssertionError("duplicate key accepted")
+        except errors.UniqueViolation as e:
+            assert e.sqlstate == "23505", e.sqlstate
+
+        try:
+            conn.execute("SELECT * FROM missing")
+            raise AssertionError("missing table accepted")
+        except errors.UndefinedTable:
+            pass
+
+    # Transactions: the context manager commits, an exception rolls back.
+    with psycopg.connect(conninfo) as conn:
+        with conn.transaction():
+            conn.execute("UPDATE items SET price = price * 2 WHERE id = %s", (1,))
+        try:
+            with conn.transaction():
+                conn.execute("DELETE FROM items")
+                raise RuntimeError("abandon")
+        except RuntimeError:
+            pass
+        count = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+        assert count == 3, count
+        price = conn.execute("SELECT price FROM items WHERE id = 1").fetchone()[0]
+        assert price == 2.5, price
+    print("psycopg checks passed")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
