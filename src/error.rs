@@ -80,6 +80,8 @@ pub enum Error {
     ActiveTransaction(String),
     /// A command needs a transaction block and there is none (25P01); PostgreSQL warns only.
     NoActiveTransaction(String),
+    /// The statement was cancelled by the client or by `statement_timeout` (57014).
+    QueryCanceled(String),
     /// The transaction has failed; only ROLLBACK is accepted (25P02).
     TransactionAborted,
     /// The statement is valid SQL that Tessera does not support yet (0A000).
@@ -127,6 +129,7 @@ impl Error {
             Error::ActiveTransaction(_) => "25001",
             Error::NoActiveTransaction(_) => "25P01",
             Error::TransactionAborted => "25P02",
+            Error::QueryCanceled(_) => "57014",
             Error::FeatureNotSupported(_) => "0A000",
             Error::UndefinedParameter(_) => "42P02",
             Error::UnknownSetting(_) => "42704",
@@ -193,6 +196,7 @@ impl fmt::Display for Error {
             Error::DatatypeMismatch(message)
             | Error::InvalidTableDefinition(message)
             | Error::InvalidColumnReference(message)
+            | Error::QueryCanceled(message)
             | Error::Grouping(message)
             | Error::InvalidTextRepresentation(message)
             | Error::NumericOutOfRange(message)

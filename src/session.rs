@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::replica::LocalReplica;
 use crate::sql::ast::Statement;
+use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
 use crate::sql::parser;
 use crate::sql::planner::expression::ParameterTypes;
@@ -232,6 +233,7 @@ pub struct Session {
     failed: bool,
     settings: BTreeMap<String, String>,
     progress: Option<ProgressListener>,
+    interrupt: Arc<Interrupt>,
 }
 
 impl Session {
@@ -242,7 +244,14 @@ impl Session {
             failed: false,
             settings: BTreeMap::new(),
             progress: None,
+            interrupt: Arc::default(),
         }
+    }
+
+    /// A handle that stops this session's running statement from another thread (the
+    /// server's CancelRequest).
+    pub fn interrupt_handle(&self) -> Arc<Interrupt> {
+        Arc::clone(&self.interrupt)
     }
 
     /// Where the session stands with respect to transactions.
@@ -367,6 +376,8 @@ impl Session {
     ) -> Result<QueryResult> {
         let span = tracing::debug_span!("statement", kind = statement_name(statement));
         let _entered = span.enter();
+        let timeout = parse_timeout(&self.setting("statement_timeout")).unwrap_or(None);
+        self.interrupt.start_statement(timeout);
         let result = self.dispatch(statement, params);
         if let Err(error) = &result {
             tracing::debug!(sqlstate = error.sqlstate(), %error, "statement failed");
@@ -493,12 +504,14 @@ impl Session {
         txn: &mut Transaction,
     ) -> Result<QueryResult> {
         let (plan, columns) = self.plan(statement, params, txn)?;
-        Ok(match execution::execute(&plan, txn, &self.replica)? {
-            Outcome::Rows(rows) => QueryResult::rows(columns, rows),
-            Outcome::Inserted(n) => affected(format!("INSERT 0 {n}"), n),
-            Outcome::Updated(n) => affected(format!("UPDATE {n}"), n),
-            Outcome::Deleted(n) => affected(format!("DELETE {n}"), n),
-        })
+        Ok(
+            match execution::execute(&plan, txn, &self.replica, &self.interrupt)? {
+                Outcome::Rows(rows) => QueryResult::rows(columns, rows),
+                Outcome::Inserted(n) => affected(format!("INSERT 0 {n}"), n),
+                Outcome::Updated(n) => affected(format!("UPDATE {n}"), n),
+                Outcome::Deleted(n) => affected(format!("DELETE {n}"), n),
+            },
+        )
     }
 
     fn explain(&mut self, statement: &Statement, params: &[Value]) -> Result<QueryResult> {
@@ -692,7 +705,11 @@ fn validate_setting(name: &str, value: &str) -> Result<String> {
                 )))
             }
         }
-        "extra_float_digits" | "statement_timeout" => {
+        "statement_timeout" => {
+            parse_timeout(value)?;
+            Ok(value.trim().to_string())
+        }
+        "extra_float_digits" => {
             value.trim().parse::<i64>().map_err(|_| {
                 Error::InvalidParameterValue(format!(
                     "invalid value for parameter \"{name}\": \"{value}\""
@@ -702,6 +719,30 @@ fn validate_setting(name: &str, value: &str) -> Result<String> {
         }
         _ => Ok(value.to_string()),
     }
+}
+
+/// Parses a timeout setting as PostgreSQL does: a number of milliseconds, or a number
+/// with a unit (`ms`, `s`, `min`, `h`); 0 means no timeout.
+fn parse_timeout(value: &str) -> Result<Option<std::time::Duration>> {
+    let text = value.trim().to_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || {
+        Error::InvalidParameterValue(format!(
+            "invalid value for a timeout: \"{value}\" (e.g. 5000, 5s, 1min)"
+        ))
+    };
+    let amount: u64 = number.parse().map_err(|_| invalid())?;
+    let millis = match unit.trim() {
+        "" | "ms" => amount,
+        "s" => amount.saturating_mul(1000),
+        "min" => amount.saturating_mul(60_000),
+        "h" => amount.saturating_mul(3_600_000),
+        _ => return Err(invalid()),
+    };
+    Ok((millis > 0).then(|| std::time::Duration::from_millis(millis)))
 }
 
 fn affected(tag: String, count: u64) -> QueryResult {

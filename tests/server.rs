@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
@@ -38,24 +37,35 @@ impl Server {
             .arg(data.path())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start tessera server");
-        let server = Server {
-            process: common::ChildGuard(child),
+        let mut process = common::ChildGuard(child);
+        // Wait for the "ready" log line rather than probing the port, which would take a
+        // connection slot; then keep draining the log so the server never blocks on it.
+        let stderr = process.0.stderr.take().expect("stderr");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("tessera server ready") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(STARTUP_LIMIT)
+            .expect("server did not report ready in time");
+        Server {
+            process,
             port,
             data,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < STARTUP_LIMIT,
-                "server did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     fn url(&self) -> String {
@@ -555,4 +565,104 @@ fn psycopg_works() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Fills `big` with 2^doublings rows by repeatedly copying the table into itself.
+async fn fill_big_table(client: &tokio_postgres::Client, doublings: u32) {
+    client
+        .batch_execute(
+            "CREATE TABLE big (id BIGINT PRIMARY KEY, v TEXT); INSERT INTO big VALUES (1, 'row')",
+        )
+        .await
+        .expect("create");
+    for power in 0..doublings {
+        let offset = 1i64 << power;
+        client
+            .batch_execute(&format!("INSERT INTO big SELECT id + {offset}, v FROM big"))
+            .await
+            .expect("double");
+    }
+}
+
+/// statement_timeout stops a long statement with 57014, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_stops_long_statements() {
+    let server = Server::start();
+    let client = server.connect().await;
+    fill_big_table(&client, 14).await; // 16,384 rows
+    client
+        .batch_execute("SET statement_timeout = 1")
+        .await
+        .expect("set timeout");
+    let error = client
+        .query(
+            "SELECT count(*) FROM big WHERE lower(v) LIKE '%nothing%'",
+            &[],
+        )
+        .await
+        .expect_err("timeout");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+    let message = error
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("statement timeout"), "{message}");
+    client
+        .batch_execute("SET statement_timeout = '0'")
+        .await
+        .expect("reset timeout");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 1 << 14);
+    let error = client
+        .batch_execute("SET statement_timeout = 'soon'")
+        .await
+        .expect_err("bad value");
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+}
+
+/// A CancelRequest (sent on its own connection with the session's pid and secret key)
+/// stops the statement running on that session with 57014; the session stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_statement() {
+    let server = Server::start();
+    let client = server.connect().await;
+    fill_big_table(&client, 17).await; // 131,072 rows
+    let slow = "SELECT count(*) FROM big WHERE lower(v) || v LIKE '%nothing%'";
+    const ATTEMPTS: usize = 5;
+    let mut cancelled = false;
+    for attempt in 0..ATTEMPTS {
+        let token = client.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1))).await;
+            token.cancel_query(NoTls).await
+        });
+        let outcome = client.query(slow, &[]).await;
+        canceller
+            .await
+            .expect("canceller task")
+            .expect("send cancel request");
+        match outcome {
+            Err(error) => {
+                assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+                cancelled = true;
+                break;
+            }
+            // The query won the race; try again with a later cancel... or the same.
+            Ok(_) => continue,
+        }
+    }
+    assert!(
+        cancelled,
+        "no attempt was cancelled: the statement always finished first"
+    );
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("session still works")
+        .get(0);
+    assert_eq!(one, 1);
 }

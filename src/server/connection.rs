@@ -9,6 +9,7 @@ use super::wire::{self, error_info, user_error};
 use crate::database::Database;
 use crate::error::Error;
 use crate::session::{Description, PreparedStatement, QueryResult, Session};
+use crate::sql::execution::interrupt::Interrupt;
 use async_trait::async_trait;
 use futures::sink::{Sink, SinkExt};
 use futures::stream;
@@ -16,6 +17,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
 };
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
@@ -26,8 +28,11 @@ use pgwire::api::{
     RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -218,8 +223,50 @@ impl ExtendedQueryHandler for Backend {
     }
 }
 
-/// Startup without authentication (trust), announcing PostgreSQL 15 parameters.
-pub struct TrustStartup;
+/// Which session each (pid, secret key) pair of a live connection belongs to, so that a
+/// CancelRequest — which arrives on a new connection — can reach the right statement.
+#[derive(Default)]
+pub struct CancelRegistry {
+    connections: Mutex<HashMap<i32, (SecretKey, Arc<Interrupt>)>>,
+}
+
+impl CancelRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (SecretKey, Arc<Interrupt>)>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+#[async_trait]
+impl CancelHandler for CancelRegistry {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        // A wrong secret key is ignored silently, as PostgreSQL does. The same 4-byte
+        // key may decode as an integer on one connection and as bytes on another.
+        if let Some((secret, interrupt)) = self.lock().get(&request.pid) {
+            if secret.eq_value(&request.secret_key) {
+                tracing::info!(pid = request.pid, "cancel request");
+                interrupt.cancel();
+            }
+        }
+    }
+}
+
+/// Startup without authentication (trust), announcing PostgreSQL 15 parameters and
+/// registering the connection for cancel requests (until it is dropped).
+pub struct TrustStartup {
+    registry: Arc<CancelRegistry>,
+    interrupt: Arc<Interrupt>,
+    pid: Mutex<Option<i32>>,
+}
+
+impl Drop for TrustStartup {
+    fn drop(&mut self) {
+        if let Some(pid) = *self.pid.lock().unwrap_or_else(|poison| poison.into_inner()) {
+            self.registry.lock().remove(&pid);
+        }
+    }
+}
 
 #[async_trait]
 impl StartupHandler for TrustStartup {
@@ -237,7 +284,11 @@ impl StartupHandler for TrustStartup {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
             let (pid, secret_key) = PID_GENERATOR.generate(client);
-            client.set_pid_and_secret_key(pid, secret_key);
+            client.set_pid_and_secret_key(pid, secret_key.clone());
+            self.registry
+                .lock()
+                .insert(pid, (secret_key, Arc::clone(&self.interrupt)));
+            *self.pid.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(pid);
             let mut parameters = DefaultServerParameterProvider::default();
             parameters.server_version = SERVER_VERSION.to_string();
             finish_authentication(client, &parameters).await?;
@@ -250,19 +301,27 @@ impl StartupHandler for TrustStartup {
 pub struct ConnectionHandlers {
     backend: Arc<Backend>,
     startup: Arc<TrustStartup>,
+    cancel: Arc<CancelRegistry>,
 }
 
 impl ConnectionHandlers {
-    /// Handlers over a fresh session of `database`.
-    pub fn new(database: &Database) -> ConnectionHandlers {
+    /// Handlers over a fresh session of `database`; `registry` is the server's.
+    pub fn new(database: &Database, registry: &Arc<CancelRegistry>) -> ConnectionHandlers {
+        let session = database.session();
+        let interrupt = session.interrupt_handle();
         ConnectionHandlers {
             backend: Arc::new(Backend {
-                session: Arc::new(Mutex::new(database.session())),
+                session: Arc::new(Mutex::new(session)),
                 parser: Arc::new(StatementParser {
                     database: database.clone(),
                 }),
             }),
-            startup: Arc::new(TrustStartup),
+            startup: Arc::new(TrustStartup {
+                registry: Arc::clone(registry),
+                interrupt,
+                pid: Mutex::new(None),
+            }),
+            cancel: Arc::clone(registry),
         }
     }
 }
@@ -278,5 +337,9 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::clone(&self.startup)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::clone(&self.cancel)
     }
 }

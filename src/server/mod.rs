@@ -122,6 +122,7 @@ async fn serve(config: ServerConfig, database: Database) -> Result<()> {
         .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", config.listen)))?;
     tracing::info!(listen = %config.listen, data = %config.data.display(), max_connections = config.max_connections, "tessera server ready");
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let cancel_registry = Arc::new(connection::CancelRegistry::default());
     let mut connections = JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -137,7 +138,7 @@ async fn serve(config: ServerConfig, database: Database) -> Result<()> {
                 };
                 match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => {
-                        let handlers = Arc::new(connection::ConnectionHandlers::new(&database));
+                        let handlers = Arc::new(connection::ConnectionHandlers::new(&database, &cancel_registry));
                         connections.spawn(async move {
                             let _slot = slot;
                             let span = tracing::info_span!("connection", %peer);

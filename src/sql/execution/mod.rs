@@ -7,6 +7,7 @@
 
 mod aggregate;
 pub mod expression;
+pub mod interrupt;
 mod scan;
 mod write;
 
@@ -17,8 +18,10 @@ use crate::sql::planner::expression::Expression;
 use crate::sql::planner::plan::{Plan, SortKey};
 use crate::txn::Transaction;
 use crate::types::Value;
+use interrupt::Interrupt;
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// A source of rows.
 pub trait Executor {
@@ -40,10 +43,15 @@ pub enum Outcome {
 }
 
 /// Runs a plan to completion.
-pub fn execute(plan: &Plan, txn: &mut Transaction, replica: &LocalReplica) -> Result<Outcome> {
+pub fn execute(
+    plan: &Plan,
+    txn: &mut Transaction,
+    replica: &LocalReplica,
+    interrupt: &Arc<Interrupt>,
+) -> Result<Outcome> {
     match plan {
         Plan::Insert { table, source } => {
-            let rows = collect(source, txn)?;
+            let rows = collect(source, txn, interrupt)?;
             write::insert(table, rows, txn, replica).map(Outcome::Inserted)
         }
         Plan::Update {
@@ -51,19 +59,19 @@ pub fn execute(plan: &Plan, txn: &mut Transaction, replica: &LocalReplica) -> Re
             source,
             assignments,
         } => {
-            let rows = collect(source, txn)?;
+            let rows = collect(source, txn, interrupt)?;
             write::update(table, rows, assignments, txn).map(Outcome::Updated)
         }
         Plan::Delete { table, source } => {
-            let rows = collect(source, txn)?;
+            let rows = collect(source, txn, interrupt)?;
             write::delete(table, rows, txn).map(Outcome::Deleted)
         }
-        query => collect(query, txn).map(Outcome::Rows),
+        query => collect(query, txn, interrupt).map(Outcome::Rows),
     }
 }
 
-fn collect(plan: &Plan, txn: &Transaction) -> Result<Vec<Vec<Value>>> {
-    let mut executor = build(plan)?;
+fn collect(plan: &Plan, txn: &Transaction, interrupt: &Arc<Interrupt>) -> Result<Vec<Vec<Value>>> {
+    let mut executor = build(plan, interrupt)?;
     let mut rows = Vec::new();
     while let Some(row) = executor.next(txn)? {
         rows.push(row);
@@ -71,36 +79,45 @@ fn collect(plan: &Plan, txn: &Transaction) -> Result<Vec<Vec<Value>>> {
     Ok(rows)
 }
 
-/// Builds the executor tree for a read plan.
-pub fn build(plan: &Plan) -> Result<Box<dyn Executor>> {
+/// Builds the executor tree for a read plan. Leaves (scans, VALUES) produce every row a
+/// statement touches, so they are where cancellation and timeouts are checked.
+pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor>> {
     Ok(match plan {
-        Plan::Values { rows } => Box::new(ValuesExecutor {
-            rows: rows.clone().into_iter(),
-        }),
-        Plan::Scan { table, access } => Box::new(scan::ScanExecutor::new(table.clone(), access)),
+        Plan::Values { rows } => Checked::wrap(
+            ValuesExecutor {
+                rows: rows.clone().into_iter(),
+            },
+            interrupt,
+        ),
+        Plan::Scan { table, access } => {
+            Checked::wrap(scan::ScanExecutor::new(table.clone(), access), interrupt)
+        }
         Plan::Filter { source, predicate } => Box::new(FilterExecutor {
-            source: build(source)?,
+            source: build(source, interrupt)?,
             predicate: predicate.clone(),
         }),
         Plan::Project {
             source,
             expressions,
-        } => Box::new(ProjectExecutor::new(build(source)?, expressions.clone())),
+        } => Box::new(ProjectExecutor::new(
+            build(source, interrupt)?,
+            expressions.clone(),
+        )),
         Plan::Aggregate {
             source,
             group_by,
             aggregates,
         } => Box::new(aggregate::AggregateExecutor::new(
-            build(source)?,
+            build(source, interrupt)?,
             group_by.clone(),
             aggregates.clone(),
         )),
         Plan::Distinct { source } => Box::new(DistinctExecutor {
-            source: build(source)?,
+            source: build(source, interrupt)?,
             seen: HashSet::new(),
         }),
         Plan::Sort { source, keys } => Box::new(SortExecutor {
-            source: Some(build(source)?),
+            source: Some(build(source, interrupt)?),
             keys: keys.clone(),
             sorted: Vec::new().into_iter(),
         }),
@@ -109,7 +126,7 @@ pub fn build(plan: &Plan) -> Result<Box<dyn Executor>> {
             limit,
             offset,
         } => Box::new(LimitExecutor {
-            source: build(source)?,
+            source: build(source, interrupt)?,
             remaining: *limit,
             to_skip: *offset,
         }),
@@ -119,6 +136,34 @@ pub fn build(plan: &Plan) -> Result<Box<dyn Executor>> {
             ))
         }
     })
+}
+
+/// Checks the interrupt every [`interrupt::CHECK_EVERY_ROWS`] rows of a leaf executor.
+struct Checked<E> {
+    inner: E,
+    interrupt: Arc<Interrupt>,
+    rows_since_check: u32,
+}
+
+impl<E: Executor + 'static> Checked<E> {
+    fn wrap(inner: E, interrupt: &Arc<Interrupt>) -> Box<dyn Executor> {
+        Box::new(Checked {
+            inner,
+            interrupt: Arc::clone(interrupt),
+            rows_since_check: interrupt::CHECK_EVERY_ROWS,
+        })
+    }
+}
+
+impl<E: Executor> Executor for Checked<E> {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        self.rows_since_check += 1;
+        if self.rows_since_check >= interrupt::CHECK_EVERY_ROWS {
+            self.rows_since_check = 0;
+            self.interrupt.check()?;
+        }
+        self.inner.next(txn)
+    }
 }
 
 struct ValuesExecutor {
