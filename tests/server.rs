@@ -666,3 +666,110 @@ async fn cancel_request_stops_a_running_statement() {
         .get(0);
     assert_eq!(one, 1);
 }
+
+/// Resident memory of a process, from /proc, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// Hostile bytes close only their own connection: garbage instead of a startup packet,
+/// a truncated frame, an unknown message type and an absurd length all end that
+/// connection, and the server keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bytes_close_only_their_connection() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let healthy = server.connect().await;
+    let startup = |user: &str| {
+        let mut body = Vec::new();
+        body.extend_from_slice(&196608u32.to_be_bytes()); // protocol 3.0
+        for part in ["user", user, "database", "tessera"] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&body);
+        packet
+    };
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef],
+        vec![0xff; 64],
+        vec![0, 0, 0],
+    ];
+    // After a valid startup: an unknown message type, a Query whose length is absurd,
+    // and a Query with a bad length field.
+    for tail in [
+        vec![b'?', 0, 0, 0, 4],
+        vec![b'Q', 0x7f, 0xff, 0xff, 0xff, b'x'],
+        vec![b'Q', 0, 0, 0, 2],
+    ] {
+        let mut bytes = startup("hostile");
+        bytes.extend_from_slice(&tail);
+        cases.push(bytes);
+    }
+    for bytes in cases {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = stream.write_all(&bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink); // ends when the server closes the connection
+        let one: i32 = healthy
+            .query_one("SELECT 1", &[])
+            .await
+            .expect("others still served")
+            .get(0);
+        assert_eq!(one, 1);
+    }
+}
+
+/// Thousands of connections opened and dropped leave no session behind (the connection
+/// limit would refuse new clients) and do not grow the server's memory without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_connections_leak_nothing() {
+    const ROUNDS: usize = 2000;
+    const WARM_UP: usize = 200;
+    const GROWTH_LIMIT_KIB: u64 = 64 * 1024;
+    let server = Server::start_in(
+        tempfile::tempdir().expect("dir"),
+        &["--max-connections", "8"],
+    );
+    let pid = server.process.0.id();
+    let mut baseline = 0;
+    for round in 0..ROUNDS {
+        let client = server.connect().await;
+        if round % 2 == 0 {
+            client
+                .batch_execute("BEGIN; SELECT 1")
+                .await
+                .expect("query"); // left open on purpose
+        }
+        drop(client);
+        if round == WARM_UP {
+            baseline = resident_kib(pid);
+        }
+    }
+    // With a limit of 8, a leaked session would have refused a connection long ago.
+    let client = server.connect().await;
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("still serving")
+        .get(0);
+    assert_eq!(one, 1);
+    let grown = resident_kib(pid).saturating_sub(baseline);
+    assert!(
+        grown < GROWTH_LIMIT_KIB,
+        "resident memory grew by {grown} KiB over {ROUNDS} connections"
+    );
+}
