@@ -106,6 +106,18 @@ impl Server {
     }
 }
 
+/// The one value of a one-row, one-column query; panics naming the query otherwise.
+async fn scalar<T>(client: &tokio_postgres::Client, sql: &str) -> T
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 /// Parameters and results of every type round-trip through prepared statements in
 /// binary format, NULLs included; parameter types are inferred from the statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,11 +288,7 @@ async fn errors_and_transaction_states() {
         .await
         .expect("insert");
     transaction.rollback().await.expect("rollback");
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM kv", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count: i64 = scalar(&client, "SELECT count(*) FROM kv").await;
     assert_eq!(count, 2);
 
     // A failed block: only ROLLBACK, and nothing of it stays.
@@ -298,11 +306,7 @@ async fn errors_and_transaction_states() {
         .expect_err("aborted block");
     assert_eq!(error.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
     client.batch_execute("ROLLBACK").await.expect("rollback");
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM kv", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count: i64 = scalar(&client, "SELECT count(*) FROM kv").await;
     assert_eq!(count, 2);
 }
 
@@ -338,11 +342,7 @@ async fn concurrent_connections() {
         task.await.expect("worker");
     }
     let client = server.connect().await;
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM hits", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count: i64 = scalar(&client, "SELECT count(*) FROM hits").await;
     assert_eq!(count, WORKERS * EACH);
     let groups = client
         .query(
@@ -611,11 +611,7 @@ async fn statement_timeout_stops_long_statements() {
         .batch_execute("SET statement_timeout = '0'")
         .await
         .expect("reset timeout");
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM big", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count: i64 = scalar(&client, "SELECT count(*) FROM big").await;
     assert_eq!(count, 1 << 14);
     let error = client
         .batch_execute("SET statement_timeout = 'soon'")
@@ -659,11 +655,7 @@ async fn cancel_request_stops_a_running_statement() {
         cancelled,
         "no attempt was cancelled: the statement always finished first"
     );
-    let one: i32 = client
-        .query_one("SELECT 1", &[])
-        .await
-        .expect("session still works")
-        .get(0);
+    let one: i32 = scalar(&client, "SELECT 1").await;
     assert_eq!(one, 1);
 }
 
@@ -724,11 +716,7 @@ async fn hostile_bytes_close_only_their_connection() {
         let _ = stream.shutdown(std::net::Shutdown::Write);
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink); // ends when the server closes the connection
-        let one: i32 = healthy
-            .query_one("SELECT 1", &[])
-            .await
-            .expect("others still served")
-            .get(0);
+        let one: i32 = scalar(&healthy, "SELECT 1").await;
         assert_eq!(one, 1);
     }
 }
@@ -761,11 +749,7 @@ async fn thousands_of_connections_leak_nothing() {
     }
     // With a limit of 8, a leaked session would have refused a connection long ago.
     let client = server.connect().await;
-    let one: i32 = client
-        .query_one("SELECT 1", &[])
-        .await
-        .expect("still serving")
-        .get(0);
+    let one: i32 = scalar(&client, "SELECT 1").await;
     assert_eq!(one, 1);
     let grown = resident_kib(pid).saturating_sub(baseline);
     assert!(

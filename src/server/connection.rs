@@ -1,11 +1,9 @@
 //! One client connection: pgwire drives the protocol, and these handlers run its simple
 //! and extended queries on the connection's own [`Session`].
 //!
-//! The engine is synchronous (RocksDB calls block). Statements run directly on the
-//! runtime worker that polls the connection: measured with pgbench, handing each one to a
-//! blocking thread (`block_in_place`) cost more than most statements take (8 clients:
-//! 21.8k -> 29.7k TPS without it). A long statement holds up one worker; the runtime has
-//! at least two, so other connections, and cancel requests, are still served.
+//! The engine is synchronous (RocksDB calls block), so each statement runs inside
+//! `block_in_place`: the worker thread is handed over to blocking work and other
+//! connections keep being served by the runtime's remaining workers.
 
 use super::wire::{self, error_info, user_error};
 use crate::database::Database;
@@ -115,8 +113,10 @@ pub struct Backend {
 impl Backend {
     fn run<T: Send>(&self, work: impl FnOnce(&mut Session) -> T + Send) -> T {
         let session = Arc::clone(&self.session);
-        let mut session = session.lock().unwrap_or_else(|poison| poison.into_inner());
-        work(&mut session)
+        tokio::task::block_in_place(move || {
+            let mut session = session.lock().unwrap_or_else(|poison| poison.into_inner());
+            work(&mut session)
+        })
     }
 }
 

@@ -24,15 +24,6 @@ use tokio::task::JoinSet;
 
 /// Default address: loopback only, PostgreSQL's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5432";
-/// Runtime worker threads: one per core, and at least two. Statements run on the workers
-/// directly (a point query takes tens of microseconds, less than handing work to another
-/// thread costs); with two or more workers a long statement holds up one of them while the
-/// others keep serving — including the CancelRequest that stops it.
-fn worker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .max(2)
-}
 /// Default limit on concurrent connections (PostgreSQL's `max_connections` default).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 
@@ -119,7 +110,6 @@ pub fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
     let database = Database::open(&config.data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
         .enable_all()
         .thread_name("tessera-server")
         .build()?;
