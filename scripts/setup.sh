@@ -4,6 +4,7 @@
 #   libclang-dev  RocksDB's Rust bindings are generated with libclang;
 #   postgresql    tests check SQL results against a real PostgreSQL (the anchor), and
 #                 drive the server with psql and pgbench;
+#   openssl       the TLS tests make a throwaway self-signed certificate with it;
 #   psycopg 3     (PyPI, in a virtualenv at target/pyenv) a Python driver the server
 #                 tests use.
 set -euo pipefail
@@ -13,6 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

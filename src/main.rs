@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tessera::server::{self, ConfigFile, LogFormat, ServerConfig};
+use tessera::server::{self, ConfigFile, LogFormat, ServerConfig, ServerFlags};
 use tessera::shell::format::OutputFormat;
 use tessera::shell::{Input, Shell};
 
@@ -35,7 +35,9 @@ enum Command {
     },
     /// Serve a database over the PostgreSQL wire protocol (psql, pgbench, drivers).
     Server {
-        /// TOML file with any of: data, listen, max_connections, log_format. Flags win.
+        /// TOML file: data, listen, max_connections, log_format, max_message_size,
+        /// statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout,
+        /// [tls] cert/key/required, [[users]] name/password. Flags win (docs/server.md).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Database directory (created if missing) [default: ./tessera-data].
@@ -50,6 +52,14 @@ enum Command {
         /// Log format; the level comes from RUST_LOG (default: info).
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+    },
+    /// Print the SCRAM-SHA-256 verifier of a password, for a [[users]] entry of the
+    /// server's config file. Reads the password from the terminal (twice, not echoed)
+    /// or, when stdin is not a terminal, from its first line.
+    HashPassword {
+        /// SCRAM iteration count (more is slower for attackers and for every login).
+        #[arg(long, default_value_t = server::auth::DEFAULT_ITERATIONS)]
+        iterations: u32,
     },
 }
 
@@ -85,7 +95,15 @@ fn main() {
             listen,
             max_connections,
             log_format,
-        } => match server_config(config, data, listen, max_connections, log_format) {
+        } => match server_config(
+            config,
+            ServerFlags {
+                data,
+                listen,
+                max_connections,
+                log_format,
+            },
+        ) {
             Ok(config) => {
                 init_logging(config.log_format, "info");
                 match server::run(config) {
@@ -101,34 +119,57 @@ fn main() {
                 2
             }
         },
+        Command::HashPassword { iterations } => hash_password(iterations),
     };
     std::process::exit(code);
 }
 
-fn server_config(
-    file: Option<PathBuf>,
-    data: Option<PathBuf>,
-    listen: Option<String>,
-    max_connections: Option<usize>,
-    log_format: Option<LogFormat>,
-) -> tessera::Result<ServerConfig> {
+fn read_password() -> Result<String, String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+    let second = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+    if first != second {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}
+
+fn hash_password(iterations: u32) -> i32 {
+    let verifier = read_password()
+        .and_then(|password| {
+            if password.is_empty() {
+                return Err("the password is empty".to_string());
+            }
+            server::auth::Verifier::from_password(&password, iterations).map_err(|e| e.to_string())
+        })
+        .and_then(|verifier| {
+            // Checked like the server will check it (iteration bounds).
+            server::auth::Verifier::parse(&verifier.to_string()).map_err(|e| e.to_string())
+        });
+    match verifier {
+        Ok(verifier) => {
+            println!("{verifier}");
+            0
+        }
+        Err(e) => {
+            eprintln!("tessera hash-password: {e}");
+            2
+        }
+    }
+}
+
+fn server_config(file: Option<PathBuf>, flags: ServerFlags) -> tessera::Result<ServerConfig> {
     let file = match file {
         Some(path) => ConfigFile::load(&path)?,
         None => ConfigFile::default(),
     };
-    let listen = listen
-        .or(file.listen)
-        .unwrap_or_else(|| server::DEFAULT_LISTEN.to_string());
-    Ok(ServerConfig {
-        data: data
-            .or(file.data)
-            .unwrap_or_else(|| PathBuf::from("./tessera-data")),
-        listen: server::parse_listen(&listen)?,
-        max_connections: max_connections
-            .or(file.max_connections)
-            .unwrap_or(server::DEFAULT_MAX_CONNECTIONS),
-        log_format: log_format.or(file.log_format).unwrap_or_default(),
-    })
+    ServerConfig::resolve(file, flags)
 }
 
 fn run_shell(

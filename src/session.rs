@@ -12,6 +12,7 @@ use crate::sql::ast::Statement;
 use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
 use crate::sql::parser;
+pub use crate::sql::planner::expression::Identity;
 use crate::sql::planner::expression::ParameterTypes;
 use crate::sql::planner::plan::Plan;
 use crate::sql::planner::{OutputColumn, Planner};
@@ -211,6 +212,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("client_min_messages", "notice"),
     ("datestyle", "ISO, MDY"),
     ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("idle_session_timeout", "0"),
     ("intervalstyle", "postgres"),
     ("max_staleness", "0"),
     ("read_consistency", "linearizable"),
@@ -234,6 +237,8 @@ pub struct Session {
     settings: BTreeMap<String, String>,
     progress: Option<ProgressListener>,
     interrupt: Arc<Interrupt>,
+    identity: Identity,
+    defaults: BTreeMap<String, String>,
 }
 
 impl Session {
@@ -245,6 +250,8 @@ impl Session {
             settings: BTreeMap::new(),
             progress: None,
             interrupt: Arc::default(),
+            identity: Identity::default(),
+            defaults: BTreeMap::new(),
         }
     }
 
@@ -252,6 +259,31 @@ impl Session {
     /// server's CancelRequest).
     pub fn interrupt_handle(&self) -> Arc<Interrupt> {
         Arc::clone(&self.interrupt)
+    }
+
+    /// Sets who this session runs as (the server's authenticated user and the database
+    /// name the client asked for), answered by `current_user` and `current_database()`.
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+    }
+
+    /// Replaces a setting's built-in default for this session (the server's config file
+    /// sets `statement_timeout` and the idle timeouts this way); `RESET` returns to it.
+    pub fn set_default(&mut self, name: &str, value: &str) -> Result<()> {
+        let name = name.to_lowercase();
+        if !SETTINGS.iter().any(|(n, _)| *n == name) || READ_ONLY_SETTINGS.contains(&name.as_str())
+        {
+            return Err(Error::UnknownSetting(name));
+        }
+        let value = validate_setting(&name, value)?;
+        self.defaults.insert(name, value);
+        Ok(())
+    }
+
+    /// A timeout setting (`statement_timeout`, `idle_session_timeout`,
+    /// `idle_in_transaction_session_timeout`) as a duration; `None` when it is off.
+    pub fn timeout(&self, name: &str) -> Option<std::time::Duration> {
+        parse_timeout(&self.setting(name)).unwrap_or(None)
     }
 
     /// Where the session stands with respect to transactions.
@@ -320,7 +352,8 @@ impl Session {
         let catalog = self.replica.catalog();
         let everything = |_: &crate::catalog::Index| true;
         let inferred = ParameterTypes::default();
-        let planner = Planner::describing(&catalog, &everything, &inferred);
+        let planner =
+            Planner::describing(&catalog, &everything, &inferred).with_identity(&self.identity);
         let text_column = |name: &str| {
             vec![OutputColumn {
                 name: name.to_string(),
@@ -475,7 +508,7 @@ impl Session {
     ) -> Result<(Plan, Vec<OutputColumn>)> {
         let catalog = self.replica.catalog();
         let usable = |index: &crate::catalog::Index| txn.can_use_index(index);
-        let planner = Planner::new(&catalog, params, &usable);
+        let planner = Planner::new(&catalog, params, &usable).with_identity(&self.identity);
         match statement {
             Statement::Select(select) => planner.plan_select(select),
             Statement::Insert(insert) => Ok((planner.plan_insert(insert)?, Vec::new())),
@@ -553,7 +586,7 @@ impl Session {
     fn execute_ddl(&mut self, statement: &Statement) -> Result<QueryResult> {
         let catalog = self.replica.catalog();
         let everything = |_: &crate::catalog::Index| true;
-        let planner = Planner::new(&catalog, &[], &everything);
+        let planner = Planner::new(&catalog, &[], &everything).with_identity(&self.identity);
         let (operations, tag) = match statement {
             Statement::CreateTable(create) => {
                 let spec = planner.table_spec(create, 1)?;
@@ -646,13 +679,14 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> String {
-        self.settings.get(name).cloned().unwrap_or_else(|| {
-            SETTINGS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default()
-        })
+        if let Some(value) = self.settings.get(name).or_else(|| self.defaults.get(name)) {
+            return value.clone();
+        }
+        SETTINGS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
     }
 
     fn set(&mut self, name: &str, value: Option<&str>) -> Result<QueryResult> {
@@ -705,7 +739,7 @@ fn validate_setting(name: &str, value: &str) -> Result<String> {
                 )))
             }
         }
-        "statement_timeout" => {
+        "statement_timeout" | "idle_session_timeout" | "idle_in_transaction_session_timeout" => {
             parse_timeout(value)?;
             Ok(value.trim().to_string())
         }

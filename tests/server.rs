@@ -678,18 +678,6 @@ async fn hostile_bytes_close_only_their_connection() {
     use std::io::{Read, Write};
     let server = Server::start();
     let healthy = server.connect().await;
-    let startup = |user: &str| {
-        let mut body = Vec::new();
-        body.extend_from_slice(&196608u32.to_be_bytes()); // protocol 3.0
-        for part in ["user", user, "database", "tessera"] {
-            body.extend_from_slice(part.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
-        packet
-    };
     let mut cases: Vec<Vec<u8>> = vec![
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         vec![0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef],
@@ -697,13 +685,16 @@ async fn hostile_bytes_close_only_their_connection() {
         vec![0, 0, 0],
     ];
     // After a valid startup: an unknown message type, a Query whose length is absurd,
-    // and a Query with a bad length field.
+    // a Query with a bad length field, and truncated Bind and Parse messages (on which
+    // pgwire's decoder panics; the connection must just end).
     for tail in [
         vec![b'?', 0, 0, 0, 4],
+        vec![b'B', 0, 0, 0, 4],
+        vec![b'P', 0, 0, 0, 5, 0],
         vec![b'Q', 0x7f, 0xff, 0xff, 0xff, b'x'],
         vec![b'Q', 0, 0, 0, 2],
     ] {
-        let mut bytes = startup("hostile");
+        let mut bytes = startup_packet("hostile");
         bytes.extend_from_slice(&tail);
         cases.push(bytes);
     }
@@ -755,5 +746,277 @@ async fn thousands_of_connections_leak_nothing() {
     assert!(
         grown < GROWTH_LIMIT_KIB,
         "resident memory grew by {grown} KiB over {ROUNDS} connections"
+    );
+}
+
+/// A server whose config file (written into its data directory's parent) adds `toml`.
+fn start_with_config(toml: &str) -> (Server, tempfile::TempDir) {
+    let config_dir = tempfile::tempdir().expect("config dir");
+    let path = config_dir.path().join("tessera.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let server = Server::start_in(
+        tempfile::tempdir().expect("data dir"),
+        &["--config", path.to_str().expect("utf-8 path")],
+    );
+    (server, config_dir)
+}
+
+/// The verifier `tessera hash-password` prints for `password`.
+fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let output = child.wait_with_output().expect("hash-password output");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+fn users_toml() -> String {
+    format!(
+        "[[users]]\nname = \"alice\"\npassword = \"{}\"\n",
+        hash_password("correct horse")
+    )
+}
+
+/// SCRAM-SHA-256: the right password gets in (and current_user/current_database answer
+/// from the login); a wrong password, an unknown user and a missing password are all
+/// refused with 28P01, the same way, so user names cannot be probed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authentication_with_scram() {
+    let (server, _config) = start_with_config(&users_toml());
+    let url = |user: &str, password: &str| {
+        format!(
+            "host=127.0.0.1 port={} user={user} password='{password}' dbname=shop",
+            server.port
+        )
+    };
+    let (client, connection) = tokio_postgres::connect(&url("alice", "correct horse"), NoTls)
+        .await
+        .expect("alice logs in");
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT current_user, current_database(), version()", &[])
+        .await
+        .expect("identity query");
+    assert_eq!(row.get::<_, String>(0), "alice");
+    assert_eq!(row.get::<_, String>(1), "shop");
+    assert!(row
+        .get::<_, String>(2)
+        .starts_with("PostgreSQL 15.0 (Tessera "));
+    for (user, password) in [("alice", "wrong"), ("mallory", "correct horse")] {
+        let error = tokio_postgres::connect(&url(user, password), NoTls)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{user}/{password} must be refused"));
+        assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD), "{error}");
+        let message = error
+            .as_db_error()
+            .map(|e| e.message().to_string())
+            .unwrap_or_default();
+        assert!(message.contains(&format!("\"{user}\"")), "{message}");
+    }
+    let no_password = format!("host=127.0.0.1 port={} user=alice", server.port);
+    assert!(tokio_postgres::connect(&no_password, NoTls).await.is_err());
+}
+
+/// A self-signed certificate and key (openssl, installed by scripts/setup.sh).
+fn make_certificate(dir: &std::path::Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req failed");
+}
+
+/// TLS through rustls, seen by psql (libpq/OpenSSL): with `required = true` a TLS client
+/// logs in, with SCRAM channel binding (SCRAM-SHA-256-PLUS) when it asks for it, and a
+/// plaintext client is refused with 28000.
+#[test]
+fn tls_with_psql() {
+    let certificates = tempfile::tempdir().expect("cert dir");
+    make_certificate(certificates.path());
+    let toml = format!(
+        "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
+        users_toml(),
+        certificates.path().join("cert.pem").display(),
+        certificates.path().join("key.pem").display()
+    );
+    let (server, _config) = start_with_config(&toml);
+    let psql = |options: &str| {
+        Command::new("psql")
+            .arg("-XAtc")
+            .arg("SELECT current_user")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=alice dbname=tessera {options}",
+                server.port
+            ))
+            .env("PGPASSWORD", "correct horse")
+            .output()
+            .expect("run psql")
+    };
+    for options in ["sslmode=require", "sslmode=require channel_binding=require"] {
+        let output = psql(options);
+        assert!(
+            output.status.success(),
+            "{options}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "alice\n");
+    }
+    let output = psql("sslmode=disable");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("accepts only TLS connections"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Connects and returns the client with the connection task's handle, whose result
+/// says how the server ended the session.
+async fn connect_watched(
+    server: &Server,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let (client, connection) = tokio_postgres::connect(&server.url(), NoTls)
+        .await
+        .expect("connect");
+    (client, tokio::spawn(connection))
+}
+
+/// Idle timeouts end sessions with PostgreSQL's FATAL errors: idle_session_timeout
+/// (57P05) set by SET, idle_in_transaction_session_timeout (25P03) from the config
+/// file. A session inside its limits is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeouts_end_sessions() {
+    let (server, _config) = start_with_config("idle_in_transaction_session_timeout = \"400ms\"\n");
+    let ended_with = |handle: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>| async move {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("the server ended the session in time")
+            .expect("connection task");
+        outcome.err().and_then(|e| e.code().cloned())
+    };
+
+    let (client, connection) = connect_watched(&server).await;
+    client
+        .batch_execute("SET idle_session_timeout = '300ms'")
+        .await
+        .expect("set");
+    assert_eq!(
+        ended_with(connection).await,
+        Some(SqlState::IDLE_SESSION_TIMEOUT)
+    );
+
+    let (client, connection) = connect_watched(&server).await;
+    client.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(
+        ended_with(connection).await,
+        Some(SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT)
+    );
+
+    // Outside a transaction the config's in-transaction limit does not apply.
+    let patient = server.connect().await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let one: i32 = scalar(&patient, "SELECT 1").await;
+    assert_eq!(one, 1);
+    let shown: String = scalar(&patient, "SHOW idle_in_transaction_session_timeout").await;
+    assert_eq!(shown, "400ms");
+}
+
+/// A message beyond max_message_size is refused from its header (FATAL 08P01, before
+/// its body is buffered) and only its connection ends; messages within it work. Read
+/// on a raw socket, so that what the server sent is seen exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused() {
+    use std::io::{Read, Write};
+    let (server, _config) = start_with_config("max_message_size = 4096\n");
+    let other = server.connect().await;
+    let small: String = scalar(&other, &format!("SELECT '{}'", "x".repeat(2000))).await;
+    assert_eq!(small.len(), 2000);
+
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&startup_packet("big")).expect("startup");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.ends_with(b"Z\0\0\0\x05I") {
+        let n = stream.read(&mut buffer).expect("read startup reply");
+        assert!(n > 0, "closed during startup");
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    let mut query = format!("SELECT '{}'", "x".repeat(10_000)).into_bytes();
+    query.push(0);
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((query.len() + 4) as u32).to_be_bytes());
+    message.extend_from_slice(&query);
+    stream.write_all(&message).expect("send query");
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with('E'), "{reply}");
+    assert!(reply.contains("SFATAL\0"), "{reply}");
+    assert!(reply.contains("C08P01\0"), "{reply}");
+    assert!(
+        reply.contains("exceeds max_message_size (4096 bytes)"),
+        "{reply}"
+    );
+    let one: i32 = scalar(&other, "SELECT 1").await;
+    assert_eq!(one, 1);
+}
+
+/// A startup packet (protocol 3.0) for `user` and database tessera.
+fn startup_packet(user: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608u32.to_be_bytes()); // protocol 3.0
+    for part in ["user", user, "database", "tessera"] {
+        body.extend_from_slice(part.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// Listening beyond loopback without users is refused at start, saying how to
+/// configure authentication.
+#[test]
+fn non_loopback_without_users_refuses_to_start() {
+    let data = tempfile::tempdir().expect("dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["server", "--listen", "0.0.0.0:0", "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run tessera server");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[[users]]") && stderr.contains("hash-password"),
+        "{stderr}"
     );
 }

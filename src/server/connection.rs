@@ -4,15 +4,28 @@
 //! The engine is synchronous (RocksDB calls block), so each statement runs inside
 //! `block_in_place`: the worker thread is handed over to blocking work and other
 //! connections keep being served by the runtime's remaining workers.
+//!
+//! [`serve`] is the connection's message loop. It is ours rather than pgwire's
+//! `process_socket` because a database must bound what a client can make it do: each
+//! message's size is checked before it is buffered ([`super::frames`]), startup must
+//! finish within [`AUTHENTICATION_TIMEOUT`], and a session idle beyond its
+//! `idle_session_timeout` / `idle_in_transaction_session_timeout` is ended with the
+//! FATAL error PostgreSQL sends. Message dispatch is still pgwire's `process_message`.
 
+use super::auth::UserTable;
+use super::frames::{read_message, FrameLimit};
 use super::wire::{self, error_info, user_error};
 use crate::database::Database;
 use crate::error::Error;
-use crate::session::{Description, PreparedStatement, QueryResult, Session};
+use crate::session::{
+    Description, Identity, PreparedStatement, QueryResult, Session, TransactionStatus,
+};
 use crate::sql::execution::interrupt::Interrupt;
 use async_trait::async_trait;
 use futures::sink::{Sink, SinkExt};
 use futures::stream;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
@@ -24,17 +37,24 @@ use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, T
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireServerHandlers, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, NoopHandler, PgWireConnectionState, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::server::{
+    negotiate_tls, process_error, process_message, MaybeTls, PgWireMessageServerCodec,
+};
+use pgwire::tokio::TlsAcceptor;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
 
 /// The `server_version` reported to clients: PostgreSQL 15 semantics, so psql and
 /// drivers pick their PostgreSQL 15 code paths.
@@ -252,15 +272,70 @@ impl CancelHandler for CancelRegistry {
     }
 }
 
-/// Startup without authentication (trust), announcing PostgreSQL 15 parameters and
-/// registering the connection for cancel requests (until it is dropped).
-pub struct TrustStartup {
+/// How a client must prove who it is.
+pub enum Authentication {
+    /// Anyone may connect as any user (loopback servers without users configured).
+    Trust,
+    /// SCRAM-SHA-256 against the configured users.
+    Scram {
+        /// For plaintext connections.
+        plain: Arc<ScramStartup>,
+        /// For TLS connections: also offers SCRAM-SHA-256-PLUS (channel binding), which
+        /// must never be offered without TLS (libpq refuses such a server).
+        secure: Arc<ScramStartup>,
+    },
+}
+
+type ScramStartup = SASLAuthStartupHandler<DefaultServerParameterProvider>;
+
+impl Authentication {
+    /// SCRAM over `users`; with TLS, SCRAM-SHA-256-PLUS (channel binding) is offered too.
+    pub fn scram(users: UserTable, certificate_pem: Option<&[u8]>) -> crate::Result<Self> {
+        let users: Arc<UserTable> = Arc::new(users);
+        let handler = |scram: ScramAuth| {
+            Arc::new(
+                SASLAuthStartupHandler::new(Arc::new(server_parameters()))
+                    .with_scram(scram)
+                    .with_pid_secret_key_generator(
+                        Arc::new(RandomPidSecretKeyGenerator::default()),
+                    ),
+            )
+        };
+        let plain = handler(ScramAuth::new(Arc::clone(&users) as _));
+        let mut bound = ScramAuth::new(users as _);
+        if let Some(pem) = certificate_pem {
+            bound.configure_certificate(pem).map_err(|e| {
+                Error::InvalidParameterValue(format!(
+                    "the TLS certificate cannot be used for SCRAM channel binding: {e}"
+                ))
+            })?;
+        }
+        Ok(Authentication::Scram {
+            plain,
+            secure: handler(bound),
+        })
+    }
+}
+
+fn server_parameters() -> DefaultServerParameterProvider {
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.server_version = SERVER_VERSION.to_string();
+    parameters
+}
+
+/// Startup: authenticates (trust or SCRAM), refuses plaintext when TLS is required,
+/// gives the session its user and database, and registers the connection for cancel
+/// requests until it is dropped.
+pub struct Startup {
+    authentication: Arc<Authentication>,
+    tls_required: bool,
     registry: Arc<CancelRegistry>,
+    session: Arc<Mutex<Session>>,
     interrupt: Arc<Interrupt>,
     pid: Mutex<Option<i32>>,
 }
 
-impl Drop for TrustStartup {
+impl Drop for Startup {
     fn drop(&mut self) {
         if let Some(pid) = *self.pid.lock().unwrap_or_else(|poison| poison.into_inner()) {
             self.registry.lock().remove(&pid);
@@ -268,30 +343,86 @@ impl Drop for TrustStartup {
     }
 }
 
+fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_string(),
+        code.to_string(),
+        message.into(),
+    )))
+}
+
+impl Startup {
+    /// Once the client is in: identity for the session, pid for cancel requests.
+    fn on_ready<C: ClientInfo>(&self, client: &C) {
+        let metadata = client.metadata();
+        let user = metadata.get(METADATA_USER).cloned().unwrap_or_default();
+        let database = metadata
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        self.session
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .set_identity(Identity { user, database });
+        let (pid, secret_key) = client.pid_and_secret_key();
+        self.registry
+            .lock()
+            .insert(pid, (secret_key, Arc::clone(&self.interrupt)));
+        *self.pid.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(pid);
+    }
+}
+
 #[async_trait]
-impl StartupHandler for TrustStartup {
+impl StartupHandler for Startup {
     async fn on_startup<C>(
         &self,
         client: &mut C,
         message: PgWireFrontendMessage,
     ) -> PgWireResult<()>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let (pid, secret_key) = PID_GENERATOR.generate(client);
-            client.set_pid_and_secret_key(pid, secret_key.clone());
-            self.registry
-                .lock()
-                .insert(pid, (secret_key, Arc::clone(&self.interrupt)));
-            *self.pid.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(pid);
-            let mut parameters = DefaultServerParameterProvider::default();
-            parameters.server_version = SERVER_VERSION.to_string();
-            finish_authentication(client, &parameters).await?;
+        if self.tls_required && !client.is_secure() {
+            return Err(fatal(
+                "28000",
+                "this server accepts only TLS connections (use sslmode=require)",
+            ));
+        }
+        match (&*self.authentication, message) {
+            (Authentication::Trust, PgWireFrontendMessage::Startup(ref startup)) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                let (pid, secret_key) = PID_GENERATOR.generate(client);
+                client.set_pid_and_secret_key(pid, secret_key);
+                finish_authentication(client, &server_parameters()).await?;
+            }
+            (Authentication::Trust, _) => {}
+            (Authentication::Scram { plain, secure }, message) => {
+                let handler = if client.is_secure() { secure } else { plain };
+                handler
+                    .on_startup(client, message)
+                    .await
+                    .map_err(|error| match error {
+                        // Name the user, as PostgreSQL's message does.
+                        PgWireError::InvalidPassword(_) => PgWireError::InvalidPassword(
+                            client
+                                .metadata()
+                                .get(METADATA_USER)
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                        other => other,
+                    })?;
+            }
+        }
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            self.on_ready(client);
+            tracing::debug!(
+                user = client.metadata().get(METADATA_USER).map(String::as_str),
+                "session started"
+            );
         }
         Ok(())
     }
@@ -300,46 +431,238 @@ impl StartupHandler for TrustStartup {
 /// Everything pgwire needs to serve one connection.
 pub struct ConnectionHandlers {
     backend: Arc<Backend>,
-    startup: Arc<TrustStartup>,
+    startup: Arc<Startup>,
     cancel: Arc<CancelRegistry>,
 }
 
+/// What every connection of a server shares.
+pub struct ServerShared {
+    /// The database.
+    pub database: Database,
+    /// Live connections, for cancel requests.
+    pub registry: Arc<CancelRegistry>,
+    /// How clients authenticate.
+    pub authentication: Arc<Authentication>,
+    /// TLS, when configured.
+    pub tls: Option<TlsAcceptor>,
+    /// Whether plaintext clients are refused.
+    pub tls_required: bool,
+    /// Largest message body a client may send, in bytes.
+    pub max_message_size: usize,
+    /// Settings every new session starts from (the config file's timeouts).
+    pub session_defaults: Vec<(String, String)>,
+}
+
 impl ConnectionHandlers {
-    /// Handlers over a fresh session of `database`; `registry` is the server's.
-    pub fn new(database: &Database, registry: &Arc<CancelRegistry>) -> ConnectionHandlers {
-        let session = database.session();
+    /// Handlers over a fresh session of the shared database.
+    pub fn new(shared: &ServerShared) -> crate::Result<ConnectionHandlers> {
+        let mut session = shared.database.session();
+        for (name, value) in &shared.session_defaults {
+            session.set_default(name, value)?;
+        }
         let interrupt = session.interrupt_handle();
-        ConnectionHandlers {
+        let session = Arc::new(Mutex::new(session));
+        Ok(ConnectionHandlers {
             backend: Arc::new(Backend {
-                session: Arc::new(Mutex::new(session)),
+                session: Arc::clone(&session),
                 parser: Arc::new(StatementParser {
-                    database: database.clone(),
+                    database: shared.database.clone(),
                 }),
             }),
-            startup: Arc::new(TrustStartup {
-                registry: Arc::clone(registry),
+            startup: Arc::new(Startup {
+                authentication: Arc::clone(&shared.authentication),
+                tls_required: shared.tls_required,
+                registry: Arc::clone(&shared.registry),
+                session,
                 interrupt,
                 pid: Mutex::new(None),
             }),
-            cancel: Arc::clone(registry),
+            cancel: Arc::clone(&shared.registry),
+        })
+    }
+
+    /// The idle timeout that applies now, with the error that ends the session.
+    fn idle_timeout(&self) -> Option<(Duration, &'static str, &'static str)> {
+        let session = self
+            .backend
+            .session
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match session.transaction_status() {
+            TransactionStatus::Idle => session.timeout("idle_session_timeout").map(|t| {
+                (
+                    t,
+                    "57P05",
+                    "terminating connection due to idle-session timeout",
+                )
+            }),
+            _ => session
+                .timeout("idle_in_transaction_session_timeout")
+                .map(|t| {
+                    (
+                        t,
+                        "25P03",
+                        "terminating connection due to idle-in-transaction timeout",
+                    )
+                }),
         }
     }
 }
 
-impl PgWireServerHandlers for ConnectionHandlers {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::clone(&self.backend)
-    }
+/// How long a client may take from connecting to being ready for queries
+/// (PostgreSQL's `authentication_timeout` default).
+pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::clone(&self.backend)
-    }
+type Connection = Framed<FrameLimit<MaybeTls>, PgWireMessageServerCodec<ParsedStatement>>;
 
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::clone(&self.startup)
-    }
+/// Serves one client connection until it ends; errors are the connection's own and
+/// never affect other connections.
+pub async fn serve(socket: TcpStream, shared: Arc<ServerShared>) -> std::io::Result<()> {
+    let handlers = ConnectionHandlers::new(&shared).map_err(std::io::Error::other)?;
+    let deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
+    let negotiated = tokio::time::timeout_at(
+        deadline,
+        negotiate_tls::<ParsedStatement>(socket, shared.tls.clone()),
+    )
+    .await;
+    let negotiated = match negotiated {
+        Err(_) => return Ok(()), // startup did not finish in time
+        Ok(result) => result?,
+    };
+    let Some(negotiated) = negotiated else {
+        // Direct TLS from a client while TLS is not configured.
+        return Ok(());
+    };
+    let parts = negotiated.into_parts();
+    let io = FrameLimit::new(parts.io, shared.max_message_size, &parts.read_buf);
+    let mut limited = FramedParts::new(io, parts.codec);
+    limited.read_buf = parts.read_buf;
+    limited.write_buf = parts.write_buf;
+    let mut socket: Connection = Framed::from_parts(limited);
+    message_loop(&mut socket, &handlers, deadline).await
+}
 
-    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        Arc::clone(&self.cancel)
+/// What waiting for the next message turned up.
+enum Next {
+    Message(PgWireFrontendMessage),
+    Closed,
+    Broken(PgWireError),
+    TimedOut(Option<(&'static str, &'static str)>),
+}
+
+async fn next_message(
+    socket: &mut Connection,
+    handlers: &ConnectionHandlers,
+    deadline: tokio::time::Instant,
+) -> Next {
+    let limit = match socket.state() {
+        PgWireConnectionState::AwaitingStartup
+        | PgWireConnectionState::AuthenticationInProgress => Some((deadline, None)),
+        PgWireConnectionState::ReadyForQuery => handlers
+            .idle_timeout()
+            .map(|(t, code, message)| (tokio::time::Instant::now() + t, Some((code, message)))),
+        _ => None,
+    };
+    let next = match limit {
+        Some((until, error)) => match tokio::time::timeout_at(until, read_message(socket)).await {
+            Ok(next) => next,
+            Err(_) => return Next::TimedOut(error),
+        },
+        None => read_message(socket).await,
+    };
+    match next {
+        None => Next::Closed,
+        Some(Ok(message)) => Next::Message(message),
+        Some(Err(error)) => Next::Broken(error),
     }
+}
+
+async fn message_loop(
+    socket: &mut Connection,
+    handlers: &ConnectionHandlers,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<()> {
+    let copy = Arc::new(NoopHandler);
+    loop {
+        let message = match next_message(socket, handlers, deadline).await {
+            Next::Message(message) => message,
+            Next::Closed => return Ok(()),
+            Next::TimedOut(None) => {
+                tracing::info!("closing a connection that did not finish startup in time");
+                return Ok(());
+            }
+            Next::TimedOut(Some((code, text))) => {
+                tracing::info!(sqlstate = code, "{text}");
+                return send_fatal(socket, code, text).await;
+            }
+            Next::Broken(error) => return refuse_frame(socket, error).await,
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let is_extended = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        let outcome = process_message(
+            message,
+            socket,
+            Arc::clone(&handlers.startup),
+            Arc::clone(&handlers.backend),
+            Arc::clone(&handlers.backend),
+            Arc::clone(&copy),
+            Arc::clone(&handlers.cancel),
+        )
+        .await;
+        if let Err(error) = outcome {
+            let is_fatal = error.is_fatal();
+            process_error(socket, error, is_extended).await?;
+            if is_fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel {
+            return Ok(());
+        }
+    }
+}
+
+/// A message that could not be read: too large, malformed or a broken socket. The
+/// client is told why (FATAL 08P01) when the socket still works, then disconnected.
+async fn refuse_frame(socket: &mut Connection, error: PgWireError) -> std::io::Result<()> {
+    let reason = match &error {
+        PgWireError::IoError(io) => match socket.get_ref().error() {
+            Some(frame_error) => frame_error.to_string(),
+            None if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
+            // The socket itself failed (reset, TLS alert): nobody to tell.
+            None => return Ok(()),
+        },
+        other => other.to_string(),
+    };
+    tracing::info!(%reason, "closing a connection after an invalid message");
+    let message = format!("invalid frontend message: {reason}");
+    let info = ErrorInfo::new("FATAL".to_string(), "08P01".to_string(), message);
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await
+        .map_err(std::io::Error::other)?;
+    // The client learns why before it learns that the connection is closing.
+    socket.get_mut().drain(DRAIN_TIME, DRAIN_BYTES).await;
+    socket.close().await.map_err(std::io::Error::other)
+}
+
+/// Bounds on reading a refused client's remaining bytes before closing (see
+/// [`FrameLimit::drain`]): enough for a query that was a little too large, too little
+/// for a client to hold the connection open.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+async fn send_fatal(socket: &mut Connection, code: &str, message: &str) -> std::io::Result<()> {
+    let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), message.to_string());
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await
+        .map_err(std::io::Error::other)?;
+    socket.close().await.map_err(std::io::Error::other)
 }

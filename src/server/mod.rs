@@ -1,22 +1,33 @@
 //! The server: `tessera server`, speaking the PostgreSQL wire protocol (v3) so that psql,
 //! pgbench and PostgreSQL drivers connect to Tessera as to PostgreSQL.
 //!
-//! pgwire implements the protocol's framing and message flows; [`connection`] runs each
-//! connection's queries on its own session; [`wire`] converts values and errors.
-//! Connections are limited (a client beyond the limit gets SQLSTATE 53300, as from
-//! PostgreSQL), and SIGTERM or Ctrl-C shut the server down gracefully: it stops
-//! accepting, ends every session (an open transaction is rolled back: it was never
-//! written), closes the database and exits 0.
+//! pgwire implements the protocol's messages and the SCRAM exchange; [`connection`] runs
+//! each connection's message loop and its queries on its own session; [`wire`] converts
+//! values and errors; [`auth`] holds the users, [`tls`] the certificate, [`frames`] the
+//! message-size limit. Connections are limited (a client beyond the limit gets SQLSTATE
+//! 53300, as from PostgreSQL), and SIGTERM or Ctrl-C shut the server down gracefully: it
+//! stops accepting, ends every session (an open transaction is rolled back: it was
+//! never written), closes the database and exits 0.
+//!
+//! Access: with no users configured the server trusts every client and may listen only
+//! on a loopback address, like a development database. With `[[users]]` in the config
+//! file every client must pass SCRAM-SHA-256, and any address may be used.
 
+pub mod auth;
 pub mod connection;
+pub mod frames;
+pub mod tls;
 pub mod wire;
 
 use crate::database::Database;
 use crate::error::{Error, Result};
+use auth::{UserConfig, UserTable};
+use connection::{Authentication, ServerShared};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tls::{Tls, TlsConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -49,6 +60,87 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Largest message body a client may send, in bytes.
+    pub max_message_size: usize,
+    /// Users who may log in with SCRAM-SHA-256; empty means trust (loopback only).
+    pub users: Vec<UserConfig>,
+    /// TLS certificate and key, when clients may (or must) encrypt.
+    pub tls: Option<TlsConfig>,
+    /// Defaults for session settings: `statement_timeout`, `idle_session_timeout`,
+    /// `idle_in_transaction_session_timeout`.
+    pub session_defaults: Vec<(String, String)>,
+}
+
+/// The session settings a config file may give defaults for.
+pub const SESSION_DEFAULTS: &[&str] = &[
+    "statement_timeout",
+    "idle_session_timeout",
+    "idle_in_transaction_session_timeout",
+];
+
+impl ServerConfig {
+    /// Settings with every default, serving `data` on `listen`.
+    pub fn new(data: PathBuf, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data,
+            listen,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            log_format: LogFormat::Human,
+            max_message_size: frames::DEFAULT_MAX_MESSAGE_SIZE,
+            users: Vec::new(),
+            tls: None,
+            session_defaults: Vec::new(),
+        }
+    }
+
+    /// Merges a config file with command-line flags; a flag wins over the file.
+    pub fn resolve(file: ConfigFile, flags: ServerFlags) -> Result<ServerConfig> {
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let data = flags
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from("./tessera-data"));
+        let mut config = ServerConfig::new(data, parse_listen(&listen)?);
+        config.max_connections = flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        config.log_format = flags.log_format.or(file.log_format).unwrap_or_default();
+        config.max_message_size = file
+            .max_message_size
+            .unwrap_or(frames::DEFAULT_MAX_MESSAGE_SIZE);
+        config.users = file.users;
+        config.tls = file.tls;
+        for (name, value) in [
+            ("statement_timeout", file.statement_timeout),
+            ("idle_session_timeout", file.idle_session_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                file.idle_in_transaction_session_timeout,
+            ),
+        ] {
+            if let Some(value) = value {
+                config.session_defaults.push((name.to_string(), value));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The command-line flags of `tessera server` that a config file can also set.
+#[derive(Debug, Default)]
+pub struct ServerFlags {
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 /// The TOML file's shape; every key optional.
@@ -63,6 +155,19 @@ pub struct ConfigFile {
     pub max_connections: Option<usize>,
     /// `human` or `json`.
     pub log_format: Option<LogFormat>,
+    /// Largest message a client may send, in bytes (default 64 MiB).
+    pub max_message_size: Option<usize>,
+    /// Default `statement_timeout` for every session (e.g. "30s").
+    pub statement_timeout: Option<String>,
+    /// Default `idle_session_timeout` (e.g. "10min").
+    pub idle_session_timeout: Option<String>,
+    /// Default `idle_in_transaction_session_timeout` (e.g. "1min").
+    pub idle_in_transaction_session_timeout: Option<String>,
+    /// Users who log in with SCRAM-SHA-256 (`[[users]]` tables).
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// TLS certificate and key (`[tls]` table).
+    pub tls: Option<TlsConfig>,
 }
 
 impl ConfigFile {
@@ -88,13 +193,20 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr> {
 impl ServerConfig {
     /// Checks the settings that can be wrong before anything starts.
     pub fn validate(&self) -> Result<()> {
-        if !self.listen.ip().is_loopback() {
+        if !self.listen.ip().is_loopback() && self.users.is_empty() {
             return Err(Error::InvalidParameterValue(format!(
-                "refusing to listen on {}: it is not a loopback address and no authentication is configured. \
-                 Password authentication (SCRAM-SHA-256) is not available yet, so listen on a loopback address \
-                 such as 127.0.0.1 (--listen 127.0.0.1:5432)",
+                "refusing to listen on {}: it is not a loopback address and no authentication is configured, \
+                 so anyone who can reach it could connect as any user. Either listen on a loopback address \
+                 (--listen 127.0.0.1:5432), or declare users in the config file (--config FILE) with a \
+                 password verifier made by `tessera hash-password`:\n\n  [[users]]\n  name = \"alice\"\n  \
+                 password = \"SCRAM-SHA-256$4096:...\"\n\nand preferably a [tls] table with cert and key files",
                 self.listen
             )));
+        }
+        if self.max_message_size < 1024 {
+            return Err(Error::InvalidParameterValue(
+                "max_message_size must be at least 1024 bytes".into(),
+            ));
         }
         if self.max_connections == 0 {
             return Err(Error::InvalidParameterValue(
@@ -108,21 +220,52 @@ impl ServerConfig {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
+    // Panics reach the log (JSON when asked) rather than raw stderr. A panic inside a
+    // connection's task ends only that connection.
+    std::panic::set_hook(Box::new(|info| tracing::error!(%info, "panic")));
+    let tls = config.tls.as_ref().map(Tls::load).transpose()?;
+    let authentication = if config.users.is_empty() {
+        Authentication::Trust
+    } else {
+        let users = UserTable::new(&config.users)?;
+        Authentication::scram(users, tls.as_ref().map(|t| t.certificate_pem.as_slice()))?
+    };
+    if !config.listen.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(listen = %config.listen, "listening beyond loopback without TLS: passwords are safe (SCRAM), but queries and results travel unencrypted");
+    }
     let database = Database::open(&config.data)?;
+    // A bad default (say, statement_timeout = "soon") is found now, not per connection.
+    let mut probe = database.session();
+    for (name, value) in &config.session_defaults {
+        probe.set_default(name, value)?;
+    }
+    drop(probe);
+    let shared = Arc::new(ServerShared {
+        database,
+        registry: Arc::new(connection::CancelRegistry::default()),
+        authentication: Arc::new(authentication),
+        tls_required: tls.as_ref().is_some_and(|t| t.required),
+        tls: tls.map(|t| t.acceptor),
+        max_message_size: config.max_message_size,
+        session_defaults: config.session_defaults.clone(),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tessera-server")
         .build()?;
-    runtime.block_on(serve(config, database))
+    runtime.block_on(serve(config, shared))
 }
 
-async fn serve(config: ServerConfig, database: Database) -> Result<()> {
+async fn serve(config: ServerConfig, shared: Arc<ServerShared>) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", config.listen)))?;
-    tracing::info!(listen = %config.listen, data = %config.data.display(), max_connections = config.max_connections, "tessera server ready");
+    let authentication = match *shared.authentication {
+        Authentication::Trust => "trust",
+        Authentication::Scram { .. } => "scram-sha-256",
+    };
+    tracing::info!(listen = %config.listen, data = %config.data.display(), max_connections = config.max_connections, authentication, tls = shared.tls.is_some(), "tessera server ready");
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let cancel_registry = Arc::new(connection::CancelRegistry::default());
     let mut connections = JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -138,14 +281,14 @@ async fn serve(config: ServerConfig, database: Database) -> Result<()> {
                 };
                 match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => {
-                        let handlers = Arc::new(connection::ConnectionHandlers::new(&database, &cancel_registry));
+                        let shared = Arc::clone(&shared);
                         connections.spawn(async move {
                             let _slot = slot;
                             let span = tracing::info_span!("connection", %peer);
                             let _entered = span.enter();
                             tracing::debug!("connected");
                             drop(_entered);
-                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            if let Err(e) = connection::serve(socket, shared).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
                         });
@@ -168,7 +311,7 @@ async fn serve(config: ServerConfig, database: Database) -> Result<()> {
     // buffered in memory, so dropping it is the rollback.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
-    drop(database);
+    drop(shared);
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -220,15 +363,22 @@ mod tests {
     /// A non-loopback address is refused with advice; loopback passes.
     #[test]
     fn non_loopback_listen_is_refused() {
-        let mut config = ServerConfig {
-            data: PathBuf::from("x"),
-            listen: parse_listen("0.0.0.0:5432").unwrap(),
-            max_connections: 10,
-            log_format: LogFormat::Human,
-        };
+        let mut config =
+            ServerConfig::new(PathBuf::from("x"), parse_listen("0.0.0.0:5432").unwrap());
         let error = config.validate().unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");
+        assert!(
+            error.to_string().contains("tessera hash-password"),
+            "{error}"
+        );
         config.listen = parse_listen("127.0.0.2:5432").unwrap();
+        config.validate().unwrap();
+        // With users declared, any address is allowed.
+        config.listen = parse_listen("0.0.0.0:5432").unwrap();
+        config.users.push(UserConfig {
+            name: "alice".into(),
+            password: "SCRAM-SHA-256$4096:x$y:z".into(),
+        });
         config.validate().unwrap();
         assert!(parse_listen("localhost").is_err());
     }
@@ -243,5 +393,27 @@ mod tests {
         assert_eq!(file.listen.as_deref(), Some("127.0.0.1:6000"));
         assert_eq!(file.log_format, Some(LogFormat::Json));
         assert!(toml::from_str::<ConfigFile>("listne = \"x\"").is_err());
+        let file: ConfigFile = toml::from_str(
+            "idle_session_timeout = \"10min\"\nmax_message_size = 4096\n\
+             [tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nrequired = true\n\
+             [[users]]\nname = \"alice\"\npassword = \"SCRAM-SHA-256$...\"\n",
+        )
+        .unwrap();
+        let config = ServerConfig::resolve(
+            file,
+            ServerFlags {
+                max_connections: Some(7),
+                ..ServerFlags::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.max_message_size, 4096);
+        assert_eq!(config.users[0].name, "alice");
+        assert!(config.tls.as_ref().unwrap().required);
+        assert_eq!(
+            config.session_defaults,
+            vec![("idle_session_timeout".to_string(), "10min".to_string())]
+        );
     }
 }

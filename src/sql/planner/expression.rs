@@ -373,6 +373,55 @@ pub struct Scope<'a> {
     /// Set when describing a statement without parameter values: `$n` binds to NULL
     /// and the type it is used as is recorded here.
     pub inferred: Option<&'a ParameterTypes>,
+    /// Who is asking, for `current_user` and `current_database()`.
+    pub identity: &'a Identity,
+}
+
+/// Who runs a statement: what `current_user` and `current_database()` answer. A server
+/// session takes both from the client's startup message; an embedded one uses
+/// `tessera`, the name of the one database a data directory holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The user name.
+    pub user: String,
+    /// The database name the client asked for.
+    pub database: String,
+}
+
+impl Default for Identity {
+    fn default() -> Identity {
+        Identity {
+            user: "tessera".into(),
+            database: "tessera".into(),
+        }
+    }
+}
+
+/// `version()`'s answer: PostgreSQL 15's shape, which drivers parse, naming Tessera.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL 15.0 (Tessera {}) on {}-linux, compiled by rustc",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    )
+}
+
+/// The functions that answer from the session rather than from data; `None` for any
+/// other name.
+fn session_function(name: &str, args: &[Expr], scope: &Scope) -> Result<Option<Value>> {
+    let value = match name {
+        "version" => version_string(),
+        "current_user" | "session_user" | "current_role" => scope.identity.user.clone(),
+        "current_database" | "current_catalog" => scope.identity.database.clone(),
+        "current_schema" => "public".to_string(),
+        _ => return Ok(None),
+    };
+    if !args.is_empty() {
+        return Err(Error::UndefinedFunction(format!(
+            "function {name}() takes no arguments"
+        )));
+    }
+    Ok(Some(Value::Text(value)))
 }
 
 /// Parameter types inferred while binding a statement whose parameters have no values
@@ -728,6 +777,9 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
                     message: format!("{name}(*) or DISTINCT used with a non-aggregate function"),
                     position: None,
                 });
+            }
+            if let Some(value) = session_function(name, args, scope)? {
+                return Ok(Expression::Constant(value));
             }
             bind_function(name, args, scope)
         }

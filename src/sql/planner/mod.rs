@@ -15,8 +15,8 @@ use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value};
 use expression::{
-    bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, ParameterTypes,
-    Scope, ScopeColumn,
+    bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, Identity,
+    ParameterTypes, Scope, ScopeColumn,
 };
 use plan::{Aggregate, Plan, SortKey};
 
@@ -35,9 +35,18 @@ pub struct Planner<'a> {
     params: &'a [Value],
     index_usable: &'a dyn Fn(&Index) -> bool,
     inferred: Option<&'a ParameterTypes>,
+    identity: &'a Identity,
 }
 
+static DEFAULT_IDENTITY: std::sync::LazyLock<Identity> =
+    std::sync::LazyLock::new(Identity::default);
+
 impl<'a> Planner<'a> {
+    /// The same planner answering `current_user` and `current_database()` for `identity`.
+    pub fn with_identity(self, identity: &'a Identity) -> Planner<'a> {
+        Planner { identity, ..self }
+    }
+
     /// A planner; `index_usable` tells which indexes the reading snapshot may use.
     pub fn new(
         catalog: &'a Catalog,
@@ -49,6 +58,7 @@ impl<'a> Planner<'a> {
             params,
             index_usable,
             inferred: None,
+            identity: &DEFAULT_IDENTITY,
         }
     }
 
@@ -64,6 +74,7 @@ impl<'a> Planner<'a> {
             params: &[],
             index_usable,
             inferred: Some(inferred),
+            identity: &DEFAULT_IDENTITY,
         }
     }
 
@@ -82,6 +93,7 @@ impl<'a> Planner<'a> {
             grouping: None,
             clause,
             inferred: self.inferred,
+            identity: self.identity,
         }
     }
 
@@ -92,6 +104,7 @@ impl<'a> Planner<'a> {
             grouping: None,
             clause,
             inferred: self.inferred,
+            identity: self.identity,
         }
     }
 
@@ -227,6 +240,7 @@ impl<'a> Planner<'a> {
                 grouping: Some(grouping),
                 clause: "HAVING",
                 inferred: self.inferred,
+                identity: self.identity,
             };
             if let Some(having) = &select.having {
                 let predicate = fold(bind_boolean(having, &grouped, "HAVING")?)?;
@@ -320,6 +334,7 @@ impl<'a> Planner<'a> {
             grouping: None,
             clause: scope.clause,
             inferred: self.inferred,
+            identity: self.identity,
         }
     }
 
