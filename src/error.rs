@@ -98,12 +98,30 @@ pub enum Error {
     Corruption(String),
     /// A broken invariant inside Tessera (XX000). Reported instead of panicking.
     Internal(String),
+    /// An error a server reported to `tessera shell --connect`, with its own SQLSTATE.
+    Remote(Box<RemoteError>),
+}
+
+/// The fields of a server's ErrorResponse, kept as sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// SQLSTATE.
+    pub code: String,
+    /// Primary message.
+    pub message: String,
+    /// DETAIL.
+    pub detail: Option<String>,
+    /// HINT.
+    pub hint: Option<String>,
+    /// 1-based character position in the statement.
+    pub position: Option<u32>,
 }
 
 impl Error {
     /// The five-character SQLSTATE code PostgreSQL uses for this class of error.
-    pub fn sqlstate(&self) -> &'static str {
+    pub fn sqlstate(&self) -> &str {
         match self {
+            Error::Remote(remote) => &remote.code,
             Error::Syntax { .. } => "42601",
             Error::UndefinedTable(_) => "42P01",
             Error::UndefinedObject(_) => "42704",
@@ -145,7 +163,11 @@ impl Error {
     pub fn is_deterministic(&self) -> bool {
         !matches!(
             self,
-            Error::Storage(_) | Error::Io(_) | Error::Corruption(_) | Error::Internal(_)
+            Error::Storage(_)
+                | Error::Io(_)
+                | Error::Corruption(_)
+                | Error::Internal(_)
+                | Error::Remote(_)
         )
     }
 
@@ -158,6 +180,7 @@ impl Error {
     pub fn position(&self) -> Option<u32> {
         match self {
             Error::Syntax { position, .. } => *position,
+            Error::Remote(remote) => remote.position,
             _ => None,
         }
     }
@@ -166,14 +189,16 @@ impl Error {
     pub fn detail(&self) -> Option<String> {
         match self {
             Error::UniqueViolation { detail, .. } => Some(detail.clone()),
+            Error::Remote(remote) => remote.detail.clone(),
             _ => None,
         }
     }
 
     /// A hint for the client (PostgreSQL's HINT field), if any.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self) -> Option<&str> {
         match self {
             Error::SerializationFailure(_) => Some("The transaction might succeed if retried."),
+            Error::Remote(remote) => remote.hint.as_deref(),
             _ => None,
         }
     }
@@ -183,6 +208,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Syntax { message, .. } => write!(f, "syntax error: {message}"),
+            Error::Remote(remote) => write!(f, "{}", remote.message),
             Error::UndefinedTable(name) => write!(f, "relation \"{name}\" does not exist"),
             Error::UndefinedObject(message) => write!(f, "{message}"),
             Error::UndefinedColumn(name) => write!(f, "column {name} does not exist"),

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use tessera::server::{self, ConfigFile, LogFormat, ServerConfig, ServerFlags};
+use tessera::shell::backend::Remote;
 use tessera::shell::format::OutputFormat;
 use tessera::shell::{Input, Shell};
 
@@ -23,6 +24,10 @@ enum Command {
         /// Database directory (created if missing).
         #[arg(long, default_value = "./tessera-data")]
         data: PathBuf,
+        /// Connect to a server instead of opening a directory:
+        /// postgres://user[:password]@host:port/db (PGPASSWORD is used too).
+        #[arg(long, conflicts_with = "data")]
+        connect: Option<String>,
         /// Run this SQL (or meta-command) and exit; may be given several times.
         #[arg(short = 'c', long = "command")]
         commands: Vec<String>,
@@ -82,12 +87,13 @@ fn main() {
     let code = match cli.command {
         Command::Shell {
             data,
+            connect,
             commands,
             file,
             format,
         } => {
             init_logging(LogFormat::Human, "warn");
-            run_shell(data, commands, file, format)
+            run_shell(data, connect, commands, file, format)
         }
         Command::Server {
             config,
@@ -174,17 +180,11 @@ fn server_config(file: Option<PathBuf>, flags: ServerFlags) -> tessera::Result<S
 
 fn run_shell(
     data: PathBuf,
+    connect: Option<String>,
     commands: Vec<String>,
     file: Option<PathBuf>,
     format: OutputFormat,
 ) -> i32 {
-    let database = match tessera::Database::open(&data) {
-        Ok(database) => database,
-        Err(e) => {
-            eprintln!("tessera: {e}");
-            return 1;
-        }
-    };
     let input = if !commands.is_empty() {
         Input::Commands(commands)
     } else if let Some(file) = file {
@@ -194,6 +194,39 @@ fn run_shell(
     } else {
         Input::Stdin
     };
+    if let Some(url) = connect {
+        return match Remote::connect(&url) {
+            Ok(remote) => {
+                let description = format!("server {}", redact_password(&url));
+                Shell::over(Box::new(remote), format, description).run(input)
+            }
+            Err(e) => {
+                eprintln!("tessera: cannot connect: {}: {e}", e.sqlstate());
+                2
+            }
+        };
+    }
+    let database = match tessera::Database::open(&data) {
+        Ok(database) => database,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return 1;
+        }
+    };
     let description = format!("embedded, data in {}", data.display());
     Shell::new(database.session(), format, description).run(input)
+}
+
+/// The URL as shown in the banner: a password in it is replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
 }

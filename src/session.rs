@@ -157,7 +157,8 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
-    fn command(tag: impl Into<String>) -> QueryResult {
+    /// A result with only a command tag (`CREATE TABLE`, `BEGIN`).
+    pub fn command(tag: impl Into<String>) -> QueryResult {
         QueryResult {
             tag: tag.into(),
             columns: Vec::new(),
@@ -173,7 +174,8 @@ impl QueryResult {
         self
     }
 
-    fn rows(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> QueryResult {
+    /// A result with rows, tagged `SELECT n`.
+    pub fn rows(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> QueryResult {
         QueryResult {
             tag: format!("SELECT {}", rows.len()),
             columns,
@@ -785,7 +787,8 @@ fn affected(tag: String, count: u64) -> QueryResult {
     result
 }
 
-fn statement_name(statement: &Statement) -> &'static str {
+/// The command-tag word(s) of a statement: `INSERT`, `CREATE TABLE`, ...
+pub fn statement_name(statement: &Statement) -> &'static str {
     match statement {
         Statement::CreateTable(_) => "CREATE TABLE",
         Statement::DropTable { .. } => "DROP TABLE",

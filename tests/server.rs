@@ -1020,3 +1020,73 @@ fn non_loopback_without_users_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// `tessera shell --connect` prints exactly what the embedded shell prints for the same
+/// input — tables, meta-commands, every output format, errors and exit status — and
+/// logs in with a password (PGPASSWORD) on a server that requires one.
+#[test]
+fn shell_connects_to_a_server() {
+    let (server, _config) = start_with_config(&users_toml());
+    let script = [
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name VARCHAR(10) NOT NULL DEFAULT 'x', score DOUBLE PRECISION)",
+        "CREATE INDEX t_name ON t (name)",
+        "INSERT INTO t VALUES (1, 'a', 1.5), (2, 'b', NULL)",
+        "UPDATE t SET score = 2.25 WHERE id = 2",
+        "SELECT * FROM t ORDER BY id",
+        "\\dt",
+        "\\di",
+        "\\d t",
+        "BEGIN; DELETE FROM t WHERE id = 1; ROLLBACK",
+        "SELECT count(*) AS n, sum(score) FROM t",
+        "SELECT 1 / 0",
+    ];
+    let run = |target: &[&str], format: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        command.arg("shell").args(target).args(["--format", format]);
+        for line in script {
+            command.args(["-c", line]);
+        }
+        command.env("PGPASSWORD", "correct horse");
+        command.output().expect("run tessera shell")
+    };
+    let url = format!("postgres://alice@127.0.0.1:{}/tessera", server.port);
+    for format in ["table", "csv", "json"] {
+        let data = tempfile::tempdir().expect("dir");
+        let embedded = run(&["--data", data.path().to_str().expect("utf-8")], format);
+        let remote = run(&["--connect", &url], format);
+        // The server keeps the table: drop it for the next format's run.
+        let reset = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["shell", "--connect", &url, "-c", "DROP TABLE t"])
+            .env("PGPASSWORD", "correct horse")
+            .output()
+            .expect("reset");
+        assert!(reset.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&remote.stdout),
+            String::from_utf8_lossy(&embedded.stdout),
+            "{format}: stdout differs"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&remote.stderr),
+            String::from_utf8_lossy(&embedded.stderr),
+            "{format}: stderr differs"
+        );
+        assert_eq!(
+            remote.status.code(),
+            Some(3),
+            "{format}: the error stops the run"
+        );
+        assert!(String::from_utf8_lossy(&remote.stderr).contains("ERROR:  22012: division by zero"));
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["shell", "--connect", &url, "-c", "SELECT 1"])
+        .env("PGPASSWORD", "wrong")
+        .output()
+        .expect("run tessera shell");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("28P01"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -405,13 +405,17 @@ impl StartupHandler for Startup {
                     .on_startup(client, message)
                     .await
                     .map_err(|error| match error {
-                        // Name the user, as PostgreSQL's message does.
-                        PgWireError::InvalidPassword(_) => PgWireError::InvalidPassword(
-                            client
-                                .metadata()
-                                .get(METADATA_USER)
-                                .cloned()
-                                .unwrap_or_default(),
+                        // PostgreSQL's exact message, naming the user.
+                        PgWireError::InvalidPassword(_) => fatal(
+                            "28P01",
+                            format!(
+                                "password authentication failed for user \"{}\"",
+                                client
+                                    .metadata()
+                                    .get(METADATA_USER)
+                                    .map(String::as_str)
+                                    .unwrap_or_default()
+                            ),
                         ),
                         other => other,
                     })?;

@@ -1,9 +1,9 @@
 //! Backslash meta-commands: `\?`, `\q`, `\d`, `\d NAME`, `\dt`, `\di`, `\timing`, `\x`.
 //! Listings are built as ordinary query results so they print in every output format.
 
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::session::{QueryResult, Row};
+use crate::shell::backend::{query_text, Backend};
 use crate::sql::planner::OutputColumn;
 use crate::types::{Value, TEXT};
 
@@ -40,8 +40,10 @@ Formatting
 SQL statements end with ';' and may span several lines.
 ";
 
-/// Runs a meta-command line (starting with `\`).
-pub fn run(line: &str, catalog: &Catalog) -> Result<MetaAction> {
+/// Runs a meta-command line (starting with `\`). Listings are queries on the system
+/// views (information_schema, pg_indexes), so they work the same on an embedded
+/// database and over the wire.
+pub fn run(line: &str, backend: &mut dyn Backend) -> Result<MetaAction> {
     let mut words = line.split_whitespace();
     let command = words.next().unwrap_or_default();
     let argument = words.next();
@@ -51,10 +53,10 @@ pub fn run(line: &str, catalog: &Catalog) -> Result<MetaAction> {
         ("\\timing", _) => Ok(MetaAction::ToggleTiming),
         ("\\x", _) => Ok(MetaAction::ToggleExpanded),
         ("\\d" | "\\dt" | "\\d+" | "\\dt+", None) => {
-            Ok(MetaAction::Show(vec![list_tables(catalog)]))
+            Ok(MetaAction::Show(vec![list_tables(backend)?]))
         }
-        ("\\di" | "\\di+", None) => Ok(MetaAction::Show(vec![list_indexes(catalog)])),
-        ("\\d" | "\\d+", Some(name)) => describe(catalog, &name.to_lowercase().replace('"', "")),
+        ("\\di" | "\\di+", None) => Ok(MetaAction::Show(vec![list_indexes(backend)?])),
+        ("\\d" | "\\d+", Some(name)) => describe(backend, &name.to_lowercase().replace('"', "")),
         _ => Err(Error::Syntax {
             message: format!("invalid command {command}; try \\? for help"),
             position: None,
@@ -82,112 +84,107 @@ fn listing(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> QueryResult
     }
 }
 
-fn list_tables(catalog: &Catalog) -> QueryResult {
-    let rows = catalog
-        .tables()
-        .map(|t| {
-            vec![
-                "public".to_string(),
-                t.name.clone(),
-                "table".to_string(),
-                "tessera".to_string(),
-            ]
-        })
-        .collect();
-    listing(
+/// `name` as a SQL string literal.
+fn literal(name: &str) -> String {
+    format!("'{}'", name.replace('\'', "''"))
+}
+
+fn list_tables(backend: &mut dyn Backend) -> Result<QueryResult> {
+    let rows = query_text(
+        backend,
+        "SELECT schemaname, tablename, 'table', tableowner FROM pg_catalog.pg_tables \
+         ORDER BY schemaname, tablename",
+    )?;
+    Ok(listing(
         "List of relations",
         &["Schema", "Name", "Type", "Owner"],
         rows,
-    )
+    ))
 }
 
-fn list_indexes(catalog: &Catalog) -> QueryResult {
-    let mut rows = Vec::new();
-    for table in catalog.tables() {
-        if !table.has_hidden_row_id() {
-            rows.push(vec![
-                "public".into(),
-                table.primary_key_name(),
-                "index".into(),
-                "tessera".into(),
-                table.name.clone(),
-            ]);
-        }
-        for index in &table.indexes {
-            rows.push(vec![
-                "public".into(),
-                index.name.clone(),
-                "index".into(),
-                "tessera".into(),
-                table.name.clone(),
-            ]);
-        }
-    }
-    rows.sort();
-    listing(
+fn list_indexes(backend: &mut dyn Backend) -> Result<QueryResult> {
+    let rows = query_text(
+        backend,
+        "SELECT schemaname, indexname, 'index', 'tessera', tablename FROM pg_catalog.pg_indexes \
+         ORDER BY schemaname, indexname",
+    )?;
+    Ok(listing(
         "List of relations",
         &["Schema", "Name", "Type", "Owner", "Table"],
         rows,
-    )
+    ))
 }
 
-fn describe(catalog: &Catalog, name: &str) -> Result<MetaAction> {
-    let table = catalog.table(name).ok_or_else(|| {
-        Error::UndefinedTable(format!("{name}\" (no relation found named \"{name}"))
-    })?;
-    let rows = table
-        .columns
-        .iter()
-        .filter(|c| !c.hidden)
+/// The column list of an index definition `CREATE ... ON t (a, b)`.
+fn indexed_columns(definition: &str) -> &str {
+    definition
+        .rfind(" (")
+        .map(|start| definition[start + 2..].trim_end_matches(')'))
+        .unwrap_or_default()
+}
+
+fn describe(backend: &mut dyn Backend, name: &str) -> Result<MetaAction> {
+    let columns = query_text(
+        backend,
+        &format!(
+            "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default \
+             FROM information_schema.columns WHERE table_name = {} ORDER BY ordinal_position",
+            literal(name)
+        ),
+    )?;
+    if columns.is_empty() {
+        return Err(Error::UndefinedTable(format!(
+            "{name}\" (no relation found named \"{name}"
+        )));
+    }
+    let rows = columns
+        .into_iter()
         .map(|c| {
-            let default = match &c.default {
-                None => String::new(),
-                Some(Value::Text(s)) => {
-                    format!("'{}'::{}", s.replace('\'', "''"), c.data_type.sql_name())
-                }
-                Some(v) => v.to_string(),
+            let data_type = if c[2].is_empty() {
+                c[1].clone()
+            } else {
+                format!("{}({})", c[1], c[2])
             };
-            vec![
-                c.name.clone(),
-                c.data_type.sql_name(),
-                if c.nullable {
-                    String::new()
-                } else {
-                    "not null".into()
-                },
-                default,
-            ]
+            let nullable = if c[3] == "NO" { "not null" } else { "" };
+            vec![c[0].clone(), data_type, nullable.to_string(), c[4].clone()]
         })
         .collect();
     let columns = listing(
-        &format!("Table \"public.{}\"", table.name),
+        &format!("Table \"public.{name}\""),
         &["Column", "Type", "Nullable", "Default"],
         rows,
     );
-    let mut indexes = Vec::new();
-    let names = |positions: &[usize]| {
-        positions
-            .iter()
-            .map(|&i| table.columns[i].name.clone())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if !table.has_hidden_row_id() {
-        indexes.push(format!(
-            "    \"{}\" PRIMARY KEY ({})",
-            table.primary_key_name(),
-            names(&table.primary_key)
-        ));
-    }
-    for index in &table.indexes {
-        let kind = if index.unique { " UNIQUE" } else { "" };
-        indexes.push(format!(
-            "    \"{}\"{kind} ({})",
-            index.name,
-            names(&index.columns)
-        ));
-    }
-    let mut text = format!("Table \"public.{}\"\n", table.name);
+    let primary_keys: Vec<String> = query_text(
+        backend,
+        &format!(
+            "SELECT constraint_name FROM information_schema.table_constraints \
+             WHERE table_name = {} AND constraint_type = 'PRIMARY KEY'",
+            literal(name)
+        ),
+    )?
+    .into_iter()
+    .map(|mut row| row.swap_remove(0))
+    .collect();
+    let indexes: Vec<String> = query_text(
+        backend,
+        &format!(
+            "SELECT indexname, indexdef FROM pg_catalog.pg_indexes WHERE tablename = {}",
+            literal(name)
+        ),
+    )?
+    .into_iter()
+    .map(|row| {
+        let kind = if primary_keys.contains(&row[0]) {
+            " PRIMARY KEY"
+        } else if row[1].starts_with("CREATE UNIQUE") {
+            " UNIQUE"
+        } else {
+            ""
+        };
+        format!("    \"{}\"{kind} ({})", row[0], indexed_columns(&row[1]))
+    })
+    .collect();
+    let mut text = format!("Table \"public.{name}\"\n");
     text.push_str(&crate::shell::format::aligned_table(&columns, false));
     if !indexes.is_empty() {
         text.push_str("Indexes:\n");

@@ -6,12 +6,14 @@
 //! use (`-c`, `-f`, or SQL piped on stdin) behaves like psql with ON_ERROR_STOP: it stops
 //! at the first error, prints it on stderr with its SQLSTATE, and exits non-zero.
 
+pub mod backend;
 pub mod format;
 pub mod meta;
 pub mod splitter;
 
 use crate::error::{Error, Result};
 use crate::session::{Session, TransactionStatus};
+use backend::Backend;
 use format::OutputFormat;
 use indicatif::{ProgressBar, ProgressStyle};
 use meta::MetaAction;
@@ -36,9 +38,9 @@ pub enum Input {
     Interactive,
 }
 
-/// The shell's state: a session plus display settings.
+/// The shell's state: what it runs statements on, plus display settings.
 pub struct Shell {
-    session: Session,
+    session: Box<dyn Backend>,
     format: OutputFormat,
     expanded: bool,
     timing: bool,
@@ -47,9 +49,14 @@ pub struct Shell {
 }
 
 impl Shell {
-    /// A shell over a session. `description` says what it is connected to.
+    /// A shell over an embedded session. `description` says what it is connected to.
     pub fn new(mut session: Session, format: OutputFormat, description: String) -> Shell {
         session.set_progress_listener(Some(progress_listener()));
+        Shell::over(Box::new(session), format, description)
+    }
+
+    /// A shell over any backend, such as a server connection ([`backend::Remote`]).
+    pub fn over(session: Box<dyn Backend>, format: OutputFormat, description: String) -> Shell {
         Shell {
             session,
             format,
@@ -89,7 +96,7 @@ impl Shell {
         }
         let (format, expanded) = (self.format, self.expanded);
         let mut printed = Ok(());
-        let outcome = self.session.execute_each(text, &[], |result| {
+        let outcome = self.session.execute_each(text, &mut |result| {
             if printed.is_ok() {
                 printed = print_result(&result, format, expanded);
             }
@@ -125,7 +132,7 @@ impl Shell {
     fn run_statement(&mut self, sql: &str) -> Result<()> {
         let started = Instant::now();
         let (format, expanded) = (self.format, self.expanded);
-        self.session.execute_each(sql, &[], |result| {
+        self.session.execute_each(sql, &mut |result| {
             let _ = print_result(&result, format, expanded);
         })?;
         if self.timing {
@@ -135,7 +142,7 @@ impl Shell {
     }
 
     fn meta(&mut self, line: &str) -> Result<(), ShellStop> {
-        let action = meta::run(line, &self.session.catalog()).map_err(|e| self.report(&e, line))?;
+        let action = meta::run(line, self.session.as_mut()).map_err(|e| self.report(&e, line))?;
         match action {
             MetaAction::Quit => return Err(ShellStop::Quit),
             MetaAction::Print(text) => print!("{text}"),

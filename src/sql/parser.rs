@@ -82,6 +82,10 @@ fn object_name(name: &sp::ObjectName) -> Result<String> {
     match parts.as_slice() {
         [name] => Ok(name.clone()),
         [schema, name] if schema == "public" => Ok(name.clone()),
+        // System views keep their schema: `information_schema.tables`.
+        [schema, name] if schema == "information_schema" || schema == "pg_catalog" => {
+            Ok(format!("{schema}.{name}"))
+        }
         _ => Err(unsupported(format!("the qualified name {name}"))),
     }
 }

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod expression;
 pub mod plan;
+pub mod system;
 
 use super::ast::{CreateTable, Expr, Insert, InsertSource, OrderItem, Select, SelectItem};
 use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN_ROW_ID};
@@ -110,15 +111,35 @@ impl<'a> Planner<'a> {
 
     /// Plans a SELECT, returning the plan and its result columns.
     pub fn plan_select(&self, select: &Select) -> Result<(Plan, Vec<OutputColumn>)> {
-        let (mut plan, scope, table) = match &select.from {
-            None => (
+        let view = select
+            .from
+            .as_ref()
+            .and_then(|r| system::resolve(&r.name, self.catalog, self.identity));
+        let (mut plan, scope, table) = match (&select.from, &view) {
+            (None, _) => (
                 Plan::Values {
                     rows: vec![Vec::new()],
                 },
                 self.empty_scope("WHERE"),
                 None,
             ),
-            Some(reference) => {
+            (Some(reference), Some(view)) => {
+                let visible = reference
+                    .alias
+                    .clone()
+                    .unwrap_or_else(|| view.table.name.clone());
+                let rows = view
+                    .rows
+                    .iter()
+                    .map(|row| row.iter().cloned().map(Expression::Constant).collect())
+                    .collect();
+                (
+                    Plan::Values { rows },
+                    self.table_scope(&view.table, &visible, "WHERE"),
+                    Some(&view.table),
+                )
+            }
+            (Some(reference), None) => {
                 let table = self.catalog.require_table(&reference.name)?;
                 let visible = reference
                     .alias
@@ -138,7 +159,7 @@ impl<'a> Planner<'a> {
             .transpose()?
             .map(fold)
             .transpose()?;
-        if let Some(table) = table {
+        if let (Some(table), None) = (table, &view) {
             plan = self.scan(table, predicate.as_ref());
         }
         if let Some(predicate) = predicate {

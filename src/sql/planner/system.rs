@@ -1,0 +1,322 @@
+//! System views: the catalog as tables that SQL can query, in PostgreSQL's shapes, so
+//! that drivers, tools and our own shell (locally or over the wire) introspect the
+//! database with ordinary SELECTs.
+//!
+//! Each view is computed from the catalog when a statement is planned and planned as
+//! literal rows; WHERE, ORDER BY, aggregates and the rest then work as on any table.
+//! The catalog is small, so materializing a view costs little. The views are read-only:
+//! only SELECT resolves them.
+//!
+//! Provided: `information_schema.tables`, `information_schema.columns`,
+//! `information_schema.table_constraints`, `information_schema.key_column_usage`,
+//! `pg_catalog.pg_tables` and `pg_catalog.pg_indexes` (these two also unqualified, as
+//! `pg_catalog` comes first on PostgreSQL's search path). psql's own `\d` queries
+//! need joins over `pg_class` and friends, which Tessera cannot run yet.
+
+use super::expression::Identity;
+use crate::catalog::{Catalog, Column, Table};
+use crate::types::{DataType, Value, TEXT};
+
+/// A view's definition and its current rows.
+pub struct SystemView {
+    /// The columns, as a table definition the planner can scope names with.
+    pub table: Table,
+    /// The rows, in the view's natural order.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// The schema every user table lives in.
+const SCHEMA: &str = "public";
+/// The owner shown for every table: Tessera has no per-table owners yet.
+const OWNER: &str = "tessera";
+
+/// Resolves `name` (as written, possibly schema-qualified) to a system view.
+pub fn resolve(name: &str, catalog: &Catalog, identity: &Identity) -> Option<SystemView> {
+    let (columns, rows): (&[(&str, DataType)], Vec<Vec<Value>>) = match name {
+        "information_schema.tables" => (TABLES, tables(catalog, identity)),
+        "information_schema.columns" => (COLUMNS, columns(catalog, identity)),
+        "information_schema.table_constraints" => {
+            (TABLE_CONSTRAINTS, table_constraints(catalog, identity))
+        }
+        "information_schema.key_column_usage" => {
+            (KEY_COLUMN_USAGE, key_column_usage(catalog, identity))
+        }
+        "pg_catalog.pg_tables" | "pg_tables" => (PG_TABLES, pg_tables(catalog)),
+        "pg_catalog.pg_indexes" | "pg_indexes" => (PG_INDEXES, pg_indexes(catalog)),
+        _ => return None,
+    };
+    let table = Table {
+        id: 0,
+        name: name.rsplit('.').next().unwrap_or(name).to_string(),
+        columns: columns
+            .iter()
+            .map(|(name, data_type)| Column {
+                name: name.to_string(),
+                data_type: *data_type,
+                nullable: true,
+                default: None,
+                hidden: false,
+            })
+            .collect(),
+        primary_key: Vec::new(),
+        indexes: Vec::new(),
+        shard_count: 1,
+    };
+    Some(SystemView { table, rows })
+}
+
+/// Whether `name` names a system view (for a clear error when one is written to).
+pub fn is_system_view(name: &str) -> bool {
+    name.starts_with("information_schema.")
+        || name.starts_with("pg_catalog.")
+        || matches!(name, "pg_tables" | "pg_indexes")
+}
+
+const INTEGER: DataType = DataType::Integer;
+
+const TABLES: &[(&str, DataType)] = &[
+    ("table_catalog", TEXT),
+    ("table_schema", TEXT),
+    ("table_name", TEXT),
+    ("table_type", TEXT),
+];
+
+const COLUMNS: &[(&str, DataType)] = &[
+    ("table_catalog", TEXT),
+    ("table_schema", TEXT),
+    ("table_name", TEXT),
+    ("column_name", TEXT),
+    ("ordinal_position", INTEGER),
+    ("column_default", TEXT),
+    ("is_nullable", TEXT),
+    ("data_type", TEXT),
+    ("character_maximum_length", INTEGER),
+];
+
+const TABLE_CONSTRAINTS: &[(&str, DataType)] = &[
+    ("constraint_catalog", TEXT),
+    ("constraint_schema", TEXT),
+    ("constraint_name", TEXT),
+    ("table_catalog", TEXT),
+    ("table_schema", TEXT),
+    ("table_name", TEXT),
+    ("constraint_type", TEXT),
+];
+
+const KEY_COLUMN_USAGE: &[(&str, DataType)] = &[
+    ("constraint_catalog", TEXT),
+    ("constraint_schema", TEXT),
+    ("constraint_name", TEXT),
+    ("table_catalog", TEXT),
+    ("table_schema", TEXT),
+    ("table_name", TEXT),
+    ("column_name", TEXT),
+    ("ordinal_position", INTEGER),
+];
+
+const PG_TABLES: &[(&str, DataType)] = &[
+    ("schemaname", TEXT),
+    ("tablename", TEXT),
+    ("tableowner", TEXT),
+    ("tablespace", TEXT),
+    ("hasindexes", DataType::Boolean),
+    ("hasrules", DataType::Boolean),
+    ("hastriggers", DataType::Boolean),
+    ("rowsecurity", DataType::Boolean),
+];
+
+const PG_INDEXES: &[(&str, DataType)] = &[
+    ("schemaname", TEXT),
+    ("tablename", TEXT),
+    ("indexname", TEXT),
+    ("tablespace", TEXT),
+    ("indexdef", TEXT),
+];
+
+fn text(value: &str) -> Value {
+    Value::Text(value.to_string())
+}
+
+fn integer(value: usize) -> Value {
+    Value::Integer(i32::try_from(value).unwrap_or(i32::MAX))
+}
+
+fn tables(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
+    catalog
+        .tables()
+        .map(|t| {
+            vec![
+                text(&identity.database),
+                text(SCHEMA),
+                text(&t.name),
+                text("BASE TABLE"),
+            ]
+        })
+        .collect()
+}
+
+/// A column default as PostgreSQL shows it (`'x'::text`, `0`).
+pub fn default_text(column: &Column) -> Option<String> {
+    column.default.as_ref().map(|value| match value {
+        Value::Text(s) => format!(
+            "'{}'::{}",
+            s.replace('\'', "''"),
+            base_type_name(column.data_type)
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// The type's name without modifiers (`character varying`, not `character varying(20)`),
+/// as information_schema's data_type and PostgreSQL's default casts show it.
+fn base_type_name(data_type: DataType) -> String {
+    match data_type {
+        DataType::Text {
+            max_length: Some(_),
+        } => "character varying".to_string(),
+        other => other.sql_name(),
+    }
+}
+
+fn columns(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
+    let mut rows = Vec::new();
+    for table in catalog.tables() {
+        for (position, column) in table.columns.iter().filter(|c| !c.hidden).enumerate() {
+            let max_length = match column.data_type {
+                DataType::Text {
+                    max_length: Some(n),
+                } => integer(n as usize),
+                _ => Value::Null,
+            };
+            let data_type = base_type_name(column.data_type);
+            rows.push(vec![
+                text(&identity.database),
+                text(SCHEMA),
+                text(&table.name),
+                text(&column.name),
+                integer(position + 1),
+                default_text(column).map_or(Value::Null, Value::Text),
+                text(if column.nullable { "YES" } else { "NO" }),
+                text(&data_type),
+                max_length,
+            ]);
+        }
+    }
+    rows
+}
+
+/// Each table's primary key and unique indexes, as constraints: (name, type, columns).
+fn constraints(table: &Table) -> Vec<(String, &'static str, Vec<String>)> {
+    let names = |positions: &[usize]| {
+        positions
+            .iter()
+            .map(|&i| table.columns[i].name.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut found = Vec::new();
+    if !table.has_hidden_row_id() {
+        found.push((
+            table.primary_key_name(),
+            "PRIMARY KEY",
+            names(&table.primary_key),
+        ));
+    }
+    for index in table.indexes.iter().filter(|i| i.unique) {
+        found.push((index.name.clone(), "UNIQUE", names(&index.columns)));
+    }
+    found
+}
+
+fn table_constraints(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
+    let mut rows = Vec::new();
+    for table in catalog.tables() {
+        for (name, kind, _) in constraints(table) {
+            rows.push(vec![
+                text(&identity.database),
+                text(SCHEMA),
+                text(&name),
+                text(&identity.database),
+                text(SCHEMA),
+                text(&table.name),
+                text(kind),
+            ]);
+        }
+    }
+    rows
+}
+
+fn key_column_usage(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
+    let mut rows = Vec::new();
+    for table in catalog.tables() {
+        for (name, _, columns) in constraints(table) {
+            for (position, column) in columns.iter().enumerate() {
+                rows.push(vec![
+                    text(&identity.database),
+                    text(SCHEMA),
+                    text(&name),
+                    text(&identity.database),
+                    text(SCHEMA),
+                    text(&table.name),
+                    text(column),
+                    integer(position + 1),
+                ]);
+            }
+        }
+    }
+    rows
+}
+
+fn pg_tables(catalog: &Catalog) -> Vec<Vec<Value>> {
+    catalog
+        .tables()
+        .map(|t| {
+            vec![
+                text(SCHEMA),
+                text(&t.name),
+                text(OWNER),
+                Value::Null,
+                Value::Boolean(!t.has_hidden_row_id() || !t.indexes.is_empty()),
+                Value::Boolean(false),
+                Value::Boolean(false),
+                Value::Boolean(false),
+            ]
+        })
+        .collect()
+}
+
+/// `CREATE [UNIQUE] INDEX name ON public.table (columns)`, as PostgreSQL's pg_indexes
+/// shows it (without `USING btree`: Tessera's indexes are ordered RocksDB keys).
+fn index_definition(table: &Table, name: &str, unique: bool, columns: &[usize]) -> String {
+    let columns: Vec<&str> = columns
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    format!(
+        "CREATE {}INDEX {name} ON {SCHEMA}.{} ({})",
+        if unique { "UNIQUE " } else { "" },
+        table.name,
+        columns.join(", ")
+    )
+}
+
+fn pg_indexes(catalog: &Catalog) -> Vec<Vec<Value>> {
+    let mut rows = Vec::new();
+    for table in catalog.tables() {
+        let mut row = |name: &str, unique: bool, columns: &[usize]| {
+            rows.push(vec![
+                text(SCHEMA),
+                text(&table.name),
+                text(name),
+                Value::Null,
+                text(&index_definition(table, name, unique, columns)),
+            ]);
+        };
+        if !table.has_hidden_row_id() {
+            row(&table.primary_key_name(), true, &table.primary_key);
+        }
+        for index in &table.indexes {
+            row(&index.name, index.unique, &index.columns);
+        }
+    }
+    rows
+}
