@@ -42,7 +42,7 @@ enum Command {
     Server {
         /// TOML file: data, listen, max_connections, log_format, max_message_size,
         /// statement_timeout, idle_session_timeout, idle_in_transaction_session_timeout,
-        /// [tls] cert/key/required, [[users]] name/password. Flags win (docs/server.md).
+        /// [tls] cert/key/required, [[users]] name/password. Flags win (see README).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Database directory (created if missing) [default: ./tessera-data].

@@ -227,19 +227,26 @@ fn constraints(table: &Table) -> Vec<(String, &'static str, Vec<String>)> {
     found
 }
 
+/// The six columns both constraint views start with: where the constraint and its
+/// table live.
+fn constraint_location(identity: &Identity, constraint: &str, table: &Table) -> Vec<Value> {
+    vec![
+        text(&identity.database),
+        text(SCHEMA),
+        text(constraint),
+        text(&identity.database),
+        text(SCHEMA),
+        text(&table.name),
+    ]
+}
+
 fn table_constraints(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
     let mut rows = Vec::new();
     for table in catalog.tables() {
         for (name, kind, _) in constraints(table) {
-            rows.push(vec![
-                text(&identity.database),
-                text(SCHEMA),
-                text(&name),
-                text(&identity.database),
-                text(SCHEMA),
-                text(&table.name),
-                text(kind),
-            ]);
+            let mut row = constraint_location(identity, &name, table);
+            row.push(text(kind));
+            rows.push(row);
         }
     }
     rows
@@ -250,16 +257,9 @@ fn key_column_usage(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
     for table in catalog.tables() {
         for (name, _, columns) in constraints(table) {
             for (position, column) in columns.iter().enumerate() {
-                rows.push(vec![
-                    text(&identity.database),
-                    text(SCHEMA),
-                    text(&name),
-                    text(&identity.database),
-                    text(SCHEMA),
-                    text(&table.name),
-                    text(column),
-                    integer(position + 1),
-                ]);
+                let mut row = constraint_location(identity, &name, table);
+                row.extend([text(column), integer(position + 1)]);
+                rows.push(row);
             }
         }
     }
