@@ -343,12 +343,13 @@ impl Drop for Startup {
     }
 }
 
+/// A FATAL error: the session ends after it is sent.
+fn fatal_info(code: &str, message: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::new("FATAL".to_string(), code.to_string(), message.into())
+}
+
 fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".to_string(),
-        code.to_string(),
-        message.into(),
-    )))
+    PgWireError::UserError(Box::new(fatal_info(code, message)))
 }
 
 impl Startup {
@@ -646,11 +647,7 @@ async fn refuse_frame(socket: &mut Connection, error: PgWireError) -> std::io::R
     };
     tracing::info!(%reason, "closing a connection after an invalid message");
     let message = format!("invalid frontend message: {reason}");
-    let info = ErrorInfo::new("FATAL".to_string(), "08P01".to_string(), message);
-    socket
-        .send(PgWireBackendMessage::ErrorResponse(info.into()))
-        .await
-        .map_err(std::io::Error::other)?;
+    send_error(socket, fatal_info("08P01", message)).await?;
     // The client learns why before it learns that the connection is closing.
     socket.get_mut().drain(DRAIN_TIME, DRAIN_BYTES).await;
     socket.close().await.map_err(std::io::Error::other)
@@ -662,11 +659,14 @@ async fn refuse_frame(socket: &mut Connection, error: PgWireError) -> std::io::R
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
-async fn send_fatal(socket: &mut Connection, code: &str, message: &str) -> std::io::Result<()> {
-    let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), message.to_string());
+async fn send_error(socket: &mut Connection, info: ErrorInfo) -> std::io::Result<()> {
     socket
         .send(PgWireBackendMessage::ErrorResponse(info.into()))
         .await
-        .map_err(std::io::Error::other)?;
+        .map_err(std::io::Error::other)
+}
+
+async fn send_fatal(socket: &mut Connection, code: &str, message: &str) -> std::io::Result<()> {
+    send_error(socket, fatal_info(code, message)).await?;
     socket.close().await.map_err(std::io::Error::other)
 }
