@@ -37,6 +37,8 @@ pub enum Error {
     DuplicateColumn(String),
     /// A column reference matches more than one column (42702).
     AmbiguousColumn(String),
+    /// Two tables in one FROM clause have the same visible name (42712).
+    DuplicateAlias(String),
     /// A value's type does not fit where it is used (42804).
     DatatypeMismatch(String),
     /// A table definition is invalid, e.g. two primary keys (42P16).
@@ -130,6 +132,7 @@ impl Error {
             Error::DuplicateTable(_) => "42P07",
             Error::DuplicateColumn(_) => "42701",
             Error::AmbiguousColumn(_) => "42702",
+            Error::DuplicateAlias(_) => "42712",
             Error::DatatypeMismatch(_) => "42804",
             Error::Grouping(_) => "42803",
             Error::InvalidTableDefinition(_) => "42P16",
@@ -218,6 +221,9 @@ impl fmt::Display for Error {
                 write!(f, "column \"{name}\" specified more than once")
             }
             Error::AmbiguousColumn(name) => write!(f, "column reference \"{name}\" is ambiguous"),
+            Error::DuplicateAlias(name) => {
+                write!(f, "table name \"{name}\" specified more than once")
+            }
             Error::InvalidRowCount { clause } => write!(f, "{clause} must not be negative"),
             Error::DatatypeMismatch(message)
             | Error::InvalidTableDefinition(message)

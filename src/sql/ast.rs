@@ -151,8 +151,8 @@ pub struct Select {
     pub distinct: bool,
     /// The select list.
     pub projection: Vec<SelectItem>,
-    /// FROM (one table for now; joins come later).
-    pub from: Option<TableReference>,
+    /// FROM: one item, comma-separated items being cross joins.
+    pub from: Option<FromItem>,
     /// WHERE.
     pub filter: Option<Expr>,
     /// GROUP BY.
@@ -165,6 +165,49 @@ pub struct Select {
     pub limit: Option<Expr>,
     /// OFFSET.
     pub offset: Option<Expr>,
+}
+
+/// An item of FROM: a table, or two items joined.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FromItem {
+    /// A table or view.
+    Table(TableReference),
+    /// `left JOIN right ON condition` (or a cross join, which has no condition).
+    Join {
+        /// Left side.
+        left: Box<FromItem>,
+        /// Right side.
+        right: Box<FromItem>,
+        /// Which rows the join keeps.
+        kind: JoinKind,
+        /// ON condition; `None` for a cross join.
+        on: Option<Expr>,
+    },
+}
+
+impl FromItem {
+    /// The tables of the item, left to right, as their columns appear in a joined row.
+    pub fn tables(&self) -> Vec<&TableReference> {
+        match self {
+            FromItem::Table(reference) => vec![reference],
+            FromItem::Join { left, right, .. } => {
+                let mut tables = left.tables();
+                tables.extend(right.tables());
+                tables
+            }
+        }
+    }
+}
+
+/// Which rows a join keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Every pair of rows (a comma in FROM, or CROSS JOIN).
+    Cross,
+    /// Pairs for which the condition holds.
+    Inner,
+    /// Inner pairs, plus each left row without a match, its right side NULL.
+    Left,
 }
 
 /// A table in FROM.

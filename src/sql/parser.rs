@@ -468,27 +468,19 @@ fn translate_select(select: sp::Select) -> Result<Select> {
         Some(sp::Distinct::Distinct) => true,
         Some(sp::Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
     };
-    let from = match select.from.as_slice() {
-        [] => None,
-        [table] => {
-            if !table.joins.is_empty() {
-                return Err(unsupported("joins"));
-            }
-            match &table.relation {
-                sp::TableFactor::Table {
-                    name,
-                    alias,
-                    args: None,
-                    ..
-                } => Some(TableReference {
-                    name: object_name(name)?,
-                    alias: alias.as_ref().map(|a| ident(&a.name)),
-                }),
-                other => return Err(unsupported(format!("the table expression {other}"))),
-            }
-        }
-        _ => return Err(unsupported("several tables in FROM (joins)")),
-    };
+    let mut from: Option<FromItem> = None;
+    for table in &select.from {
+        let item = translate_table_with_joins(table)?;
+        from = Some(match from {
+            None => item,
+            Some(left) => FromItem::Join {
+                left: Box::new(left),
+                right: Box::new(item),
+                kind: JoinKind::Cross,
+                on: None,
+            },
+        });
+    }
     let mut projection = Vec::new();
     for item in &select.projection {
         projection.push(match item {
@@ -525,6 +517,67 @@ fn translate_select(select: sp::Select) -> Result<Select> {
         limit: None,
         offset: None,
     })
+}
+
+/// One comma-separated FROM entry: a table and the joins chained onto it.
+fn translate_table_with_joins(table: &sp::TableWithJoins) -> Result<FromItem> {
+    let mut item = translate_table_factor(&table.relation)?;
+    for join in &table.joins {
+        let right = translate_table_factor(&join.relation)?;
+        let (kind, constraint) = match &join.join_operator {
+            sp::JoinOperator::Join(c) | sp::JoinOperator::Inner(c) => (JoinKind::Inner, Some(c)),
+            sp::JoinOperator::Left(c) | sp::JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
+            sp::JoinOperator::CrossJoin(_) => (JoinKind::Cross, None),
+            other => {
+                let text = format!("{other:?}");
+                let name = text.split('(').next().unwrap_or("this join").to_string();
+                return Err(unsupported(format!("{name} joins")));
+            }
+        };
+        let on = match constraint {
+            None | Some(sp::JoinConstraint::None) => None,
+            Some(sp::JoinConstraint::On(expr)) => Some(translate_expr(expr)?),
+            Some(sp::JoinConstraint::Using(_)) => return Err(unsupported("JOIN ... USING")),
+            Some(sp::JoinConstraint::Natural) => return Err(unsupported("NATURAL joins")),
+        };
+        if kind != JoinKind::Cross && on.is_none() {
+            return Err(Error::Syntax {
+                message: "JOIN needs an ON condition".into(),
+                position: None,
+            });
+        }
+        item = FromItem::Join {
+            left: Box::new(item),
+            right: Box::new(right),
+            kind,
+            on,
+        };
+    }
+    Ok(item)
+}
+
+fn translate_table_factor(factor: &sp::TableFactor) -> Result<FromItem> {
+    match factor {
+        sp::TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => {
+            if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                return Err(unsupported("column aliases on a table"));
+            }
+            Ok(FromItem::Table(TableReference {
+                name: object_name(name)?,
+                alias: alias.as_ref().map(|a| ident(&a.name)),
+            }))
+        }
+        sp::TableFactor::NestedJoin {
+            table_with_joins,
+            alias: None,
+        } => translate_table_with_joins(table_with_joins),
+        other => Err(unsupported(format!("the table expression {other}"))),
+    }
 }
 
 fn boxed(expr: &sp::Expr) -> Result<Box<Expr>> {

@@ -8,6 +8,7 @@
 mod aggregate;
 pub mod expression;
 pub mod interrupt;
+mod join;
 mod scan;
 mod write;
 
@@ -130,6 +131,35 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             remaining: *limit,
             to_skip: *offset,
         }),
+        Plan::NestedLoopJoin {
+            left,
+            right,
+            join_type,
+            predicate,
+            right_width,
+        } => Box::new(join::NestedLoopJoin::new(
+            build(left, interrupt)?,
+            build(right, interrupt)?,
+            *join_type,
+            predicate.clone(),
+            *right_width,
+        )),
+        Plan::HashJoin {
+            left,
+            right,
+            join_type,
+            left_keys,
+            right_keys,
+            residual,
+            right_width,
+        } => Box::new(join::HashJoin::new(
+            build(left, interrupt)?,
+            build(right, interrupt)?,
+            *join_type,
+            (left_keys.clone(), right_keys.clone()),
+            residual.clone(),
+            *right_width,
+        )),
         Plan::Insert { .. } | Plan::Update { .. } | Plan::Delete { .. } => {
             return Err(crate::error::Error::FeatureNotSupported(
                 "data-modifying statements inside a query".into(),

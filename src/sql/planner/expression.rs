@@ -633,9 +633,15 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
                 )));
             }
             let (index, column) = scope.resolve(table.as_deref(), name)?;
+            // Over several tables, EXPLAIN shows which one a column comes from.
+            let joined = scope.columns.iter().any(|c| c.table != column.table);
+            let name = match (&column.table, joined) {
+                (Some(table), true) => format!("{table}.{}", column.name),
+                _ => column.name.clone(),
+            };
             Ok(Expression::Column {
                 index,
-                name: column.name.clone(),
+                name,
                 data_type: column.data_type,
             })
         }

@@ -1,13 +1,14 @@
 //! The planner: binds statements against the catalog and builds physical plans.
 //!
-//! A SELECT becomes `Scan -> Filter -> [Aggregate -> Filter(HAVING)] -> Project ->
-//! [Distinct] -> [Sort] -> [Limit] -> [Project]`: the last projection drops columns that
-//! were computed only to sort by. Constant sub-expressions are folded at plan time so
-//! that `id = 1 + 1` or `id = $1` can use the primary key. Joins and subqueries come
-//! later; the plan tree and the binder's scopes are where they will plug in.
+//! A SELECT becomes `FROM (scans and joins, WHERE pushed down) -> [Aggregate ->
+//! Filter(HAVING)] -> Project -> [Distinct] -> [Sort] -> [Limit] -> [Project]`: the last
+//! projection drops columns that were computed only to sort by; [`join`] plans FROM.
+//! Constant sub-expressions are folded at plan time so that `id = 1 + 1` or `id = $1`
+//! can use the primary key.
 
 pub mod access;
 pub mod expression;
+pub mod join;
 pub mod plan;
 pub mod system;
 
@@ -111,86 +112,52 @@ impl<'a> Planner<'a> {
 
     /// Plans a SELECT, returning the plan and its result columns.
     pub fn plan_select(&self, select: &Select) -> Result<(Plan, Vec<OutputColumn>)> {
-        let view = select
-            .from
-            .as_ref()
-            .and_then(|r| system::resolve(&r.name, self.catalog, self.identity));
-        let (mut plan, scope, table) = match (&select.from, &view) {
-            (None, _) => (
-                Plan::Values {
-                    rows: vec![Vec::new()],
-                },
-                self.empty_scope("WHERE"),
-                None,
-            ),
-            (Some(reference), Some(view)) => {
-                let visible = reference
-                    .alias
-                    .clone()
-                    .unwrap_or_else(|| view.table.name.clone());
-                let rows = view
-                    .rows
-                    .iter()
-                    .map(|row| row.iter().cloned().map(Expression::Constant).collect())
-                    .collect();
+        let (mut plan, scope, sources) = match &select.from {
+            Some(from) => {
+                let planned = self.plan_from(from, select.filter.as_ref())?;
                 (
-                    Plan::Values { rows },
-                    self.table_scope(&view.table, &visible, "WHERE"),
-                    Some(&view.table),
+                    planned.plan,
+                    self.scope_over(planned.columns, "WHERE"),
+                    planned.sources,
                 )
             }
-            (Some(reference), None) => {
-                let table = self.catalog.require_table(&reference.name)?;
-                let visible = reference
-                    .alias
-                    .clone()
-                    .unwrap_or_else(|| reference.name.clone());
-                (
-                    Plan::Values { rows: Vec::new() },
-                    self.table_scope(table, &visible, "WHERE"),
-                    Some(table),
-                )
+            None => {
+                let scope = self.empty_scope("WHERE");
+                let mut plan = Plan::Values {
+                    rows: vec![Vec::new()],
+                };
+                if let Some(filter) = &select.filter {
+                    plan = Plan::Filter {
+                        source: Box::new(plan),
+                        predicate: fold(bind_boolean(filter, &scope, "WHERE")?)?,
+                    };
+                }
+                (plan, scope, Vec::new())
             }
         };
-        let predicate = select
-            .filter
-            .as_ref()
-            .map(|f| bind_boolean(f, &scope, "WHERE"))
-            .transpose()?
-            .map(fold)
-            .transpose()?;
-        if let (Some(table), None) = (table, &view) {
-            plan = self.scan(table, predicate.as_ref());
-        }
-        if let Some(predicate) = predicate {
-            plan = Plan::Filter {
-                source: Box::new(plan),
-                predicate,
-            };
-        }
 
         // Expand the select list into (expression as written, header).
         let mut items: Vec<(Expr, String)> = Vec::new();
         for item in &select.projection {
             match item {
                 SelectItem::Wildcard => {
-                    let table = table.ok_or_else(|| Error::Syntax {
-                        message: "SELECT * with no tables specified is not valid".into(),
-                        position: None,
-                    })?;
-                    items.extend(visible_columns(table, None));
+                    if sources.is_empty() {
+                        return Err(Error::Syntax {
+                            message: "SELECT * with no tables specified is not valid".into(),
+                            position: None,
+                        });
+                    }
+                    for source in &sources {
+                        items.extend(visible_columns(&source.table, Some(&source.visible)));
+                    }
                 }
                 SelectItem::QualifiedWildcard(name) => {
-                    let reference = select
-                        .from
-                        .as_ref()
-                        .filter(|r| r.alias.as_ref().unwrap_or(&r.name) == name);
-                    let table = table.filter(|_| reference.is_some()).ok_or_else(|| {
+                    let source = sources.iter().find(|s| &s.visible == name).ok_or_else(|| {
                         Error::UndefinedTable(format!(
                             "{name}\" (missing FROM-clause entry for table \"{name}"
                         ))
                     })?;
-                    items.extend(visible_columns(table, Some(name)));
+                    items.extend(visible_columns(&source.table, Some(name)));
                 }
                 SelectItem::Expression { expr, alias } => {
                     let name = alias

@@ -95,6 +95,15 @@ pub struct SortKey {
     pub nulls_first: bool,
 }
 
+/// Which rows a join emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinType {
+    /// Matching pairs only.
+    Inner,
+    /// Matching pairs, and each unmatched left row with NULLs for the right side.
+    Left,
+}
+
 /// A node of a plan.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Plan {
@@ -154,6 +163,36 @@ pub enum Plan {
         /// Rows to skip first.
         offset: u64,
     },
+    /// Joins two inputs by testing every pair (the right side is read once and kept).
+    NestedLoopJoin {
+        /// Left input; streams.
+        left: Box<Plan>,
+        /// Right input; materialized.
+        right: Box<Plan>,
+        /// Which rows the join keeps.
+        join_type: JoinType,
+        /// Condition on the joined row; `None` keeps every pair.
+        predicate: Option<Expression>,
+        /// Columns of a right row, for NULL-extending unmatched left rows.
+        right_width: usize,
+    },
+    /// Joins two inputs on equal keys through a hash table of the right side.
+    HashJoin {
+        /// Left input; streams and probes.
+        left: Box<Plan>,
+        /// Right input; built into the hash table.
+        right: Box<Plan>,
+        /// Which rows the join keeps.
+        join_type: JoinType,
+        /// Key expressions over a left row.
+        left_keys: Vec<Expression>,
+        /// Key expressions over a right row, pairwise equal to `left_keys`.
+        right_keys: Vec<Expression>,
+        /// Further condition on the joined row.
+        residual: Option<Expression>,
+        /// Columns of a right row, for NULL-extending unmatched left rows.
+        right_width: usize,
+    },
     /// Inserts the input rows (full rows in table column order, not yet coerced).
     Insert {
         /// Target.
@@ -196,7 +235,7 @@ impl Plan {
         let detail_indent = "      ".repeat(depth);
         let mut line = indent;
         let mut details: Vec<String> = Vec::new();
-        let child: Option<&Plan> = match self {
+        let children: Vec<&Plan> = match self {
             Plan::Values { rows } => {
                 let _ = write!(
                     line,
@@ -204,18 +243,18 @@ impl Plan {
                     rows.len(),
                     if rows.len() == 1 { "" } else { "s" }
                 );
-                None
+                Vec::new()
             }
             Plan::Scan { table, access } => {
                 let (text, condition) = describe_access(table, access);
                 line.push_str(&text);
                 details.extend(condition);
-                None
+                Vec::new()
             }
             Plan::Filter { source, predicate } => {
                 line.push_str("Filter");
                 details.push(format!("Condition: {predicate}"));
-                Some(source)
+                vec![&**source]
             }
             Plan::Project {
                 source,
@@ -224,7 +263,7 @@ impl Plan {
                 let items: Vec<String> = expressions.iter().map(ToString::to_string).collect();
                 line.push_str("Project");
                 details.push(format!("Output: {}", items.join(", ")));
-                Some(source)
+                vec![&**source]
             }
             Plan::Aggregate {
                 source,
@@ -242,11 +281,11 @@ impl Plan {
                 }
                 let aggregates: Vec<String> = aggregates.iter().map(describe_aggregate).collect();
                 details.push(format!("Aggregates: {}", aggregates.join(", ")));
-                Some(source)
+                vec![&**source]
             }
             Plan::Distinct { source } => {
                 line.push_str("Distinct");
-                Some(source)
+                vec![&**source]
             }
             Plan::Sort { source, keys } => {
                 line.push_str("Sort");
@@ -268,7 +307,7 @@ impl Plan {
                     })
                     .collect();
                 details.push(format!("Sort Key: {}", keys.join(", ")));
-                Some(source)
+                vec![&**source]
             }
             Plan::Limit {
                 source,
@@ -280,11 +319,51 @@ impl Plan {
                     Some(limit) => details.push(format!("Limit: {limit}, Offset: {offset}")),
                     None => details.push(format!("Offset: {offset}")),
                 }
-                Some(source)
+                vec![&**source]
+            }
+            Plan::NestedLoopJoin {
+                left,
+                right,
+                join_type,
+                predicate,
+                ..
+            } => {
+                line.push_str(match join_type {
+                    JoinType::Inner => "Nested Loop",
+                    JoinType::Left => "Nested Loop Left Join",
+                });
+                if let Some(predicate) = predicate {
+                    details.push(format!("Join Filter: {predicate}"));
+                }
+                vec![&**left, &**right]
+            }
+            Plan::HashJoin {
+                left,
+                right,
+                join_type,
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => {
+                line.push_str(match join_type {
+                    JoinType::Inner => "Hash Join",
+                    JoinType::Left => "Hash Left Join",
+                });
+                let keys: Vec<String> = left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| format!("{l} = {r}"))
+                    .collect();
+                details.push(format!("Hash Cond: {}", keys.join(" AND ")));
+                if let Some(residual) = residual {
+                    details.push(format!("Join Filter: {residual}"));
+                }
+                vec![&**left, &**right]
             }
             Plan::Insert { table, source } => {
                 let _ = write!(line, "Insert on {}", table.name);
-                Some(source)
+                vec![&**source]
             }
             Plan::Update {
                 table,
@@ -297,18 +376,18 @@ impl Plan {
                     .map(|(c, e)| format!("{} = {e}", table.columns[*c].name))
                     .collect();
                 details.push(format!("Set: {}", sets.join(", ")));
-                Some(source)
+                vec![&**source]
             }
             Plan::Delete { table, source } => {
                 let _ = write!(line, "Delete on {}", table.name);
-                Some(source)
+                vec![&**source]
             }
         };
         lines.push(line);
         for detail in details {
             lines.push(format!("{detail_indent}  {detail}"));
         }
-        if let Some(child) = child {
+        for child in children {
             child.explain_into(lines, depth + 1);
         }
     }
