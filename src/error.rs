@@ -39,6 +39,8 @@ pub enum Error {
     AmbiguousColumn(String),
     /// Two tables in one FROM clause have the same visible name (42712).
     DuplicateAlias(String),
+    /// A subquery used as a value returned more than one row (21000).
+    CardinalityViolation(String),
     /// A value's type does not fit where it is used (42804).
     DatatypeMismatch(String),
     /// A table definition is invalid, e.g. two primary keys (42P16).
@@ -133,6 +135,7 @@ impl Error {
             Error::DuplicateColumn(_) => "42701",
             Error::AmbiguousColumn(_) => "42702",
             Error::DuplicateAlias(_) => "42712",
+            Error::CardinalityViolation(_) => "21000",
             Error::DatatypeMismatch(_) => "42804",
             Error::Grouping(_) => "42803",
             Error::InvalidTableDefinition(_) => "42P16",
@@ -221,6 +224,7 @@ impl fmt::Display for Error {
                 write!(f, "column \"{name}\" specified more than once")
             }
             Error::AmbiguousColumn(name) => write!(f, "column reference \"{name}\" is ambiguous"),
+            Error::CardinalityViolation(message) => write!(f, "{message}"),
             Error::DuplicateAlias(name) => {
                 write!(f, "table name \"{name}\" specified more than once")
             }

@@ -352,6 +352,24 @@ pub enum Expr {
         /// `f(DISTINCT ...)`.
         distinct: bool,
     },
+    /// `(SELECT ...)` used as a value.
+    Subquery(Box<Select>),
+    /// `[NOT] EXISTS (SELECT ...)`.
+    Exists {
+        /// The subquery.
+        subquery: Box<Select>,
+        /// NOT EXISTS.
+        negated: bool,
+    },
+    /// `x [NOT] IN (SELECT ...)`.
+    InSubquery {
+        /// Operand.
+        expr: Box<Expr>,
+        /// The subquery, returning one column.
+        subquery: Box<Select>,
+        /// NOT IN.
+        negated: bool,
+    },
     /// CASE.
     Case {
         /// `CASE operand WHEN ...`, if given.

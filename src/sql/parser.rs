@@ -747,9 +747,20 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
                 .transpose()?
                 .map(Box::new),
         },
-        E::Subquery(_) | E::InSubquery { .. } | E::Exists { .. } => {
-            return Err(unsupported("subqueries"))
-        }
+        E::Subquery(query) => Expr::Subquery(Box::new(translate_query((**query).clone())?)),
+        E::Exists { subquery, negated } => Expr::Exists {
+            subquery: Box::new(translate_query((**subquery).clone())?),
+            negated: *negated,
+        },
+        E::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } => Expr::InSubquery {
+            expr: boxed(expr)?,
+            subquery: Box::new(translate_query((**subquery).clone())?),
+            negated: *negated,
+        },
         other => return Err(unsupported(format!("the expression {other}"))),
     })
 }

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::sql::ast::BinaryOp;
-use crate::sql::planner::expression::{Expression, ScalarFunction};
+use crate::sql::planner::expression::{Expression, ScalarFunction, SubqueryKind};
 use crate::types::{DataType, Value};
 use std::cmp::Ordering;
 
@@ -75,6 +75,16 @@ impl Expression {
                 _ => Value::Null,
             },
             Expression::Cast(e, data_type) => e.evaluate(row)?.cast(*data_type)?,
+            Expression::OuterColumn { name, .. } => {
+                return Err(Error::Internal(format!(
+                    "outer column {name} reached evaluation: the executor did not substitute it"
+                )))
+            }
+            Expression::Subquery { .. } => {
+                return Err(Error::Internal(
+                    "a subquery reached evaluation: the executor did not run it".into(),
+                ))
+            }
             Expression::Function(function, args, _) => call(*function, args, row)?,
             Expression::Case {
                 branches,
@@ -98,7 +108,21 @@ impl Expression {
     ) -> Result<Expression> {
         let bx = |e: Box<Expression>| -> Result<Box<Expression>> { f(*e).map(Box::new) };
         Ok(match self {
-            Expression::Constant(_) | Expression::Column { .. } => self,
+            Expression::Constant(_)
+            | Expression::Column { .. }
+            | Expression::OuterColumn { .. } => self,
+            Expression::Subquery {
+                plan,
+                kind,
+                data_type,
+            } => Expression::Subquery {
+                plan,
+                kind: match kind {
+                    SubqueryKind::In(operand) => SubqueryKind::In(bx(operand)?),
+                    other => other,
+                },
+                data_type,
+            },
             Expression::Not(e) => Expression::Not(bx(e)?),
             Expression::And(a, b) => Expression::And(bx(a)?, bx(b)?),
             Expression::Or(a, b) => Expression::Or(bx(a)?, bx(b)?),

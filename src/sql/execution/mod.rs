@@ -10,6 +10,7 @@ pub mod expression;
 pub mod interrupt;
 mod join;
 mod scan;
+mod subquery;
 mod write;
 
 use crate::encoding::keycode;
@@ -87,6 +88,7 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
         Plan::Values { rows } => Checked::wrap(
             ValuesExecutor {
                 rows: rows.clone().into_iter(),
+                interrupt: Arc::clone(interrupt),
             },
             interrupt,
         ),
@@ -95,14 +97,14 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
         }
         Plan::Filter { source, predicate } => Box::new(FilterExecutor {
             source: build(source, interrupt)?,
-            predicate: predicate.clone(),
+            predicate: subquery::Evaluated::new(vec![predicate.clone()], interrupt),
         }),
         Plan::Project {
             source,
             expressions,
         } => Box::new(ProjectExecutor::new(
             build(source, interrupt)?,
-            expressions.clone(),
+            subquery::Evaluated::new(expressions.clone(), interrupt),
         )),
         Plan::Aggregate {
             source,
@@ -198,13 +200,16 @@ impl<E: Executor> Executor for Checked<E> {
 
 struct ValuesExecutor {
     rows: std::vec::IntoIter<Vec<Expression>>,
+    interrupt: Arc<Interrupt>,
 }
 
 impl Executor for ValuesExecutor {
-    fn next(&mut self, _txn: &Transaction) -> Result<Option<Vec<Value>>> {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
         match self.rows.next() {
             Some(row) => Ok(Some(
-                row.iter().map(|e| e.evaluate(&[])).collect::<Result<_>>()?,
+                row.iter()
+                    .map(|e| subquery::evaluate_once(e, &[], txn, &self.interrupt))
+                    .collect::<Result<_>>()?,
             )),
             None => Ok(None),
         }
@@ -213,13 +218,13 @@ impl Executor for ValuesExecutor {
 
 struct FilterExecutor {
     source: Box<dyn Executor>,
-    predicate: Expression,
+    predicate: subquery::Evaluated,
 }
 
 impl Executor for FilterExecutor {
     fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
         while let Some(row) = self.source.next(txn)? {
-            if self.predicate.evaluate(&row)?.as_bool() == Some(true) {
+            if self.predicate.evaluate(0, &row, txn)?.as_bool() == Some(true) {
                 return Ok(Some(row));
             }
         }
@@ -229,14 +234,15 @@ impl Executor for FilterExecutor {
 
 struct ProjectExecutor {
     source: Box<dyn Executor>,
-    expressions: Vec<Expression>,
+    expressions: subquery::Evaluated,
     /// When every output is a distinct input column, values are moved, not cloned.
     moves: Option<Vec<usize>>,
 }
 
 impl ProjectExecutor {
-    fn new(source: Box<dyn Executor>, expressions: Vec<Expression>) -> ProjectExecutor {
+    fn new(source: Box<dyn Executor>, expressions: subquery::Evaluated) -> ProjectExecutor {
         let columns: Vec<usize> = expressions
+            .expressions()
             .iter()
             .filter_map(|e| match e {
                 Expression::Column { index, .. } => Some(*index),
@@ -244,7 +250,8 @@ impl ProjectExecutor {
             })
             .collect();
         let distinct = columns.iter().collect::<HashSet<_>>().len() == columns.len();
-        let moves = (columns.len() == expressions.len() && distinct).then_some(columns);
+        let moves =
+            (columns.len() == expressions.expressions().len() && distinct).then_some(columns);
         ProjectExecutor {
             source,
             expressions,
@@ -268,10 +275,10 @@ impl Executor for ProjectExecutor {
             }
             return Ok(Some(out));
         }
+        let count = self.expressions.expressions().len();
         Ok(Some(
-            self.expressions
-                .iter()
-                .map(|e| e.evaluate(&row))
+            (0..count)
+                .map(|i| self.expressions.evaluate(i, &row, txn))
                 .collect::<Result<_>>()?,
         ))
     }

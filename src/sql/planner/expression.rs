@@ -5,7 +5,7 @@
 //! numbers promote (integer + bigint is bigint, integer / integer truncates), operators
 //! between unrelated types are 42883, and a non-boolean WHERE is 42804.
 
-use super::super::ast::{BinaryOp, Expr, UnaryOp};
+use super::super::ast::{BinaryOp, Expr, Select, SelectItem, UnaryOp};
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value, TEXT};
 use std::fmt;
@@ -131,6 +131,17 @@ impl AggregateFunction {
     }
 }
 
+/// What a subquery's rows mean to the expression around it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubqueryKind {
+    /// `(SELECT ...)`: the one value of its one row; NULL when it has no rows.
+    Scalar,
+    /// `EXISTS (SELECT ...)`: whether it has a row.
+    Exists,
+    /// `operand IN (SELECT ...)`: three-valued membership of the operand.
+    In(Box<Expression>),
+}
+
 /// An expression ready to evaluate against a row.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expression {
@@ -180,6 +191,29 @@ pub enum Expression {
     Cast(Box<Expression>, DataType),
     /// A scalar function.
     Function(ScalarFunction, Vec<Expression>, Option<DataType>),
+    /// A column of an enclosing query's row: what a correlated subquery reads from the
+    /// query around it. The executor replaces it by the value before running the
+    /// subquery for one outer row.
+    OuterColumn {
+        /// How many query levels out (1: the query directly around the subquery).
+        depth: usize,
+        /// Position in that query's row.
+        index: usize,
+        /// Name, for EXPLAIN.
+        name: String,
+        /// Type.
+        data_type: DataType,
+    },
+    /// A subquery. It needs the transaction to run, so the executor runs it and puts its
+    /// value in its place before the expression is evaluated.
+    Subquery {
+        /// The subquery's plan.
+        plan: Box<super::plan::Plan>,
+        /// What its rows mean.
+        kind: SubqueryKind,
+        /// Result type (NULL-typed for a scalar subquery of an untyped NULL).
+        data_type: Option<DataType>,
+    },
     /// CASE WHEN ... (a `CASE x WHEN` form is bound to comparisons).
     Case {
         /// WHEN condition, THEN result.
@@ -196,7 +230,14 @@ impl Expression {
     pub fn data_type(&self) -> Option<DataType> {
         match self {
             Expression::Constant(v) => v.data_type(),
-            Expression::Column { data_type, .. } => Some(*data_type),
+            Expression::Column { data_type, .. } | Expression::OuterColumn { data_type, .. } => {
+                Some(*data_type)
+            }
+            Expression::Subquery {
+                kind: SubqueryKind::Exists | SubqueryKind::In(_),
+                ..
+            } => Some(DataType::Boolean),
+            Expression::Subquery { data_type, .. } => *data_type,
             Expression::Not(_)
             | Expression::And(..)
             | Expression::Or(..)
@@ -213,22 +254,45 @@ impl Expression {
         }
     }
 
-    /// Whether the expression reads no column (so it can be folded to a constant).
+    /// Whether the expression reads no column and runs no subquery (so it can be folded
+    /// to a constant at plan time).
     pub fn is_constant(&self) -> bool {
         let mut constant = true;
         self.walk(&mut |e| {
-            if matches!(e, Expression::Column { .. }) {
+            if matches!(
+                e,
+                Expression::Column { .. }
+                    | Expression::OuterColumn { .. }
+                    | Expression::Subquery { .. }
+            ) {
                 constant = false;
             }
         });
         constant
     }
 
+    /// Whether evaluating the expression runs a subquery.
+    pub fn has_subquery(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| found |= matches!(e, Expression::Subquery { .. }));
+        found
+    }
+
     /// Visits this expression and every sub-expression.
     pub fn walk(&self, visit: &mut dyn FnMut(&Expression)) {
         visit(self);
         match self {
-            Expression::Constant(_) | Expression::Column { .. } => {}
+            Expression::Constant(_)
+            | Expression::Column { .. }
+            | Expression::OuterColumn { .. }
+            | Expression::Subquery {
+                kind: SubqueryKind::Scalar | SubqueryKind::Exists,
+                ..
+            } => {}
+            Expression::Subquery {
+                kind: SubqueryKind::In(operand),
+                ..
+            } => operand.walk(visit),
             Expression::Not(e)
             | Expression::Negate(e)
             | Expression::IsNull(e)
@@ -288,7 +352,14 @@ impl fmt::Display for Expression {
             }
             Expression::Constant(v @ Value::Bytea(_)) => write!(f, "'{v}'::bytea"),
             Expression::Constant(v) => write!(f, "{v}"),
-            Expression::Column { name, .. } => write!(f, "{name}"),
+            Expression::Column { name, .. } | Expression::OuterColumn { name, .. } => {
+                write!(f, "{name}")
+            }
+            Expression::Subquery { kind, .. } => match kind {
+                SubqueryKind::Scalar => write!(f, "(SubPlan)"),
+                SubqueryKind::Exists => write!(f, "EXISTS(SubPlan)"),
+                SubqueryKind::In(operand) => write!(f, "({operand} IN (SubPlan))"),
+            },
             Expression::Not(e) => write!(f, "NOT ({e})"),
             Expression::And(a, b) => write!(f, "({a} AND {b})"),
             Expression::Or(a, b) => write!(f, "({a} OR {b})"),
@@ -375,6 +446,10 @@ pub struct Scope<'a> {
     pub inferred: Option<&'a ParameterTypes>,
     /// Who is asking, for `current_user` and `current_database()`.
     pub identity: &'a Identity,
+    /// The planner, for subqueries; `None` where subqueries cannot appear.
+    pub planner: Option<&'a super::Planner<'a>>,
+    /// The scope of the query around this one, for a subquery's correlated references.
+    pub outer: Option<&'a Scope<'a>>,
 }
 
 /// Who runs a statement: what `current_user` and `current_database()` answer. A server
@@ -558,7 +633,14 @@ fn visit_ast(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
                 visit_ast(e, visit);
             }
         }
-        Expr::Literal(_) | Expr::StringLiteral(_) | Expr::Parameter(_) | Expr::Column { .. } => {}
+        // A subquery's aggregates are its own; only an IN operand belongs to this query.
+        Expr::InSubquery { expr, .. } => visit_ast(expr, visit),
+        Expr::Subquery(_)
+        | Expr::Exists { .. }
+        | Expr::Literal(_)
+        | Expr::StringLiteral(_)
+        | Expr::Parameter(_)
+        | Expr::Column { .. } => {}
     }
 }
 
@@ -583,6 +665,15 @@ pub fn default_column_name(expr: &Expr) -> String {
             },
         },
         Expr::Case { .. } => "case".into(),
+        Expr::Exists { .. } => "exists".into(),
+        // PostgreSQL names a scalar subquery after its one output column.
+        Expr::Subquery(select) => match select.projection.as_slice() {
+            [SelectItem::Expression {
+                alias: Some(alias), ..
+            }] => alias.clone(),
+            [SelectItem::Expression { expr, alias: None }] => default_column_name(expr),
+            _ => "?column?".into(),
+        },
         _ => "?column?".into(),
     }
 }
@@ -632,7 +723,10 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
                     "column \"{qualified}\" must appear in the GROUP BY clause or be used in an aggregate function"
                 )));
             }
-            let (index, column) = scope.resolve(table.as_deref(), name)?;
+            let (index, column) = match scope.resolve(table.as_deref(), name) {
+                Ok(found) => found,
+                Err(error) => return bind_outer_column(table.as_deref(), name, scope, error),
+            };
             // Over several tables, EXPLAIN shows which one a column comes from.
             let joined = scope.columns.iter().any(|c| c.table != column.table);
             let name = match (&column.table, joined) {
@@ -794,7 +888,112 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
             branches,
             else_result,
         } => bind_case(operand.as_deref(), branches, else_result.as_deref(), scope),
+        Expr::Subquery(select) => {
+            let (plan, data_type) = plan_subquery(select, scope)?;
+            Ok(Expression::Subquery {
+                plan: Box::new(plan),
+                kind: SubqueryKind::Scalar,
+                data_type: Some(data_type),
+            })
+        }
+        Expr::Exists { subquery, negated } => {
+            let planner = subquery_planner(scope)?;
+            let (plan, _) = planner.plan_select(subquery)?;
+            let test = Expression::Subquery {
+                plan: Box::new(plan),
+                kind: SubqueryKind::Exists,
+                data_type: Some(DataType::Boolean),
+            };
+            Ok(negate_if(test, *negated))
+        }
+        Expr::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } => {
+            let (plan, data_type) = plan_subquery(subquery, scope)?;
+            let operand = coerce_to(bind(expr, scope)?, expr, data_type, scope)?;
+            let probe = Expression::Constant(Value::Null);
+            check_comparable(&operand, &Expression::Cast(Box::new(probe), data_type), "=")?;
+            let test = Expression::Subquery {
+                plan: Box::new(plan),
+                kind: SubqueryKind::In(Box::new(operand)),
+                data_type: Some(DataType::Boolean),
+            };
+            Ok(negate_if(test, *negated))
+        }
     }
+}
+
+fn negate_if(test: Expression, negated: bool) -> Expression {
+    if negated {
+        Expression::Not(Box::new(test))
+    } else {
+        test
+    }
+}
+
+/// A planner for a subquery of `scope`: its names resolve in the subquery first, then in
+/// the queries around it.
+fn subquery_planner<'s>(scope: &'s Scope<'s>) -> Result<super::Planner<'s>> {
+    let planner = scope
+        .planner
+        .ok_or_else(|| Error::FeatureNotSupported(format!("subqueries in {}", scope.clause)))?;
+    Ok(planner.nested(scope))
+}
+
+/// Plans a subquery that must return one column, giving its plan and that column's type.
+fn plan_subquery(select: &Select, scope: &Scope) -> Result<(super::plan::Plan, DataType)> {
+    let (plan, columns) = subquery_planner(scope)?.plan_select(select)?;
+    match columns.as_slice() {
+        [column] => Ok((plan, column.data_type)),
+        _ => Err(Error::Syntax {
+            message: "subquery must return only one column".into(),
+            position: None,
+        }),
+    }
+}
+
+/// Resolves a name missing from `scope` in the queries around it (a correlated
+/// reference), or returns the original error when no enclosing query has it.
+fn bind_outer_column(
+    table: Option<&str>,
+    name: &str,
+    scope: &Scope,
+    error: Error,
+) -> Result<Expression> {
+    if !matches!(error, Error::UndefinedColumn(_) | Error::UndefinedTable(_)) {
+        return Err(error);
+    }
+    let mut outer = scope.outer;
+    let mut depth = 1;
+    while let Some(enclosing) = outer {
+        match enclosing.resolve(table, name) {
+            Ok((index, column)) => {
+                if enclosing.grouping.is_some() {
+                    return Err(Error::FeatureNotSupported(
+                        "a subquery reading a column of an aggregating query".into(),
+                    ));
+                }
+                let name = match &column.table {
+                    Some(table) => format!("{table}.{}", column.name),
+                    None => column.name.clone(),
+                };
+                return Ok(Expression::OuterColumn {
+                    depth,
+                    index,
+                    name,
+                    data_type: column.data_type,
+                });
+            }
+            Err(Error::UndefinedColumn(_) | Error::UndefinedTable(_)) => {
+                outer = enclosing.outer;
+                depth += 1;
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(error)
 }
 
 /// A short label for a grouped expression, shown by EXPLAIN.

@@ -168,14 +168,21 @@ impl<'a> Planner<'a> {
         let mut sources = Vec::new();
         let mut columns = Vec::new();
         let mut root = self.bind_from(from, &mut sources, &mut columns)?;
+        // Terms with subqueries stay above every join: their subqueries address the
+        // whole joined row.
+        let mut top = Vec::new();
         if let Some(filter) = filter {
             let scope = self.scope_over(columns.clone(), "WHERE");
             let predicate = fold(bind_boolean(filter, &scope, "WHERE")?)?;
             for term in predicate.conjuncts() {
-                root.place(term.clone(), false);
+                if term.has_subquery() {
+                    top.push(term.clone());
+                } else {
+                    root.place(term.clone(), false);
+                }
             }
         }
-        let plan = self.build_node(root, &sources)?;
+        let plan = filtered(self.build_node(root, &sources)?, conjunction(top));
         Ok(PlannedFrom {
             plan,
             columns,
@@ -249,6 +256,11 @@ impl<'a> Planner<'a> {
                     // re-base onto the whole row.
                     let scope = self.scope_over(columns[start..].to_vec(), "JOIN/ON");
                     let bound = fold(bind_boolean(on, &scope, "JOIN/ON")?)?;
+                    if bound.has_subquery() {
+                        return Err(Error::FeatureNotSupported(
+                            "subqueries in JOIN ... ON (write them in WHERE)".into(),
+                        ));
+                    }
                     let bound = shift(bound, start as isize)?;
                     for term in bound.conjuncts() {
                         node.place(term.clone(), true);
@@ -335,7 +347,7 @@ impl<'a> Planner<'a> {
     }
 
     /// A scope over explicit columns (a joined row, or the two sides of one join).
-    pub(super) fn scope_over(&self, columns: Vec<ScopeColumn>, clause: &'static str) -> Scope<'a> {
+    pub(super) fn scope_over(&self, columns: Vec<ScopeColumn>, clause: &'static str) -> Scope<'_> {
         Scope {
             columns,
             ..self.empty_scope(clause)

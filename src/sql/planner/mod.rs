@@ -32,18 +32,29 @@ pub struct OutputColumn {
 }
 
 /// Plans statements against one catalog with one set of parameter values.
+#[derive(Clone, Copy)]
 pub struct Planner<'a> {
     catalog: &'a Catalog,
     params: &'a [Value],
     index_usable: &'a dyn Fn(&Index) -> bool,
     inferred: Option<&'a ParameterTypes>,
     identity: &'a Identity,
+    /// The scope of the query around the one being planned (for a subquery).
+    outer: Option<&'a Scope<'a>>,
 }
 
 static DEFAULT_IDENTITY: std::sync::LazyLock<Identity> =
     std::sync::LazyLock::new(Identity::default);
 
 impl<'a> Planner<'a> {
+    /// A planner for a subquery of `scope`.
+    pub fn nested<'s>(&'s self, scope: &'s Scope<'s>) -> Planner<'s> {
+        Planner {
+            outer: Some(scope),
+            ..*self
+        }
+    }
+
     /// The same planner answering `current_user` and `current_database()` for `identity`.
     pub fn with_identity(self, identity: &'a Identity) -> Planner<'a> {
         Planner { identity, ..self }
@@ -61,6 +72,7 @@ impl<'a> Planner<'a> {
             index_usable,
             inferred: None,
             identity: &DEFAULT_IDENTITY,
+            outer: None,
         }
     }
 
@@ -77,10 +89,11 @@ impl<'a> Planner<'a> {
             index_usable,
             inferred: Some(inferred),
             identity: &DEFAULT_IDENTITY,
+            outer: None,
         }
     }
 
-    fn table_scope(&self, table: &Table, visible_name: &str, clause: &'static str) -> Scope<'a> {
+    fn table_scope(&self, table: &Table, visible_name: &str, clause: &'static str) -> Scope<'_> {
         Scope {
             columns: table
                 .columns
@@ -96,10 +109,12 @@ impl<'a> Planner<'a> {
             clause,
             inferred: self.inferred,
             identity: self.identity,
+            planner: Some(self),
+            outer: self.outer,
         }
     }
 
-    fn empty_scope(&self, clause: &'static str) -> Scope<'a> {
+    fn empty_scope(&self, clause: &'static str) -> Scope<'_> {
         Scope {
             columns: Vec::new(),
             params: self.params,
@@ -107,6 +122,8 @@ impl<'a> Planner<'a> {
             clause,
             inferred: self.inferred,
             identity: self.identity,
+            planner: Some(self),
+            outer: self.outer,
         }
     }
 
@@ -206,6 +223,16 @@ impl<'a> Planner<'a> {
                 .map(|g| bind(g, &group_scope).and_then(fold))
                 .collect::<Result<_>>()?;
             let aggregates = self.bind_aggregates(&aggregate_calls, &scope)?;
+            let arguments = aggregates.iter().filter_map(|a| a.argument.as_ref());
+            if group_by
+                .iter()
+                .chain(arguments)
+                .any(Expression::has_subquery)
+            {
+                return Err(Error::FeatureNotSupported(
+                    "subqueries in GROUP BY or in aggregate arguments".into(),
+                ));
+            }
             let grouping = Grouping {
                 group_exprs: &select.group_by,
                 group_types: group_by
@@ -229,6 +256,8 @@ impl<'a> Planner<'a> {
                 clause: "HAVING",
                 inferred: self.inferred,
                 identity: self.identity,
+                planner: Some(self),
+                outer: self.outer,
             };
             if let Some(having) = &select.having {
                 let predicate = fold(bind_boolean(having, &grouped, "HAVING")?)?;
@@ -315,7 +344,7 @@ impl<'a> Planner<'a> {
         Ok((plan, columns))
     }
 
-    fn scope_like(&self, scope: &Scope<'a>) -> Scope<'a> {
+    fn scope_like(&self, scope: &Scope) -> Scope<'_> {
         Scope {
             columns: scope.columns.clone(),
             params: self.params,
@@ -323,10 +352,12 @@ impl<'a> Planner<'a> {
             clause: scope.clause,
             inferred: self.inferred,
             identity: self.identity,
+            planner: Some(self),
+            outer: self.outer,
         }
     }
 
-    fn bind_aggregates(&self, calls: &[Expr], scope: &Scope<'a>) -> Result<Vec<Aggregate>> {
+    fn bind_aggregates(&self, calls: &[Expr], scope: &Scope) -> Result<Vec<Aggregate>> {
         let argument_scope = Scope {
             clause: "aggregate arguments",
             ..self.scope_like(scope)
@@ -602,15 +633,18 @@ impl<'a> Planner<'a> {
                 });
             }
             let column = &table.columns[position];
-            bound.push((
-                position,
-                fold(bind_for_column(
-                    expr,
-                    &scope,
-                    column.data_type,
-                    &column.name,
-                )?)?,
-            ));
+            let value = fold(bind_for_column(
+                expr,
+                &scope,
+                column.data_type,
+                &column.name,
+            )?)?;
+            if value.has_subquery() {
+                return Err(Error::FeatureNotSupported(
+                    "subqueries in UPDATE ... SET".into(),
+                ));
+            }
+            bound.push((position, value));
         }
         let source = self.filtered_scan(table, filter)?;
         Ok(Plan::Update {

@@ -219,6 +219,88 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Calls `f` on every expression of the plan (not of subqueries inside them), so that
+    /// the executor can bind a correlated subquery's plan to one outer row.
+    pub fn for_each_expression_mut(
+        &mut self,
+        f: &mut dyn FnMut(&mut Expression) -> crate::error::Result<()>,
+    ) -> crate::error::Result<()> {
+        let mut each = |exprs: &mut [Expression]| exprs.iter_mut().try_for_each(&mut *f);
+        match self {
+            Plan::Values { rows } => rows.iter_mut().try_for_each(|row| each(row))?,
+            Plan::Scan { .. } => {}
+            Plan::Filter { source, predicate } => {
+                each(std::slice::from_mut(predicate))?;
+                return source.for_each_expression_mut(f);
+            }
+            Plan::Project {
+                source,
+                expressions,
+            } => {
+                each(expressions)?;
+                return source.for_each_expression_mut(f);
+            }
+            Plan::Aggregate {
+                source,
+                group_by,
+                aggregates,
+            } => {
+                each(group_by)?;
+                for aggregate in aggregates {
+                    if let Some(argument) = &mut aggregate.argument {
+                        each(std::slice::from_mut(argument))?;
+                    }
+                }
+                return source.for_each_expression_mut(f);
+            }
+            Plan::Distinct { source } | Plan::Sort { source, .. } | Plan::Limit { source, .. } => {
+                return source.for_each_expression_mut(f)
+            }
+            Plan::NestedLoopJoin {
+                left,
+                right,
+                predicate,
+                ..
+            } => {
+                if let Some(predicate) = predicate {
+                    each(std::slice::from_mut(predicate))?;
+                }
+                left.for_each_expression_mut(f)?;
+                return right.for_each_expression_mut(f);
+            }
+            Plan::HashJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => {
+                each(left_keys)?;
+                each(right_keys)?;
+                if let Some(residual) = residual {
+                    each(std::slice::from_mut(residual))?;
+                }
+                left.for_each_expression_mut(f)?;
+                return right.for_each_expression_mut(f);
+            }
+            Plan::Insert { source, .. } | Plan::Delete { source, .. } => {
+                return source.for_each_expression_mut(f)
+            }
+            Plan::Update {
+                source,
+                assignments,
+                ..
+            } => {
+                for (_, expression) in assignments.iter_mut() {
+                    each(std::slice::from_mut(expression))?;
+                }
+                return source.for_each_expression_mut(f);
+            }
+        }
+        Ok(())
+    }
+
     /// The plan as indented text, one node per line, as EXPLAIN prints it.
     pub fn explain(&self) -> Vec<String> {
         let mut lines = Vec::new();
