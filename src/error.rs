@@ -39,6 +39,8 @@ pub enum Error {
     AmbiguousColumn(String),
     /// Two tables in one FROM clause have the same visible name (42712).
     DuplicateAlias(String),
+    /// A regular expression does not compile (2201B).
+    InvalidRegularExpression(String),
     /// A subquery used as a value returned more than one row (21000).
     CardinalityViolation(String),
     /// A value's type does not fit where it is used (42804).
@@ -136,6 +138,7 @@ impl Error {
             Error::AmbiguousColumn(_) => "42702",
             Error::DuplicateAlias(_) => "42712",
             Error::CardinalityViolation(_) => "21000",
+            Error::InvalidRegularExpression(_) => "2201B",
             Error::DatatypeMismatch(_) => "42804",
             Error::Grouping(_) => "42803",
             Error::InvalidTableDefinition(_) => "42P16",
@@ -225,6 +228,9 @@ impl fmt::Display for Error {
             }
             Error::AmbiguousColumn(name) => write!(f, "column reference \"{name}\" is ambiguous"),
             Error::CardinalityViolation(message) => write!(f, "{message}"),
+            Error::InvalidRegularExpression(message) => {
+                write!(f, "invalid regular expression: {message}")
+            }
             Error::DuplicateAlias(name) => {
                 write!(f, "table name \"{name}\" specified more than once")
             }

@@ -402,7 +402,18 @@ async fn connection_limit() {
     );
 }
 
-/// psql, the real program: queries, an error with its SQLSTATE (VERBOSITY verbose).
+/// A program's stdout, after checking that it succeeded (its stderr otherwise).
+fn succeeded(output: &std::process::Output) -> std::borrow::Cow<'_, str> {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+}
+
+/// psql, the real program: queries, its \dt and \di, an error with its SQLSTATE
+/// (VERBOSITY verbose).
 #[test]
 fn psql_works() {
     let server = Server::start();
@@ -435,14 +446,46 @@ fn psql_works() {
         "-c",
         "SELECT * FROM t ORDER BY id",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
+        succeeded(&output),
         "CREATE TABLE\nINSERT 0 2\n id | name \n----+------\n  1 | a\n  2 | \n(2 rows)\n\n"
+    );
+    // psql's own \dt and \di: its catalog queries (joins over pg_class, pg_namespace,
+    // pg_am and pg_index, regular expressions, CASE) run unchanged.
+    let output = psql(&[
+        "-c",
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE)",
+        "-c",
+        "CREATE INDEX u_v_idx ON u (v)",
+        "-c",
+        "\\dt",
+        "-c",
+        "\\di",
+        "-c",
+        "\\dt u*",
+    ]);
+    assert_eq!(
+        succeeded(&output),
+        "CREATE TABLE\nCREATE INDEX\n\
+        \x20       List of relations\n\
+        \x20Schema | Name | Type  |  Owner  \n\
+        --------+------+-------+---------\n\
+        \x20public | t    | table | tessera\n\
+        \x20public | u    | table | tessera\n\
+        (2 rows)\n\n\
+        \x20            List of relations\n\
+        \x20Schema |  Name   | Type  |  Owner  | Table \n\
+        --------+---------+-------+---------+-------\n\
+        \x20public | t_pkey  | index | tessera | t\n\
+        \x20public | u_pkey  | index | tessera | u\n\
+        \x20public | u_v_idx | index | tessera | u\n\
+        \x20public | u_v_key | index | tessera | u\n\
+        (4 rows)\n\n\
+        \x20       List of relations\n\
+        \x20Schema | Name | Type  |  Owner  \n\
+        --------+------+-------+---------\n\
+        \x20public | u    | table | tessera\n\
+        (1 row)\n\n"
     );
     let output = psql(&["-c", "SELECT * FROM missing"]);
     assert!(!output.status.success());

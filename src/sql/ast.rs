@@ -334,6 +334,17 @@ pub enum Expr {
         /// ILIKE.
         case_insensitive: bool,
     },
+    /// `x ~ pattern` and its variants (`~*`, `!~`, `!~*`): POSIX regular expressions.
+    Regex {
+        /// Operand.
+        expr: Box<Expr>,
+        /// The regular expression.
+        pattern: Box<Expr>,
+        /// `!~`.
+        negated: bool,
+        /// `~*`.
+        case_insensitive: bool,
+    },
     /// `CAST(x AS type)` or `x::type`.
     Cast {
         /// Operand.

@@ -684,11 +684,28 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
             negated: *negated,
             case_insensitive: true,
         },
-        E::BinaryOp { left, op, right } => Expr::Binary {
-            op: translate_binary_op(op)?,
-            left: boxed(left)?,
-            right: boxed(right)?,
+        E::BinaryOp { left, op, right } => match regex_operator(op) {
+            Some((negated, case_insensitive)) => Expr::Regex {
+                expr: boxed(left)?,
+                pattern: boxed(right)?,
+                negated,
+                case_insensitive,
+            },
+            None => Expr::Binary {
+                op: translate_binary_op(op)?,
+                left: boxed(left)?,
+                right: boxed(right)?,
+            },
         },
+        // Text compares by bytes, which is what these three collations mean.
+        E::Collate { expr, collation } => {
+            let name = object_name(collation)?;
+            let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+            if !matches!(name, "default" | "C" | "POSIX" | "c" | "posix") {
+                return Err(unsupported(format!("the collation {collation}")));
+            }
+            translate_expr(expr)?
+        }
         E::UnaryOp { op, expr: inner } => {
             let op = match op {
                 sp::UnaryOperator::Not => UnaryOp::Not,
@@ -765,8 +782,50 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
     })
 }
 
+/// Recognizes the regular-expression operators, also as `OPERATOR(pg_catalog.~)`:
+/// (negated, case-insensitive).
+fn regex_operator(op: &sp::BinaryOperator) -> Option<(bool, bool)> {
+    use sp::BinaryOperator as B;
+    let symbol = match op {
+        B::PGRegexMatch => "~",
+        B::PGRegexIMatch => "~*",
+        B::PGRegexNotMatch => "!~",
+        B::PGRegexNotIMatch => "!~*",
+        B::PGCustomBinaryOperator(parts) => match parts.as_slice() {
+            [schema, symbol] if schema == "pg_catalog" => symbol.as_str(),
+            [symbol] => symbol.as_str(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match symbol {
+        "~" => (false, false),
+        "~*" => (false, true),
+        "!~" => (true, false),
+        "!~*" => (true, true),
+        _ => return None,
+    })
+}
+
 fn translate_binary_op(op: &sp::BinaryOperator) -> Result<BinaryOp> {
     use sp::BinaryOperator as B;
+    if let B::PGCustomBinaryOperator(parts) = op {
+        // OPERATOR(pg_catalog.=) and friends: the schema-qualified spelling of ours.
+        if let [schema, symbol] = parts.as_slice() {
+            let plain = match symbol.as_str() {
+                "=" => Some(B::Eq),
+                "<>" | "!=" => Some(B::NotEq),
+                "<" => Some(B::Lt),
+                "<=" => Some(B::LtEq),
+                ">" => Some(B::Gt),
+                ">=" => Some(B::GtEq),
+                _ => None,
+            };
+            if let (true, Some(plain)) = (schema == "pg_catalog", plain) {
+                return translate_binary_op(&plain);
+            }
+        }
+    }
     Ok(match op {
         B::And => BinaryOp::And,
         B::Or => BinaryOp::Or,
@@ -794,6 +853,11 @@ fn translate_function(function: &sp::Function) -> Result<Expr> {
         return Err(unsupported("FILTER / WITHIN GROUP"));
     }
     let name = object_name(&function.name)?;
+    // Every function lives in pg_catalog, which is always on the search path.
+    let name = name
+        .strip_prefix("pg_catalog.")
+        .unwrap_or(&name)
+        .to_string();
     let mut args = Vec::new();
     let mut star = false;
     let mut distinct = false;

@@ -5,7 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::sql::ast::BinaryOp;
-use crate::sql::planner::expression::{Expression, ScalarFunction, SubqueryKind};
+use crate::sql::planner::expression::{
+    CatalogFunction, CompiledRegex, Expression, ScalarFunction, SubqueryKind,
+};
 use crate::types::{DataType, Value};
 use std::cmp::Ordering;
 
@@ -74,6 +76,23 @@ impl Expression {
                 }),
                 _ => Value::Null,
             },
+            Expression::Regex {
+                expr,
+                pattern,
+                case_insensitive,
+                compiled,
+            } => match (expr.evaluate(row)?, compiled) {
+                (Value::Text(text), Some(regex)) => Value::Boolean(regex.0.is_match(&text)),
+                (Value::Text(text), None) => match pattern.evaluate(row)? {
+                    Value::Text(source) => Value::Boolean(
+                        CompiledRegex::new(&source, *case_insensitive)?
+                            .0
+                            .is_match(&text),
+                    ),
+                    _ => Value::Null,
+                },
+                _ => Value::Null,
+            },
             Expression::Cast(e, data_type) => e.evaluate(row)?.cast(*data_type)?,
             Expression::OuterColumn { name, .. } => {
                 return Err(Error::Internal(format!(
@@ -86,6 +105,11 @@ impl Expression {
                 ))
             }
             Expression::Function(function, args, _) => call(*function, args, row)?,
+            Expression::Catalog {
+                function,
+                arguments,
+                entries,
+            } => catalog_call(*function, arguments, entries, row)?,
             Expression::Case {
                 branches,
                 else_result,
@@ -145,7 +169,27 @@ impl Expression {
                 pattern: bx(pattern)?,
                 case_insensitive,
             },
+            Expression::Regex {
+                expr,
+                pattern,
+                case_insensitive,
+                compiled,
+            } => Expression::Regex {
+                expr: bx(expr)?,
+                pattern: bx(pattern)?,
+                case_insensitive,
+                compiled,
+            },
             Expression::Cast(e, t) => Expression::Cast(bx(e)?, t),
+            Expression::Catalog {
+                function,
+                arguments,
+                entries,
+            } => Expression::Catalog {
+                function,
+                arguments: arguments.into_iter().map(f).collect::<Result<_>>()?,
+                entries,
+            },
             Expression::Function(function, args, t) => {
                 Expression::Function(function, args.into_iter().map(f).collect::<Result<_>>()?, t)
             }
@@ -311,6 +355,47 @@ fn negate(value: Value) -> Result<Value> {
                 other.data_type().map(|t| t.sql_name()).unwrap_or_default()
             )))
         }
+    })
+}
+
+fn catalog_call(
+    function: CatalogFunction,
+    arguments: &[Expression],
+    entries: &std::collections::BTreeMap<(i64, i64), Value>,
+    row: &[Value],
+) -> Result<Value> {
+    let values: Vec<Value> = arguments
+        .iter()
+        .map(|a| a.evaluate(row))
+        .collect::<Result<_>>()?;
+    if function == CatalogFunction::GetExpr {
+        return Ok(values.into_iter().next().unwrap_or(Value::Null));
+    }
+    let Some(id) = values.first().and_then(Value::as_i64) else {
+        return Ok(Value::Null);
+    };
+    let second = values.get(1).and_then(Value::as_i64);
+    Ok(match function {
+        CatalogFunction::FormatType => {
+            let modifier = second.filter(|m| *m >= 0);
+            match crate::sql::planner::pg_catalog::format_type(id, modifier) {
+                Some(name) => Value::Text(name),
+                None => Value::Text("???".into()),
+            }
+        }
+        CatalogFunction::IndexDefinition => {
+            let pretty = values.get(2).and_then(Value::as_bool) == Some(true);
+            let column = match second.unwrap_or(0) {
+                0 if pretty => crate::sql::planner::pg_catalog::PRETTY_DEFINITION,
+                column => column,
+            };
+            entries.get(&(id, column)).cloned().unwrap_or(Value::Null)
+        }
+        CatalogFunction::UserById => entries
+            .get(&(id, 0))
+            .cloned()
+            .unwrap_or_else(|| Value::Text(format!("unknown (OID={id})"))),
+        _ => entries.get(&(id, 0)).cloned().unwrap_or(Value::Null),
     })
 }
 

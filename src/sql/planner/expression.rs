@@ -131,6 +131,95 @@ impl AggregateFunction {
     }
 }
 
+/// PostgreSQL's catalog functions that tools call with object ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogFunction {
+    /// `pg_get_userbyid(role)`: a role's name.
+    UserById,
+    /// `pg_table_is_visible(relation)`: whether the search path finds it (every relation
+    /// lives in `public`, which is on it).
+    TableIsVisible,
+    /// `format_type(type, modifier)`: a type's SQL name.
+    FormatType,
+    /// `pg_get_expr(expression, relation [, pretty])`: an expression's text (Tessera's
+    /// catalog columns hold the text already).
+    GetExpr,
+    /// `pg_get_indexdef(index [, column, pretty])`: CREATE INDEX, or one column's name.
+    IndexDefinition,
+    /// `pg_get_constraintdef(constraint [, pretty])`: `PRIMARY KEY (...)`, `UNIQUE (...)`.
+    ConstraintDefinition,
+}
+
+impl CatalogFunction {
+    fn from_name(name: &str) -> Option<CatalogFunction> {
+        Some(match name {
+            "pg_get_userbyid" => CatalogFunction::UserById,
+            "pg_table_is_visible" => CatalogFunction::TableIsVisible,
+            "format_type" => CatalogFunction::FormatType,
+            "pg_get_expr" => CatalogFunction::GetExpr,
+            "pg_get_indexdef" => CatalogFunction::IndexDefinition,
+            "pg_get_constraintdef" => CatalogFunction::ConstraintDefinition,
+            _ => return None,
+        })
+    }
+
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CatalogFunction::UserById => "pg_get_userbyid",
+            CatalogFunction::TableIsVisible => "pg_table_is_visible",
+            CatalogFunction::FormatType => "format_type",
+            CatalogFunction::GetExpr => "pg_get_expr",
+            CatalogFunction::IndexDefinition => "pg_get_indexdef",
+            CatalogFunction::ConstraintDefinition => "pg_get_constraintdef",
+        }
+    }
+
+    /// Positions of the arguments that are object ids or numbers.
+    fn integer_arguments(self) -> &'static [usize] {
+        match self {
+            CatalogFunction::GetExpr => &[1],
+            CatalogFunction::FormatType | CatalogFunction::IndexDefinition => &[0, 1],
+            _ => &[0],
+        }
+    }
+
+    /// Argument counts accepted, and the result type.
+    fn signature(self) -> (std::ops::RangeInclusive<usize>, DataType) {
+        match self {
+            CatalogFunction::UserById => (1..=1, TEXT),
+            CatalogFunction::TableIsVisible => (1..=1, DataType::Boolean),
+            CatalogFunction::FormatType => (2..=2, TEXT),
+            CatalogFunction::GetExpr => (2..=3, TEXT),
+            CatalogFunction::IndexDefinition => (1..=3, TEXT),
+            CatalogFunction::ConstraintDefinition => (1..=2, TEXT),
+        }
+    }
+}
+
+/// A compiled regular expression; two are equal when their sources are.
+#[derive(Clone, Debug)]
+pub struct CompiledRegex(pub std::sync::Arc<regex::Regex>);
+
+impl PartialEq for CompiledRegex {
+    fn eq(&self, other: &CompiledRegex) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl CompiledRegex {
+    /// Compiles `pattern` (PostgreSQL's advanced regular expressions share the syntax of
+    /// the common cases: anchors, classes, groups, alternation, repetition).
+    pub fn new(pattern: &str, case_insensitive: bool) -> Result<CompiledRegex> {
+        regex::RegexBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .size_limit(1 << 20)
+            .build()
+            .map(|r| CompiledRegex(std::sync::Arc::new(r)))
+            .map_err(|e| Error::InvalidRegularExpression(e.to_string()))
+    }
+}
+
 /// What a subquery's rows mean to the expression around it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SubqueryKind {
@@ -187,6 +276,17 @@ pub enum Expression {
         /// ILIKE.
         case_insensitive: bool,
     },
+    /// `~` / `~*`: whether the text matches a POSIX regular expression.
+    Regex {
+        /// Operand.
+        expr: Box<Expression>,
+        /// The regular expression.
+        pattern: Box<Expression>,
+        /// `~*`.
+        case_insensitive: bool,
+        /// The pattern compiled once at plan time, when it is a constant.
+        compiled: Option<CompiledRegex>,
+    },
     /// CAST.
     Cast(Box<Expression>, DataType),
     /// A scalar function.
@@ -213,6 +313,15 @@ pub enum Expression {
         kind: SubqueryKind,
         /// Result type (NULL-typed for a scalar subquery of an untyped NULL).
         data_type: Option<DataType>,
+    },
+    /// A function answered from the catalog as it was when the statement was planned.
+    Catalog {
+        /// Which function.
+        function: CatalogFunction,
+        /// Its arguments.
+        arguments: Vec<Expression>,
+        /// Answers by (object id, second argument or 0).
+        entries: std::sync::Arc<std::collections::BTreeMap<(i64, i64), Value>>,
     },
     /// CASE WHEN ... (a `CASE x WHEN` form is bound to comparisons).
     Case {
@@ -246,11 +355,13 @@ impl Expression {
             | Expression::IsDistinctFrom(..)
             | Expression::IsBoolean(..)
             | Expression::InList(..)
+            | Expression::Regex { .. }
             | Expression::Like { .. } => Some(DataType::Boolean),
             Expression::Arithmetic(_, _, _, t) | Expression::Cast(_, t) => Some(*t),
             Expression::Negate(e) => e.data_type(),
             Expression::Concat(..) => Some(TEXT),
             Expression::Function(_, _, t) | Expression::Case { data_type: t, .. } => *t,
+            Expression::Catalog { function, .. } => Some(function.signature().1),
         }
     }
 
@@ -311,11 +422,14 @@ impl Expression {
                 e.walk(visit);
                 list.iter().for_each(|i| i.walk(visit));
             }
-            Expression::Like { expr, pattern, .. } => {
+            Expression::Like { expr, pattern, .. } | Expression::Regex { expr, pattern, .. } => {
                 expr.walk(visit);
                 pattern.walk(visit);
             }
-            Expression::Function(_, args, _) => args.iter().for_each(|a| a.walk(visit)),
+            Expression::Function(_, args, _)
+            | Expression::Catalog {
+                arguments: args, ..
+            } => args.iter().for_each(|a| a.walk(visit)),
             Expression::Case {
                 branches,
                 else_result,
@@ -388,9 +502,27 @@ impl fmt::Display for Expression {
                     if *case_insensitive { "ILIKE" } else { "LIKE" }
                 )
             }
+            Expression::Regex {
+                expr,
+                pattern,
+                case_insensitive,
+                ..
+            } => write!(
+                f,
+                "({expr} {} {pattern})",
+                if *case_insensitive { "~*" } else { "~" }
+            ),
             Expression::Cast(e, t) => write!(f, "({e})::{t}"),
             Expression::Function(function, args, _) => {
                 let items: Vec<String> = args.iter().map(ToString::to_string).collect();
+                write!(f, "{}({})", function.name(), items.join(", "))
+            }
+            Expression::Catalog {
+                function,
+                arguments,
+                ..
+            } => {
+                let items: Vec<String> = arguments.iter().map(ToString::to_string).collect();
                 write!(f, "{}({})", function.name(), items.join(", "))
             }
             Expression::Case {
@@ -613,7 +745,7 @@ fn visit_ast(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
             visit_ast(low, visit);
             visit_ast(high, visit);
         }
-        Expr::Like { expr, pattern, .. } => {
+        Expr::Like { expr, pattern, .. } | Expr::Regex { expr, pattern, .. } => {
             visit_ast(expr, visit);
             visit_ast(pattern, visit);
         }
@@ -855,6 +987,37 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
             } else {
                 test
             })
+        }
+        Expr::Regex {
+            expr,
+            pattern,
+            negated,
+            case_insensitive,
+        } => {
+            let operand = coerce_to(bind(expr, scope)?, expr, TEXT, scope)?;
+            let pattern = coerce_to(bind(pattern, scope)?, pattern, TEXT, scope)?;
+            for side in [&operand, &pattern] {
+                if let Some(t) = side.data_type().filter(|t| !t.is_text()) {
+                    return Err(Error::UndefinedFunction(format!(
+                        "operator does not exist: {} ~ {}",
+                        operand.data_type().unwrap_or(TEXT).sql_name(),
+                        t.sql_name()
+                    )));
+                }
+            }
+            let compiled = match &pattern {
+                Expression::Constant(Value::Text(source)) => {
+                    Some(CompiledRegex::new(source, *case_insensitive)?)
+                }
+                _ => None,
+            };
+            let test = Expression::Regex {
+                expr: Box::new(operand),
+                pattern: Box::new(pattern),
+                case_insensitive: *case_insensitive,
+                compiled,
+            };
+            Ok(negate_if(test, *negated))
         }
         Expr::Cast { expr, data_type } => {
             Ok(Expression::Cast(Box::new(bind(expr, scope)?), *data_type))
@@ -1169,6 +1332,29 @@ fn bind_function(name: &str, args: &[Expr], scope: &Scope) -> Result<Expression>
             types.join(", ")
         ))
     };
+    if let Some(function) = CatalogFunction::from_name(name) {
+        let (arity, _) = function.signature();
+        // Object ids are integers here; a quoted id ('16384') is one too.
+        let mut bound = bound;
+        for &position in function.integer_arguments() {
+            if let (Some(argument), Some(written)) = (bound.get_mut(position), args.get(position)) {
+                let taken = std::mem::replace(argument, Expression::Constant(Value::Null));
+                *argument = coerce_to(taken, written, DataType::Integer, scope)?;
+                if argument.data_type().is_some_and(|t| !t.is_integer()) {
+                    return Err(no_such());
+                }
+            }
+        }
+        if !arity.contains(&bound.len()) {
+            return Err(no_such());
+        }
+        let catalog = scope.planner.map(|p| p.catalog()).ok_or_else(no_such)?;
+        return Ok(Expression::Catalog {
+            function,
+            arguments: bound,
+            entries: std::sync::Arc::new(super::pg_catalog::function_entries(function, catalog)),
+        });
+    }
     let function = ScalarFunction::from_name(name).ok_or_else(no_such)?;
     let first = bound.first().and_then(Expression::data_type);
     let result_type = match function {

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod expression;
 pub mod join;
+pub mod pg_catalog;
 pub mod plan;
 pub mod system;
 
@@ -47,6 +48,11 @@ static DEFAULT_IDENTITY: std::sync::LazyLock<Identity> =
     std::sync::LazyLock::new(Identity::default);
 
 impl<'a> Planner<'a> {
+    /// The catalog statements are planned against.
+    pub fn catalog(&self) -> &'a Catalog {
+        self.catalog
+    }
+
     /// A planner for a subquery of `scope`.
     pub fn nested<'s>(&'s self, scope: &'s Scope<'s>) -> Planner<'s> {
         Planner {

@@ -10,8 +10,8 @@
 //! Provided: `information_schema.tables`, `information_schema.columns`,
 //! `information_schema.table_constraints`, `information_schema.key_column_usage`,
 //! `pg_catalog.pg_tables` and `pg_catalog.pg_indexes` (these two also unqualified, as
-//! `pg_catalog` comes first on PostgreSQL's search path). psql's own `\d` queries
-//! need joins over `pg_class` and friends, which Tessera cannot run yet.
+//! `pg_catalog` comes first on PostgreSQL's search path), and the catalog tables of
+//! [`super::pg_catalog`] that psql's `\dt` and `\di` join.
 
 use super::expression::Identity;
 use crate::catalog::{Catalog, Column, Table};
@@ -43,7 +43,11 @@ pub fn resolve(name: &str, catalog: &Catalog, identity: &Identity) -> Option<Sys
         }
         "pg_catalog.pg_tables" | "pg_tables" => (PG_TABLES, pg_tables(catalog)),
         "pg_catalog.pg_indexes" | "pg_indexes" => (PG_INDEXES, pg_indexes(catalog)),
-        _ => return None,
+        // pg_catalog comes first on PostgreSQL's search path, so its tables resolve
+        // unqualified too.
+        other => {
+            super::pg_catalog::resolve(other.strip_prefix("pg_catalog.").unwrap_or(other), catalog)?
+        }
     };
     let table = Table {
         id: 0,
@@ -70,6 +74,7 @@ pub fn is_system_view(name: &str) -> bool {
     name.starts_with("information_schema.")
         || name.starts_with("pg_catalog.")
         || matches!(name, "pg_tables" | "pg_indexes")
+        || super::pg_catalog::resolve(name, &Catalog::default()).is_some()
 }
 
 const INTEGER: DataType = DataType::Integer;
