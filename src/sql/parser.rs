@@ -528,11 +528,11 @@ fn translate_table_with_joins(table: &sp::TableWithJoins) -> Result<FromItem> {
             sp::JoinOperator::Join(c) | sp::JoinOperator::Inner(c) => (JoinKind::Inner, Some(c)),
             sp::JoinOperator::Left(c) | sp::JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
             sp::JoinOperator::CrossJoin(_) => (JoinKind::Cross, None),
-            other => {
-                let text = format!("{other:?}");
-                let name = text.split('(').next().unwrap_or("this join").to_string();
-                return Err(unsupported(format!("{name} joins")));
+            sp::JoinOperator::Right(_) | sp::JoinOperator::RightOuter(_) => {
+                return Err(unsupported("RIGHT JOIN (write it as a LEFT JOIN)"))
             }
+            sp::JoinOperator::FullOuter(_) => return Err(unsupported("FULL JOIN")),
+            _ => return Err(unsupported("this kind of join")),
         };
         let on = match constraint {
             None | Some(sp::JoinConstraint::None) => None,
@@ -952,8 +952,9 @@ mod tests {
     /// Unsupported SQL is refused with 0A000, not silently misread.
     #[test]
     fn unsupported_is_clear() {
-        let err = parse("SELECT * FROM a JOIN b ON a.x = b.x").unwrap_err();
+        let err = parse("SELECT * FROM a RIGHT JOIN b ON a.x = b.x").unwrap_err();
         assert_eq!(err.sqlstate(), "0A000");
+        assert!(err.to_string().contains("RIGHT JOIN"), "{err}");
     }
 
     /// Identifiers fold to lower case unless quoted; literals get PostgreSQL's types.
