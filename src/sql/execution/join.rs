@@ -37,121 +37,136 @@ fn null_extended(left: &[Value], right_width: usize) -> Vec<Value> {
     row
 }
 
-/// The state both join algorithms share: the current left row and what it matched.
-struct Probe {
-    left: Option<Vec<Value>>,
-    /// Right rows (by position) still to test against the current left row.
-    candidates: std::vec::IntoIter<usize>,
+/// How the join finds a left row's candidate partners among the right rows.
+enum Matcher {
+    /// Every right row (a nested loop).
+    All,
+    /// The right rows whose keys equal the left row's (a hash join).
+    Hash {
+        left_keys: Vec<Expression>,
+        right_keys: Vec<Expression>,
+        table: HashMap<Vec<u8>, Vec<usize>>,
+    },
+}
+
+/// Right rows (by position) still to test against the current left row.
+enum Candidates {
+    Range(std::ops::Range<usize>),
+    List(std::vec::IntoIter<usize>),
+}
+
+impl Iterator for Candidates {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Candidates::Range(range) => range.next(),
+            Candidates::List(list) => list.next(),
+        }
+    }
+}
+
+/// Joins a streaming left input with a materialized right input; a nested loop or a
+/// hash join depending on its [`Matcher`].
+pub struct Join {
+    left: Box<dyn Executor>,
+    /// The right input until it has been read into `right_rows`.
+    right: Option<Box<dyn Executor>>,
+    right_rows: Vec<Vec<Value>>,
+    matcher: Matcher,
+    join_type: JoinType,
+    /// Condition on the joined row, beyond the hash keys.
+    predicate: Option<Expression>,
+    right_width: usize,
+    /// The current left row, its remaining candidates, and whether it matched.
+    current: Option<Vec<Value>>,
+    candidates: Candidates,
     matched: bool,
 }
 
-impl Probe {
-    fn new() -> Probe {
-        Probe {
-            left: None,
-            candidates: Vec::new().into_iter(),
-            matched: false,
-        }
-    }
-}
-
-/// Tests each left row against every right row.
-pub struct NestedLoopJoin {
-    left: Box<dyn Executor>,
-    right: Option<Box<dyn Executor>>,
-    right_rows: Vec<Vec<Value>>,
-    join_type: JoinType,
-    predicate: Option<Expression>,
-    right_width: usize,
-    probe: Probe,
-}
-
-impl NestedLoopJoin {
-    /// A nested loop join of two inputs.
-    pub fn new(
-        left: Box<dyn Executor>,
-        right: Box<dyn Executor>,
+impl Join {
+    /// A nested loop join: every pair is tested against `predicate`.
+    pub fn nested_loop(
+        (left, right): (Box<dyn Executor>, Box<dyn Executor>),
         join_type: JoinType,
         predicate: Option<Expression>,
         right_width: usize,
-    ) -> NestedLoopJoin {
-        NestedLoopJoin {
-            left,
-            right: Some(right),
-            right_rows: Vec::new(),
+    ) -> Join {
+        Join::new(
+            (left, right),
+            Matcher::All,
             join_type,
             predicate,
             right_width,
-            probe: Probe::new(),
-        }
-    }
-}
-
-impl Executor for NestedLoopJoin {
-    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
-        if let Some(mut right) = self.right.take() {
-            self.right_rows = drain(right.as_mut(), txn)?;
-        }
-        let all: Vec<usize> = (0..self.right_rows.len()).collect();
-        next_joined(
-            &mut self.probe,
-            self.left.as_mut(),
-            txn,
-            &self.right_rows,
-            |_| Ok(all.clone()),
-            self.predicate.as_ref(),
-            self.join_type,
-            self.right_width,
         )
     }
-}
 
-/// Finds a left row's partners through a hash table of the right side's keys.
-pub struct HashJoin {
-    left: Box<dyn Executor>,
-    right: Option<Box<dyn Executor>>,
-    right_rows: Vec<Vec<Value>>,
-    table: HashMap<Vec<u8>, Vec<usize>>,
-    join_type: JoinType,
-    left_keys: Vec<Expression>,
-    right_keys: Vec<Expression>,
-    residual: Option<Expression>,
-    right_width: usize,
-    probe: Probe,
-}
-
-impl HashJoin {
-    /// A hash join of two inputs on pairwise-equal keys.
-    pub fn new(
-        left: Box<dyn Executor>,
-        right: Box<dyn Executor>,
+    /// A hash join on pairwise-equal keys, then `residual` on the joined row.
+    pub fn hash(
+        (left, right): (Box<dyn Executor>, Box<dyn Executor>),
         join_type: JoinType,
-        keys: (Vec<Expression>, Vec<Expression>),
+        (left_keys, right_keys): (Vec<Expression>, Vec<Expression>),
         residual: Option<Expression>,
         right_width: usize,
-    ) -> HashJoin {
-        HashJoin {
+    ) -> Join {
+        let matcher = Matcher::Hash {
+            left_keys,
+            right_keys,
+            table: HashMap::new(),
+        };
+        Join::new((left, right), matcher, join_type, residual, right_width)
+    }
+
+    fn new(
+        (left, right): (Box<dyn Executor>, Box<dyn Executor>),
+        matcher: Matcher,
+        join_type: JoinType,
+        predicate: Option<Expression>,
+        right_width: usize,
+    ) -> Join {
+        Join {
             left,
             right: Some(right),
             right_rows: Vec::new(),
-            table: HashMap::new(),
+            matcher,
             join_type,
-            left_keys: keys.0,
-            right_keys: keys.1,
-            residual,
+            predicate,
             right_width,
-            probe: Probe::new(),
+            current: None,
+            candidates: Candidates::Range(0..0),
+            matched: false,
         }
     }
 
+    /// Reads the right input, and hashes it when this is a hash join.
     fn build(&mut self, mut right: Box<dyn Executor>, txn: &Transaction) -> Result<()> {
         self.right_rows = drain(right.as_mut(), txn)?;
-        for (position, row) in self.right_rows.iter().enumerate() {
-            if let Some(key) = hash_key(&self.right_keys, row)? {
-                self.table.entry(key).or_default().push(position);
+        if let Matcher::Hash {
+            right_keys, table, ..
+        } = &mut self.matcher
+        {
+            for (position, row) in self.right_rows.iter().enumerate() {
+                if let Some(key) = hash_key(right_keys, row)? {
+                    table.entry(key).or_default().push(position);
+                }
             }
         }
         Ok(())
+    }
+
+    fn candidates_for(&self, left: &[Value]) -> Result<Candidates> {
+        Ok(match &self.matcher {
+            Matcher::All => Candidates::Range(0..self.right_rows.len()),
+            Matcher::Hash {
+                left_keys, table, ..
+            } => {
+                let found = match hash_key(left_keys, left)? {
+                    Some(key) => table.get(&key).cloned().unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                Candidates::List(found.into_iter())
+            }
+        })
     }
 }
 
@@ -168,67 +183,38 @@ fn hash_key(keys: &[Expression], row: &[Value]) -> Result<Option<Vec<u8>>> {
     Ok(Some(keycode::encode_values(&values)))
 }
 
-impl Executor for HashJoin {
+impl Executor for Join {
+    /// Tests the current left row's candidates, moves to the next left row when they run
+    /// out, and NULL-extends an unmatched left row for a LEFT join.
     fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
         if let Some(right) = self.right.take() {
             self.build(right, txn)?;
         }
-        let (table, left_keys) = (&self.table, &self.left_keys);
-        next_joined(
-            &mut self.probe,
-            self.left.as_mut(),
-            txn,
-            &self.right_rows,
-            |left| {
-                Ok(match hash_key(left_keys, left)? {
-                    Some(key) => table.get(&key).cloned().unwrap_or_default(),
-                    None => Vec::new(),
-                })
-            },
-            self.residual.as_ref(),
-            self.join_type,
-            self.right_width,
-        )
-    }
-}
-
-/// The next joined row: tests the current left row's candidates, moves to the next left
-/// row when they run out, and NULL-extends an unmatched left row for a LEFT join.
-#[allow(clippy::too_many_arguments)]
-fn next_joined(
-    probe: &mut Probe,
-    left: &mut dyn Executor,
-    txn: &Transaction,
-    right_rows: &[Vec<Value>],
-    candidates_for: impl Fn(&[Value]) -> Result<Vec<usize>>,
-    predicate: Option<&Expression>,
-    join_type: JoinType,
-    right_width: usize,
-) -> Result<Option<Vec<Value>>> {
-    loop {
-        if let Some(left_row) = &probe.left {
-            for position in probe.candidates.by_ref() {
-                let row = joined(left_row, &right_rows[position]);
-                let keep = match predicate {
-                    None => true,
-                    Some(p) => p.evaluate(&row)?.as_bool() == Some(true),
-                };
-                if keep {
-                    probe.matched = true;
-                    return Ok(Some(row));
+        loop {
+            if let Some(left_row) = &self.current {
+                for position in self.candidates.by_ref() {
+                    let row = joined(left_row, &self.right_rows[position]);
+                    let keep = match &self.predicate {
+                        None => true,
+                        Some(p) => p.evaluate(&row)?.as_bool() == Some(true),
+                    };
+                    if keep {
+                        self.matched = true;
+                        return Ok(Some(row));
+                    }
+                }
+                let unmatched = !self.matched && self.join_type == JoinType::Left;
+                let finished = self.current.take();
+                if let (true, Some(left_row)) = (unmatched, finished) {
+                    return Ok(Some(null_extended(&left_row, self.right_width)));
                 }
             }
-            let unmatched = !probe.matched && join_type == JoinType::Left;
-            let finished = probe.left.take();
-            if let (true, Some(left_row)) = (unmatched, finished) {
-                return Ok(Some(null_extended(&left_row, right_width)));
-            }
+            let Some(left_row) = self.left.next(txn)? else {
+                return Ok(None);
+            };
+            self.candidates = self.candidates_for(&left_row)?;
+            self.matched = false;
+            self.current = Some(left_row);
         }
-        let Some(left_row) = left.next(txn)? else {
-            return Ok(None);
-        };
-        probe.candidates = candidates_for(&left_row)?.into_iter();
-        probe.matched = false;
-        probe.left = Some(left_row);
     }
 }

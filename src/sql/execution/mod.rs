@@ -139,9 +139,8 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             join_type,
             predicate,
             right_width,
-        } => Box::new(join::NestedLoopJoin::new(
-            build(left, interrupt)?,
-            build(right, interrupt)?,
+        } => Box::new(join::Join::nested_loop(
+            (build(left, interrupt)?, build(right, interrupt)?),
             *join_type,
             predicate.clone(),
             *right_width,
@@ -154,9 +153,8 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             right_keys,
             residual,
             right_width,
-        } => Box::new(join::HashJoin::new(
-            build(left, interrupt)?,
-            build(right, interrupt)?,
+        } => Box::new(join::Join::hash(
+            (build(left, interrupt)?, build(right, interrupt)?),
             *join_type,
             (left_keys.clone(), right_keys.clone()),
             residual.clone(),

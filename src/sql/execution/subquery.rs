@@ -25,8 +25,8 @@ pub struct Evaluated {
     interrupt: Arc<Interrupt>,
     /// Whether uncorrelated subqueries have been run and replaced by their values.
     prepared: bool,
-    /// Whether a correlated subquery remains (then each row runs it).
-    correlated: bool,
+    /// Per expression, whether a correlated subquery remains in it (then each row runs it).
+    correlated: Vec<bool>,
 }
 
 impl Evaluated {
@@ -37,7 +37,7 @@ impl Evaluated {
             expressions,
             interrupt: Arc::clone(interrupt),
             prepared: !any,
-            correlated: false,
+            correlated: Vec::new(),
         }
     }
 
@@ -54,7 +54,7 @@ impl Evaluated {
         let expression = self.expressions.get(position).ok_or_else(|| {
             Error::Internal(format!("expression {position} of an executor is missing"))
         })?;
-        if self.correlated && expression.has_subquery() {
+        if self.correlated.get(position) == Some(&true) {
             run_subqueries(expression.clone(), row, txn, &self.interrupt)?.evaluate(row)
         } else {
             expression.evaluate(row)
@@ -66,7 +66,11 @@ impl Evaluated {
             let taken = std::mem::replace(expression, Expression::Constant(Value::Null));
             *expression = run_uncorrelated(taken, txn, &self.interrupt)?;
         }
-        self.correlated = self.expressions.iter().any(Expression::has_subquery);
+        self.correlated = self
+            .expressions
+            .iter()
+            .map(Expression::has_subquery)
+            .collect();
         self.prepared = true;
         Ok(())
     }
