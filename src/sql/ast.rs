@@ -144,8 +144,10 @@ pub enum InsertSource {
     DefaultValues,
 }
 
-/// SELECT.
-#[derive(Clone, Debug, PartialEq)]
+/// SELECT, or a set operation (UNION, INTERSECT, EXCEPT) of two queries when
+/// `set_operation` is present: then only ORDER BY, LIMIT and OFFSET apply on top of it
+/// and the other clauses are empty.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Select {
     /// DISTINCT.
     pub distinct: bool,
@@ -165,6 +167,43 @@ pub struct Select {
     pub limit: Option<Expr>,
     /// OFFSET.
     pub offset: Option<Expr>,
+    /// `left UNION|INTERSECT|EXCEPT [ALL] right`, whose rows this query returns.
+    pub set_operation: Option<SetOperation>,
+}
+
+/// Two queries combined row by row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetOperation {
+    /// How the rows are combined.
+    pub operator: SetOperator,
+    /// ALL: keep duplicates (counted, for INTERSECT and EXCEPT).
+    pub all: bool,
+    /// Left query; its column names name the result.
+    pub left: Box<Select>,
+    /// Right query, with as many columns as the left.
+    pub right: Box<Select>,
+}
+
+/// The set operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOperator {
+    /// Rows of either side.
+    Union,
+    /// Rows of both sides.
+    Intersect,
+    /// Rows of the left side that are not in the right.
+    Except,
+}
+
+impl SetOperator {
+    /// The operator as SQL writes it.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SetOperator::Union => "UNION",
+            SetOperator::Intersect => "INTERSECT",
+            SetOperator::Except => "EXCEPT",
+        }
+    }
 }
 
 /// An item of FROM: a table, or two items joined.

@@ -422,8 +422,7 @@ fn translate_query(query: sp::Query) -> Result<Select> {
         sp::SetExpr::Select(select) => translate_select(*select)?,
         sp::SetExpr::Query(inner) => translate_query(*inner)?,
         sp::SetExpr::Values(_) => return Err(unsupported("VALUES as a query")),
-        sp::SetExpr::SetOperation { op, .. } => return Err(unsupported(format!("{op}"))),
-        other => return Err(unsupported(first_words(&other.to_string()))),
+        body => translate_set_expr(body)?,
     };
     if let Some(order_by) = query.order_by {
         match order_by.kind {
@@ -460,6 +459,43 @@ fn translate_query(query: sp::Query) -> Result<Select> {
         }
     }
     Ok(select)
+}
+
+/// A query body that is not a plain SELECT: a set operation or a parenthesized query.
+fn translate_set_expr(body: sp::SetExpr) -> Result<Select> {
+    match body {
+        sp::SetExpr::Select(select) => translate_select(*select),
+        sp::SetExpr::Query(inner) => translate_query(*inner),
+        sp::SetExpr::SetOperation {
+            op,
+            set_quantifier,
+            left,
+            right,
+        } => {
+            let operator = match op {
+                sp::SetOperator::Union => SetOperator::Union,
+                sp::SetOperator::Intersect => SetOperator::Intersect,
+                sp::SetOperator::Except => SetOperator::Except,
+                other => return Err(unsupported(format!("{other}"))),
+            };
+            let all = match set_quantifier {
+                sp::SetQuantifier::All => true,
+                sp::SetQuantifier::Distinct | sp::SetQuantifier::None => false,
+                other => return Err(unsupported(format!("{operator:?} {other}"))),
+            };
+            Ok(Select {
+                set_operation: Some(SetOperation {
+                    operator,
+                    all,
+                    left: Box::new(translate_set_expr(*left)?),
+                    right: Box::new(translate_set_expr(*right)?),
+                }),
+                ..Select::default()
+            })
+        }
+        sp::SetExpr::Values(_) => Err(unsupported("VALUES as a query")),
+        other => Err(unsupported(first_words(&other.to_string()))),
+    }
 }
 
 fn translate_select(select: sp::Select) -> Result<Select> {
@@ -513,9 +549,7 @@ fn translate_select(select: sp::Select) -> Result<Select> {
         filter: select.selection.as_ref().map(translate_expr).transpose()?,
         group_by,
         having: select.having.as_ref().map(translate_expr).transpose()?,
-        order_by: Vec::new(),
-        limit: None,
-        offset: None,
+        ..Select::default()
     })
 }
 

@@ -10,6 +10,7 @@ pub mod expression;
 pub mod interrupt;
 mod join;
 mod scan;
+mod set_operation;
 mod subquery;
 mod write;
 
@@ -159,6 +160,17 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             (left_keys.clone(), right_keys.clone()),
             residual.clone(),
             *right_width,
+        )),
+        Plan::SetOperation {
+            operator,
+            all,
+            left,
+            right,
+        } => Box::new(set_operation::SetOperationExecutor::new(
+            *operator,
+            *all,
+            build(left, interrupt)?,
+            build(right, interrupt)?,
         )),
         Plan::Insert { .. } | Plan::Update { .. } | Plan::Delete { .. } => {
             return Err(crate::error::Error::FeatureNotSupported(

@@ -11,6 +11,7 @@ pub mod expression;
 pub mod join;
 pub mod pg_catalog;
 pub mod plan;
+mod set_operation;
 pub mod system;
 
 use super::ast::{CreateTable, Expr, Insert, InsertSource, OrderItem, Select, SelectItem};
@@ -30,6 +31,14 @@ pub struct OutputColumn {
     pub name: String,
     /// Type; untyped NULL columns are reported as text, as PostgreSQL does.
     pub data_type: DataType,
+}
+
+/// A planned query with what a set operation needs to know of its columns.
+struct QueryPlan {
+    plan: Plan,
+    columns: Vec<OutputColumn>,
+    /// Per column: whether its type was only assumed (a NULL or a string literal).
+    untyped: Vec<bool>,
 }
 
 /// Plans statements against one catalog with one set of parameter values.
@@ -135,6 +144,18 @@ impl<'a> Planner<'a> {
 
     /// Plans a SELECT, returning the plan and its result columns.
     pub fn plan_select(&self, select: &Select) -> Result<(Plan, Vec<OutputColumn>)> {
+        self.plan_query(select)
+            .map(|query| (query.plan, query.columns))
+    }
+
+    fn plan_query(&self, select: &Select) -> Result<QueryPlan> {
+        match &select.set_operation {
+            Some(operation) => self.plan_set_operation(operation, select),
+            None => self.plan_single_select(select),
+        }
+    }
+
+    fn plan_single_select(&self, select: &Select) -> Result<QueryPlan> {
         let (mut plan, scope, sources) = match &select.from {
             Some(from) => {
                 let planned = self.plan_from(from, select.filter.as_ref())?;
@@ -289,6 +310,16 @@ impl<'a> Planner<'a> {
                 data_type: e.data_type().unwrap_or(crate::types::TEXT),
             })
             .collect();
+        // A NULL or a string literal has no type of its own yet: a set operation may
+        // give it the type of the other side's column.
+        let untyped = items
+            .iter()
+            .zip(&expressions)
+            .map(|((e, _), bound)| {
+                matches!(e, Expr::StringLiteral(_))
+                    || matches!(bound, Expression::Constant(Value::Null))
+            })
+            .collect();
         let visible_count = expressions.len();
         let keys = self.sort_keys(
             &select.order_by,
@@ -312,26 +343,7 @@ impl<'a> Planner<'a> {
                 keys,
             };
         }
-        let limit = select
-            .limit
-            .as_ref()
-            .map(|e| self.row_count(e, "LIMIT"))
-            .transpose()?
-            .flatten();
-        let offset = select
-            .offset
-            .as_ref()
-            .map(|e| self.row_count(e, "OFFSET"))
-            .transpose()?
-            .flatten()
-            .unwrap_or(0);
-        if limit.is_some() || offset > 0 {
-            plan = Plan::Limit {
-                source: Box::new(plan),
-                limit,
-                offset,
-            };
-        }
+        plan = self.limited(plan, select)?;
         if expressions.len() > visible_count {
             let trimmed = columns
                 .iter()
@@ -347,7 +359,37 @@ impl<'a> Planner<'a> {
                 expressions: trimmed,
             };
         }
-        Ok((plan, columns))
+        Ok(QueryPlan {
+            plan,
+            columns,
+            untyped,
+        })
+    }
+
+    /// `plan` under the query's OFFSET and LIMIT, if it has them.
+    fn limited(&self, plan: Plan, select: &Select) -> Result<Plan> {
+        let limit = select
+            .limit
+            .as_ref()
+            .map(|e| self.row_count(e, "LIMIT"))
+            .transpose()?
+            .flatten();
+        let offset = select
+            .offset
+            .as_ref()
+            .map(|e| self.row_count(e, "OFFSET"))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        Ok(if limit.is_some() || offset > 0 {
+            Plan::Limit {
+                source: Box::new(plan),
+                limit,
+                offset,
+            }
+        } else {
+            plan
+        })
     }
 
     fn scope_like(&self, scope: &Scope) -> Scope<'_> {

@@ -2,6 +2,7 @@
 
 use super::expression::{AggregateFunction, Expression};
 use crate::catalog::{Index, Table};
+use crate::sql::ast::SetOperator;
 use crate::types::{DataType, Value};
 use std::fmt::Write;
 use std::ops::Bound;
@@ -193,6 +194,17 @@ pub enum Plan {
         /// Columns of a right row, for NULL-extending unmatched left rows.
         right_width: usize,
     },
+    /// UNION, INTERSECT or EXCEPT of two inputs with the same column types.
+    SetOperation {
+        /// How rows are combined.
+        operator: SetOperator,
+        /// Keep duplicates (ALL).
+        all: bool,
+        /// Left input; streams.
+        left: Box<Plan>,
+        /// Right input; streams for UNION, is counted first for INTERSECT and EXCEPT.
+        right: Box<Plan>,
+    },
     /// Inserts the input rows (full rows in table column order, not yet coerced).
     Insert {
         /// Target.
@@ -255,6 +267,10 @@ impl Plan {
             }
             Plan::Distinct { source } | Plan::Sort { source, .. } | Plan::Limit { source, .. } => {
                 return source.for_each_expression_mut(f)
+            }
+            Plan::SetOperation { left, right, .. } => {
+                left.for_each_expression_mut(f)?;
+                return right.for_each_expression_mut(f);
             }
             Plan::NestedLoopJoin {
                 left,
@@ -441,6 +457,22 @@ impl Plan {
                 if let Some(residual) = residual {
                     details.push(format!("Join Filter: {residual}"));
                 }
+                vec![&**left, &**right]
+            }
+            Plan::SetOperation {
+                operator,
+                all,
+                left,
+                right,
+            } => {
+                line.push_str(match (operator, all) {
+                    (SetOperator::Union, true) => "Append",
+                    (SetOperator::Union, false) => "Union",
+                    (SetOperator::Intersect, true) => "Intersect All",
+                    (SetOperator::Intersect, false) => "Intersect",
+                    (SetOperator::Except, true) => "Except All",
+                    (SetOperator::Except, false) => "Except",
+                });
                 vec![&**left, &**right]
             }
             Plan::Insert { table, source } => {
