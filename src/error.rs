@@ -58,6 +58,8 @@ pub enum Error {
     Grouping(String),
     /// Text could not be read as a value of the wanted type (22P02).
     InvalidTextRepresentation(String),
+    /// A value sent in binary format could not be read (22P03).
+    InvalidBinaryRepresentation(String),
     /// A number does not fit its type (22003).
     NumericOutOfRange(String),
     /// A string is longer than its column allows (22001).
@@ -146,6 +148,7 @@ impl Error {
             Error::InvalidRowCount { clause: "LIMIT" } => "2201W",
             Error::InvalidRowCount { .. } => "2201X",
             Error::InvalidTextRepresentation(_) => "22P02",
+            Error::InvalidBinaryRepresentation(_) => "22P03",
             Error::NumericOutOfRange(_) => "22003",
             Error::StringTooLong(_) => "22001",
             Error::DivisionByZero => "22012",
@@ -241,6 +244,7 @@ impl fmt::Display for Error {
             | Error::QueryCanceled(message)
             | Error::Grouping(message)
             | Error::InvalidTextRepresentation(message)
+            | Error::InvalidBinaryRepresentation(message)
             | Error::NumericOutOfRange(message)
             | Error::StringTooLong(message)
             | Error::InvalidParameterValue(message)

@@ -348,12 +348,22 @@ impl Session {
         }
     }
 
-    /// Describes a prepared statement: its parameter types, inferred from how each `$n`
-    /// is used, and its result columns. Nothing is executed.
-    pub fn describe(&self, prepared: &PreparedStatement) -> Result<Description> {
+    /// Describes a prepared statement: its parameter types, as the client `declared`
+    /// them or else inferred from how each `$n` is used, and its result columns.
+    /// Nothing is executed.
+    pub fn describe(
+        &self,
+        prepared: &PreparedStatement,
+        declared: &[Option<DataType>],
+    ) -> Result<Description> {
         let catalog = self.replica.catalog();
         let everything = |_: &crate::catalog::Index| true;
         let inferred = ParameterTypes::default();
+        for (position, data_type) in declared.iter().enumerate() {
+            if let Some(data_type) = data_type {
+                inferred.record(position + 1, *data_type);
+            }
+        }
         let planner =
             Planner::describing(&catalog, &everything, &inferred).with_identity(&self.identity);
         let text_column = |name: &str| {

@@ -234,6 +234,43 @@ async fn prepared_statements_with_every_type() {
 
 /// Errors carry their SQLSTATE (and the position of a syntax error), and a failed
 /// transaction block accepts only ROLLBACK.
+/// Arrays travel in PostgreSQL's binary array format both ways: results with NULL
+/// elements and empty arrays, and array parameters (psql's catalog queries and drivers'
+/// `= ANY($1)` idiom use them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_in_binary_format() {
+    let server = Server::start();
+    let client = server.connect().await;
+    let row = client
+        .query_one(
+            "SELECT ARRAY[1, NULL, 3], ARRAY['a b', NULL], ARRAY[]::bigint[], ARRAY[1.5, 2]",
+            &[],
+        )
+        .await
+        .expect("select arrays");
+    assert_eq!(row.get::<_, Vec<Option<i32>>>(0), [Some(1), None, Some(3)]);
+    assert_eq!(
+        row.get::<_, Vec<Option<String>>>(1),
+        [Some("a b".to_string()), None]
+    );
+    assert!(row.get::<_, Vec<i64>>(2).is_empty());
+    assert_eq!(row.get::<_, Vec<f64>>(3), [1.5, 2.0]);
+    let statement = client
+        .prepare_typed(
+            "SELECT cardinality($1), $1[2], 3 = ANY($1)",
+            &[tokio_postgres::types::Type::INT4_ARRAY],
+        )
+        .await
+        .expect("prepare");
+    let row = client
+        .query_one(&statement, &[&vec![Some(3i32), None]])
+        .await
+        .expect("array parameter");
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert_eq!(row.get::<_, Option<i32>>(1), None);
+    assert!(row.get::<_, bool>(2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_and_transaction_states() {
     let server = Server::start();
@@ -412,7 +449,7 @@ fn succeeded(output: &std::process::Output) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(&output.stdout)
 }
 
-/// psql, the real program: queries, its \dt and \di, an error with its SQLSTATE
+/// psql, the real program: queries, its \dt, \di and \d NAME, an error with its SQLSTATE
 /// (VERBOSITY verbose).
 #[test]
 fn psql_works() {
@@ -454,7 +491,8 @@ fn psql_works() {
     // pg_am and pg_index, regular expressions, CASE) run unchanged.
     let output = psql(&[
         "-c",
-        "CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE)",
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT UNIQUE, \
+         label VARCHAR(20) NOT NULL DEFAULT 'none')",
         "-c",
         "CREATE INDEX u_v_idx ON u (v)",
         "-c",
@@ -486,6 +524,28 @@ fn psql_works() {
         --------+------+-------+---------\n\
         \x20public | u    | table | tessera\n\
         (1 row)\n\n"
+    );
+    // \d NAME for a table and an index: psql also asks for policies, statistics,
+    // publications and inheritance (arrays, ANY, ::regclass, UNION, generate_series);
+    // the expected text is PostgreSQL 15's own output for the same schema.
+    let output = psql(&["-c", "\\d u", "-c", "\\d u_v_idx"]);
+    assert_eq!(
+        succeeded(&output),
+        "                                 Table \"public.u\"\n\
+        \x20Column |         Type          | Collation | Nullable |          Default          \n\
+        --------+-----------------------+-----------+----------+---------------------------\n\
+        \x20id     | integer               |           | not null | \n\
+        \x20v      | text                  |           |          | \n\
+        \x20label  | character varying(20) |           | not null | 'none'::character varying\n\
+        Indexes:\n\
+        \x20   \"u_pkey\" PRIMARY KEY, btree (id)\n\
+        \x20   \"u_v_idx\" btree (v)\n\
+        \x20   \"u_v_key\" UNIQUE CONSTRAINT, btree (v)\n\n\
+        \x20     Index \"public.u_v_idx\"\n\
+        \x20Column | Type | Key? | Definition \n\
+        --------+------+------+------------\n\
+        \x20v      | text | yes  | v\n\
+        btree, for table \"public.u\"\n\n"
     );
     let output = psql(&["-c", "SELECT * FROM missing"]);
     assert!(!output.status.success());

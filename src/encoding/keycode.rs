@@ -11,7 +11,10 @@
 //!   above +infinity, because SQL treats them as equal;
 //! - text `0x04` and bytea `0x05`, then the bytes with `0x00` escaped as `0x00 0xFF`,
 //!   ended by `0x00 0x01`; the escape keeps the encoding prefix-free, so tuples compare
-//!   element by element.
+//!   element by element;
+//! - arrays `0x06`, then `0x01` and the encoding of each element, ended by `0x00`: equal
+//!   arrays encode alike (what DISTINCT, hash joins and set operations need); arrays are
+//!   not index keys, so their byte order (NULL elements first) is not SQL's.
 
 use crate::error::{Error, Result};
 use crate::types::Value;
@@ -22,6 +25,9 @@ const TAG_INTEGER: u8 = 0x02;
 const TAG_FLOAT: u8 = 0x03;
 const TAG_TEXT: u8 = 0x04;
 const TAG_BYTEA: u8 = 0x05;
+const TAG_ARRAY: u8 = 0x06;
+const ARRAY_ELEMENT: u8 = 0x01;
+const ARRAY_END: u8 = 0x00;
 
 /// The first byte after every NULL encoding: a key range that starts here skips NULLs.
 pub const FIRST_NON_NULL: u8 = TAG_BOOLEAN;
@@ -45,6 +51,14 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
         }
         Value::Text(s) => encode_bytes(out, TAG_TEXT, s.as_bytes()),
         Value::Bytea(bytes) => encode_bytes(out, TAG_BYTEA, bytes),
+        Value::Array { items, .. } => {
+            out.push(TAG_ARRAY);
+            for item in items {
+                out.push(ARRAY_ELEMENT);
+                encode_value(out, item);
+            }
+            out.push(ARRAY_END);
+        }
     }
 }
 
@@ -116,9 +130,29 @@ pub fn decode_value(bytes: &[u8], position: &mut usize) -> Result<Value> {
             )
         }
         TAG_BYTEA => Value::Bytea(decode_bytes(bytes, position)?),
+        TAG_ARRAY => decode_array(bytes, position)?,
         other => return Err(Error::Corruption(format!("unknown key tag {other:#x}"))),
     };
     Ok(value)
+}
+
+/// An array's elements, up to its end marker; the element type is that of the first
+/// non-NULL element (the caller casts to the expression's type, as for scalars).
+fn decode_array(bytes: &[u8], position: &mut usize) -> Result<Value> {
+    let mut items = Vec::new();
+    loop {
+        match take(bytes, position, 1)?[0] {
+            ARRAY_END => break,
+            ARRAY_ELEMENT => items.push(decode_value(bytes, position)?),
+            other => return Err(Error::Corruption(format!("bad array marker {other:#x}"))),
+        }
+    }
+    let element = items
+        .iter()
+        .find_map(Value::data_type)
+        .and_then(crate::types::ElementType::of)
+        .unwrap_or(crate::types::ElementType::Text);
+    Ok(Value::Array { element, items })
 }
 
 /// Decodes `count` consecutive values starting at `*position`.

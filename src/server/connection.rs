@@ -21,6 +21,7 @@ use crate::session::{
     Description, Identity, PreparedStatement, QueryResult, Session, TransactionStatus,
 };
 use crate::sql::execution::interrupt::Interrupt;
+use crate::types::DataType;
 use async_trait::async_trait;
 use futures::sink::{Sink, SinkExt};
 use futures::stream;
@@ -90,16 +91,12 @@ impl QueryParser for StatementParser {
     {
         let session = self.database.session();
         let prepared = session.prepare(sql).map_err(user_error)?;
-        let mut description = session.describe(&prepared).map_err(user_error)?;
         // Types the client declared win over inferred ones.
-        for (i, declared) in types.iter().enumerate() {
-            if let Some(data_type) = declared.as_ref().and_then(wire::data_type_of) {
-                if description.parameters.len() <= i {
-                    description.parameters.resize(i + 1, None);
-                }
-                description.parameters[i] = Some(data_type);
-            }
-        }
+        let declared: Vec<Option<DataType>> = types
+            .iter()
+            .map(|t| t.as_ref().and_then(wire::data_type_of))
+            .collect();
+        let description = session.describe(&prepared, &declared).map_err(user_error)?;
         Ok(Some(ParsedStatement {
             prepared,
             description,

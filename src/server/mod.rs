@@ -14,6 +14,7 @@
 //! file every client must pass SCRAM-SHA-256, and any address may be used.
 
 pub mod auth;
+pub mod binary_array;
 pub mod connection;
 pub mod frames;
 pub mod tls;

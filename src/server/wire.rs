@@ -7,7 +7,7 @@
 use crate::error::Error;
 use crate::session::Row;
 use crate::sql::planner::OutputColumn;
-use crate::types::{DataType, Value};
+use crate::types::{DataType, ElementType, Value};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
@@ -27,6 +27,16 @@ pub fn pg_type(data_type: DataType) -> Type {
         DataType::Text { max_length: None } => Type::TEXT,
         DataType::Text { .. } => Type::VARCHAR,
         DataType::Bytea => Type::BYTEA,
+        DataType::Array(element) => match element {
+            ElementType::Boolean => Type::BOOL_ARRAY,
+            ElementType::SmallInt => Type::INT2_ARRAY,
+            ElementType::Integer => Type::INT4_ARRAY,
+            ElementType::BigInt => Type::INT8_ARRAY,
+            ElementType::Real => Type::FLOAT4_ARRAY,
+            ElementType::Double => Type::FLOAT8_ARRAY,
+            ElementType::Text => Type::TEXT_ARRAY,
+            ElementType::Bytea => Type::BYTEA_ARRAY,
+        },
     }
 }
 
@@ -43,6 +53,16 @@ pub fn data_type_of(pg: &Type) -> Option<DataType> {
             crate::types::TEXT
         }
         Type::BYTEA => DataType::Bytea,
+        Type::BOOL_ARRAY => DataType::Array(ElementType::Boolean),
+        Type::INT2_ARRAY => DataType::Array(ElementType::SmallInt),
+        Type::INT4_ARRAY => DataType::Array(ElementType::Integer),
+        Type::INT8_ARRAY => DataType::Array(ElementType::BigInt),
+        Type::FLOAT4_ARRAY => DataType::Array(ElementType::Real),
+        Type::FLOAT8_ARRAY => DataType::Array(ElementType::Double),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => {
+            DataType::Array(ElementType::Text)
+        }
+        Type::BYTEA_ARRAY => DataType::Array(ElementType::Bytea),
         _ => return None,
     })
 }
@@ -106,6 +126,14 @@ fn encode_binary(
         Value::Real(v) => encoder.encode_field_with_type_and_format(v, data_type, binary, options),
         Value::Text(s) => encoder.encode_field_with_type_and_format(s, data_type, binary, options),
         Value::Bytea(b) => encoder.encode_field_with_type_and_format(b, data_type, binary, options),
+        // Encoded here and passed through as raw bytes: the RowDescription already told
+        // the client the array type.
+        Value::Array { element, items } => encoder.encode_field_with_type_and_format(
+            &super::binary_array::encode(*element, items),
+            &Type::BYTEA,
+            binary,
+            options,
+        ),
         numeric => match *data_type {
             Type::INT2 => encoder.encode_field_with_type_and_format(
                 &(int(numeric)? as i16),
@@ -190,6 +218,17 @@ fn decode_parameter<S: Clone>(
         DataType::Double => portal.parameter::<f64>(i, &pg)?.map(Value::Double),
         DataType::Text { .. } => portal.parameter::<String>(i, &pg)?.map(Value::Text),
         DataType::Bytea => portal.parameter::<Vec<u8>>(i, &pg)?.map(Value::Bytea),
+        DataType::Array(element) => match portal.parameters.get(i).cloned().flatten() {
+            None => None,
+            Some(bytes) if portal.parameter_format.is_binary(i) => {
+                Some(super::binary_array::decode(&bytes, element).map_err(user_error)?)
+            }
+            Some(bytes) => Some(
+                Value::Text(String::from_utf8_lossy(&bytes).into_owned())
+                    .cast(data_type)
+                    .map_err(user_error)?,
+            ),
+        },
     };
     Ok(value.unwrap_or(Value::Null))
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, RemoteError, Result};
 use crate::session::{QueryResult, Row, Session, TransactionStatus};
 use crate::shell::splitter::StatementSplitter;
 use crate::sql::planner::OutputColumn;
-use crate::types::{DataType, Value, TEXT};
+use crate::types::{DataType, ElementType, Value, TEXT};
 use postgres::types::Type;
 use std::sync::{Arc, Mutex};
 
@@ -217,6 +217,7 @@ fn decode(row: &postgres::Row, index: usize) -> Result<Value> {
         Some(DataType::Double) => get::<f64>(row, index)?.map(Value::Double),
         Some(DataType::Bytea) => get::<Vec<u8>>(row, index)?.map(Value::Bytea),
         Some(DataType::Text { .. }) => get::<String>(row, index)?.map(Value::Text),
+        Some(DataType::Array(element)) => decode_array(row, index, element)?,
         None if *data_type == Type::OID => get::<u32>(row, index)?.map(|o| Value::BigInt(o.into())),
         None => {
             return Err(Error::FeatureNotSupported(format!(
@@ -225,6 +226,33 @@ fn decode(row: &postgres::Row, index: usize) -> Result<Value> {
         }
     };
     Ok(value.unwrap_or(Value::Null))
+}
+
+fn decode_array(row: &postgres::Row, index: usize, element: ElementType) -> Result<Option<Value>> {
+    fn items<'a, T: postgres::types::FromSql<'a>>(
+        row: &'a postgres::Row,
+        index: usize,
+        to_value: impl Fn(T) -> Value,
+    ) -> Result<Option<Vec<Value>>> {
+        let items: Option<Vec<Option<T>>> = row.try_get(index).map_err(remote_error)?;
+        Ok(items.map(|items| {
+            items
+                .into_iter()
+                .map(|item| item.map_or(Value::Null, &to_value))
+                .collect()
+        }))
+    }
+    let items = match element {
+        ElementType::Boolean => items(row, index, Value::Boolean)?,
+        ElementType::SmallInt => items(row, index, Value::SmallInt)?,
+        ElementType::Integer => items(row, index, Value::Integer)?,
+        ElementType::BigInt => items(row, index, Value::BigInt)?,
+        ElementType::Real => items(row, index, Value::Real)?,
+        ElementType::Double => items(row, index, Value::Double)?,
+        ElementType::Text => items(row, index, Value::Text)?,
+        ElementType::Bytea => items(row, index, Value::Bytea)?,
+    };
+    Ok(items.map(|items| Value::Array { element, items }))
 }
 
 /// Rows of a query run for a meta-command, as text cells.

@@ -194,6 +194,9 @@ fn json_value(value: &Value) -> serde_json::Value {
             ),
         Value::Text(s) => serde_json::Value::String(s.clone()),
         Value::Bytea(_) => serde_json::Value::String(value.to_string()),
+        Value::Array { items, .. } => {
+            serde_json::Value::Array(items.iter().map(json_value).collect())
+        }
     }
 }
 

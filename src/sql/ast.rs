@@ -206,11 +206,31 @@ impl SetOperator {
     }
 }
 
-/// An item of FROM: a table, or two items joined.
+/// An item of FROM: a table, a subquery, a set-returning function, or two items joined.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FromItem {
     /// A table or view.
     Table(TableReference),
+    /// `(SELECT ...) AS alias [(columns)]`: a derived table.
+    Subquery {
+        /// The query.
+        query: Box<Select>,
+        /// Its name in this query (PostgreSQL 15 requires one).
+        alias: String,
+        /// New names for its first columns, if given.
+        columns: Vec<String>,
+    },
+    /// `generate_series(...) [AS alias [(column)]]` and other set-returning functions.
+    Function {
+        /// Function name, lower-cased.
+        name: String,
+        /// Arguments.
+        args: Vec<Expr>,
+        /// Alias, if given (it also names the one column when no column alias is).
+        alias: Option<String>,
+        /// Column alias, if given.
+        columns: Vec<String>,
+    },
     /// `left JOIN right ON condition` (or a cross join, which has no condition).
     Join {
         /// Left side.
@@ -222,20 +242,6 @@ pub enum FromItem {
         /// ON condition; `None` for a cross join.
         on: Option<Expr>,
     },
-}
-
-impl FromItem {
-    /// The tables of the item, left to right, as their columns appear in a joined row.
-    pub fn tables(&self) -> Vec<&TableReference> {
-        match self {
-            FromItem::Table(reference) => vec![reference],
-            FromItem::Join { left, right, .. } => {
-                let mut tables = left.tables();
-                tables.extend(right.tables());
-                tables
-            }
-        }
-    }
 }
 
 /// Which rows a join keeps.
@@ -420,6 +426,36 @@ pub enum Expr {
         /// NOT IN.
         negated: bool,
     },
+    /// `ARRAY[a, b, ...]`.
+    Array(Vec<Expr>),
+    /// `ARRAY(SELECT ...)`: the subquery's one column as an array.
+    ArraySubquery(Box<Select>),
+    /// `array[index]` (1-based; NULL outside the array).
+    Subscript {
+        /// The array.
+        expr: Box<Expr>,
+        /// The subscript.
+        index: Box<Expr>,
+    },
+    /// `left op ANY (array)` or `left op ALL (array)`.
+    Quantified {
+        /// Compared value.
+        left: Box<Expr>,
+        /// Comparison operator.
+        op: BinaryOp,
+        /// The array.
+        right: Box<Expr>,
+        /// ALL rather than ANY.
+        all: bool,
+    },
+    /// `x::regclass` and the other object-identifier types: an OID becomes the object's
+    /// name, a name its OID.
+    ObjectIdentifier {
+        /// The OID or name.
+        expr: Box<Expr>,
+        /// What kind of object it identifies.
+        kind: ObjectKind,
+    },
     /// CASE.
     Case {
         /// `CASE operand WHEN ...`, if given.
@@ -429,6 +465,19 @@ pub enum Expr {
         /// ELSE.
         else_result: Option<Box<Expr>>,
     },
+}
+
+/// The kinds of object PostgreSQL's object-identifier types name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// `regclass`: tables and indexes.
+    Relation,
+    /// `regtype`.
+    Type,
+    /// `regnamespace`: schemas.
+    Namespace,
+    /// `regrole`.
+    Role,
 }
 
 /// Unary operators.

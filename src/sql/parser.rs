@@ -220,9 +220,15 @@ fn index_columns(columns: &[sp::IndexColumn]) -> Result<Vec<String>> {
 }
 
 fn translate_column(column: &sp::ColumnDef) -> Result<ColumnDefinition> {
+    let data_type = translate_type(&column.data_type)?;
+    if matches!(data_type, DataType::Array(_)) {
+        return Err(unsupported(
+            "array columns (arrays are values of queries only, for now)",
+        ));
+    }
     let mut definition = ColumnDefinition {
         name: ident(&column.name),
-        data_type: translate_type(&column.data_type)?,
+        data_type,
         not_null: false,
         default: None,
         primary_key: false,
@@ -271,7 +277,61 @@ pub fn translate_type(data_type: &sp::DataType) -> Result<DataType> {
             },
         },
         T::Bytea => DataType::Bytea,
+        T::Array(
+            sp::ArrayElemTypeDef::SquareBracket(element, _)
+            | sp::ArrayElemTypeDef::Qualified(element, _),
+        ) => {
+            let element = translate_type(element)?;
+            DataType::Array(
+                crate::types::ElementType::of(element)
+                    .ok_or_else(|| unsupported("multi-dimensional arrays"))?,
+            )
+        }
+        T::Custom(name, modifiers) if modifiers.is_empty() => {
+            match catalog_type_name(name).as_deref() {
+                Some("bool" | "boolean") => DataType::Boolean,
+                Some("int2" | "smallint") => DataType::SmallInt,
+                // Object identifiers: ours all fit in INTEGER.
+                Some("int4" | "int" | "integer" | "oid") => DataType::Integer,
+                Some("int8" | "bigint") => DataType::BigInt,
+                Some("float4" | "real") => DataType::Real,
+                Some("float8") => DataType::Double,
+                Some("text" | "varchar" | "name" | "char") => DataType::Text { max_length: None },
+                Some("bytea") => DataType::Bytea,
+                _ => return Err(unsupported(format!("the type {data_type}"))),
+            }
+        }
+        T::Char(None) if data_type.to_string() == "\"char\"" => DataType::Text { max_length: None },
         other => return Err(unsupported(format!("the type {other}"))),
+    })
+}
+
+/// A type name written as `name` or `pg_catalog.name`, lower-cased; `None` if it names
+/// another schema.
+fn catalog_type_name(name: &sp::ObjectName) -> Option<String> {
+    let name = object_name(name).ok()?;
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    (!name.contains('.')).then(|| name.to_string())
+}
+
+/// The object-identifier alias types: `x::regclass` turns an OID into the object's name
+/// and a name into its OID.
+fn object_identifier_type(data_type: &sp::DataType) -> Option<ObjectKind> {
+    if matches!(data_type, sp::DataType::Regclass) {
+        return Some(ObjectKind::Relation);
+    }
+    let sp::DataType::Custom(name, modifiers) = data_type else {
+        return None;
+    };
+    if !modifiers.is_empty() {
+        return None;
+    }
+    Some(match catalog_type_name(name)?.as_str() {
+        "regclass" => ObjectKind::Relation,
+        "regtype" => ObjectKind::Type,
+        "regnamespace" => ObjectKind::Namespace,
+        "regrole" => ObjectKind::Role,
+        _ => return None,
     })
 }
 
@@ -595,6 +655,67 @@ fn translate_table_factor(factor: &sp::TableFactor) -> Result<FromItem> {
         sp::TableFactor::Table {
             name,
             alias,
+            args: Some(args),
+            ..
+        } => {
+            let args = args
+                .args
+                .iter()
+                .map(|arg| match arg {
+                    sp::FunctionArg::Unnamed(sp::FunctionArgExpr::Expr(e)) => translate_expr(e),
+                    other => Err(unsupported(format!("the argument {other}"))),
+                })
+                .collect::<Result<_>>()?;
+            let name = object_name(name)?;
+            Ok(FromItem::Function {
+                name: name
+                    .strip_prefix("pg_catalog.")
+                    .unwrap_or(&name)
+                    .to_string(),
+                args,
+                alias: alias.as_ref().map(|a| ident(&a.name)),
+                columns: alias_columns(alias.as_ref()),
+            })
+        }
+        sp::TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } => Ok(FromItem::Function {
+            name: "unnest".into(),
+            args: array_exprs
+                .iter()
+                .map(translate_expr)
+                .collect::<Result<_>>()?,
+            alias: alias.as_ref().map(|a| ident(&a.name)),
+            columns: alias_columns(alias.as_ref()),
+        }),
+        sp::TableFactor::Derived {
+            lateral,
+            subquery,
+            alias,
+            ..
+        } => {
+            if *lateral {
+                return Err(unsupported("LATERAL"));
+            }
+            let Some(alias) = alias else {
+                return Err(Error::Syntax {
+                    message: "subquery in FROM must have an alias".into(),
+                    position: None,
+                });
+            };
+            Ok(FromItem::Subquery {
+                query: Box::new(translate_query((**subquery).clone())?),
+                alias: ident(&alias.name),
+                columns: alias_columns(Some(alias)),
+            })
+        }
+        sp::TableFactor::Table {
+            name,
+            alias,
             args: None,
             ..
         } => {
@@ -612,6 +733,12 @@ fn translate_table_factor(factor: &sp::TableFactor) -> Result<FromItem> {
         } => translate_table_with_joins(table_with_joins),
         other => Err(unsupported(format!("the table expression {other}"))),
     }
+}
+
+fn alias_columns(alias: Option<&sp::TableAlias>) -> Vec<String> {
+    alias.map_or_else(Vec::new, |a| {
+        a.columns.iter().map(|c| ident(&c.name)).collect()
+    })
 }
 
 fn boxed(expr: &sp::Expr) -> Result<Box<Expr>> {
@@ -634,6 +761,35 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
             _ => return Err(unsupported(format!("the name {expr}"))),
         },
         E::Value(value) => translate_value(&value.value)?,
+        E::Array(array) => Expr::Array(
+            array
+                .elem
+                .iter()
+                .map(translate_expr)
+                .collect::<Result<_>>()?,
+        ),
+        E::CompoundFieldAccess { root, access_chain } => match access_chain.as_slice() {
+            [sp::AccessExpr::Subscript(sp::Subscript::Index { index })] => Expr::Subscript {
+                expr: boxed(root)?,
+                index: boxed(index)?,
+            },
+            _ => {
+                return Err(unsupported(format!(
+                    "the access {expr} (only one subscript)"
+                )))
+            }
+        },
+        E::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        } => quantified(left, compare_op, right, false)?,
+        E::AllOp {
+            left,
+            compare_op,
+            right,
+        } => quantified(left, compare_op, right, true)?,
         E::Nested(inner) => translate_expr(inner)?,
         // IS [NOT] UNKNOWN is IS [NOT] NULL on a boolean.
         E::IsNull(e) | E::IsUnknown(e) => Expr::IsNull {
@@ -767,6 +923,12 @@ pub fn translate_expr(expr: &sp::Expr) -> Result<Expr> {
             if matches!(kind, sp::CastKind::TryCast | sp::CastKind::SafeCast) {
                 return Err(unsupported("TRY_CAST"));
             }
+            if let Some(kind) = object_identifier_type(data_type) {
+                return Ok(Expr::ObjectIdentifier {
+                    expr: boxed(expr)?,
+                    kind,
+                });
+            }
             Expr::Cast {
                 expr: boxed(expr)?,
                 data_type: translate_type(data_type)?,
@@ -879,6 +1041,40 @@ fn translate_binary_op(op: &sp::BinaryOperator) -> Result<BinaryOp> {
     })
 }
 
+/// `left op ANY|ALL (right)`: over an array, or over a subquery for the two forms that
+/// are IN and NOT IN.
+fn quantified(
+    left: &sp::Expr,
+    op: &sp::BinaryOperator,
+    right: &sp::Expr,
+    all: bool,
+) -> Result<Expr> {
+    let op = translate_binary_op(op)?;
+    if !op.is_comparison() {
+        return Err(unsupported(format!("{} with ANY or ALL", op.symbol())));
+    }
+    if let sp::Expr::Subquery(query) = right {
+        return match (op, all) {
+            (BinaryOp::Equal, false) | (BinaryOp::NotEqual, true) => Ok(Expr::InSubquery {
+                expr: boxed(left)?,
+                subquery: Box::new(translate_query((**query).clone())?),
+                negated: all,
+            }),
+            _ => Err(unsupported(format!(
+                "{} {} (subquery); only = ANY and <> ALL take a subquery",
+                op.symbol(),
+                if all { "ALL" } else { "ANY" }
+            ))),
+        };
+    }
+    Ok(Expr::Quantified {
+        left: boxed(left)?,
+        op,
+        right: boxed(right)?,
+        all,
+    })
+}
+
 fn translate_function(function: &sp::Function) -> Result<Expr> {
     if function.over.is_some() {
         return Err(unsupported("window functions"));
@@ -897,6 +1093,11 @@ fn translate_function(function: &sp::Function) -> Result<Expr> {
     let mut distinct = false;
     match &function.args {
         sp::FunctionArguments::None => {}
+        sp::FunctionArguments::Subquery(query) if name == "array" => {
+            return Ok(Expr::ArraySubquery(Box::new(translate_query(
+                (**query).clone(),
+            )?)))
+        }
         sp::FunctionArguments::Subquery(_) => return Err(unsupported("subqueries")),
         sp::FunctionArguments::List(list) => {
             distinct = matches!(

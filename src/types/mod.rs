@@ -5,8 +5,10 @@
 //! checked, `-0.0 = 0.0`, NaN equals NaN and sorts above every other float, text compares
 //! by bytes (the "C" collation), and text input/output uses PostgreSQL's formats.
 
+pub mod array;
 pub(crate) mod value;
 
+pub use array::ElementType;
 pub use value::{format_float4, format_float8, Value};
 
 use crate::error::{Error, Result};
@@ -35,6 +37,8 @@ pub enum DataType {
     },
     /// `BYTEA`.
     Bytea,
+    /// `type[]`: a one-dimensional array (see [`array`]).
+    Array(ElementType),
 }
 
 /// Plain `TEXT`, the type of string literals and most string expressions.
@@ -78,6 +82,7 @@ impl DataType {
                 max_length: Some(n),
             } => format!("character varying({n})"),
             DataType::Bytea => "bytea".into(),
+            DataType::Array(element) => format!("{}[]", element.data_type().sql_name()),
         }
     }
 
@@ -93,6 +98,7 @@ impl DataType {
             DataType::Text { .. } => 1043,
             DataType::Real => 700,
             DataType::Double => 701,
+            DataType::Array(element) => element.array_oid(),
         }
     }
 
@@ -136,6 +142,7 @@ impl DataType {
             DataType::Real | DataType::Double => source.is_numeric(),
             DataType::Text { .. } => source.is_text(),
             DataType::Bytea => source == DataType::Bytea,
+            DataType::Array(_) => source == self || source == TEXT,
         };
         if !assignable {
             return Err(Error::DatatypeMismatch(format!(

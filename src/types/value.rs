@@ -1,6 +1,6 @@
 //! [`Value`]: one typed SQL value, with PostgreSQL's casts, comparisons and text formats.
 
-use super::DataType;
+use super::{array, DataType, ElementType};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -27,6 +27,13 @@ pub enum Value {
     Text(String),
     /// `BYTEA`.
     Bytea(Vec<u8>),
+    /// `type[]`: elements of one type, NULLs allowed.
+    Array {
+        /// The elements' type (kept so that an empty array still has one).
+        element: ElementType,
+        /// The elements, first at subscript 1.
+        items: Vec<Value>,
+    },
 }
 
 impl Value {
@@ -47,6 +54,7 @@ impl Value {
             Value::Double(_) => DataType::Double,
             Value::Text(_) => super::TEXT,
             Value::Bytea(_) => DataType::Bytea,
+            Value::Array { element, .. } => DataType::Array(*element),
         })
     }
 
@@ -132,6 +140,20 @@ impl Value {
                 Value::Text(s) => Ok(Value::Bytea(parse_bytea(&s)?)),
                 other => Err(cannot_cast(&other, target)),
             },
+            DataType::Array(element) => match self {
+                Value::Text(s) => Ok(Value::Array {
+                    element,
+                    items: array::parse(&s, element)?,
+                }),
+                Value::Array { items, .. } => Ok(Value::Array {
+                    element,
+                    items: items
+                        .into_iter()
+                        .map(|item| item.cast(element.data_type()))
+                        .collect::<Result<_>>()?,
+                }),
+                other => Err(cannot_cast(&other, target)),
+            },
         }
     }
 
@@ -190,6 +212,8 @@ impl Value {
             (Boolean(a), Boolean(b)) => Some(a.cmp(b)),
             (Text(a), Text(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
             (Bytea(a), Bytea(b)) => Some(a.cmp(b)),
+            (Array { items: a, .. }, Array { items: b, .. }) => compare_arrays(a, b),
+            (Array { .. }, _) | (_, Array { .. }) => None,
             (a, b) => match (a.as_i64(), b.as_i64()) {
                 (Some(x), Some(y)) => Some(x.cmp(&y)),
                 _ => Some(compare_floats(a.as_f64()?, b.as_f64()?)),
@@ -218,8 +242,21 @@ impl Value {
             Value::Real(_) | Value::Double(_) => 2,
             Value::Text(_) => 3,
             Value::Bytea(_) => 4,
+            Value::Array { .. } => 5,
         }
     }
+}
+
+/// Arrays compare element by element (NULL elements after all others, as PostgreSQL
+/// orders them), then by length.
+fn compare_arrays(a: &[Value], b: &[Value]) -> Option<Ordering> {
+    for (x, y) in a.iter().zip(b) {
+        let ordering = x.sort_cmp(y);
+        if ordering != Ordering::Equal {
+            return Some(ordering);
+        }
+    }
+    Some(a.len().cmp(&b.len()))
 }
 
 /// Floats ordered as PostgreSQL does: NaN is equal to itself and above everything.
@@ -440,6 +477,7 @@ impl fmt::Display for Value {
                 }
                 Ok(())
             }
+            Value::Array { items, .. } => array::format(f, items),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Grouping and aggregates: COUNT, SUM, MIN, MAX, AVG, each optionally DISTINCT.
+//! Grouping and aggregates: COUNT, SUM, MIN, MAX, AVG, STRING_AGG, ARRAY_AGG, each
+//! optionally DISTINCT.
 //!
 //! Groups are kept in a hash map keyed by the key encoding of the group values (so NULLs
 //! group together and 1 = 1.0) in first-seen order. Without GROUP BY, an empty input still
@@ -21,6 +22,8 @@ enum Accumulator {
     SumFloat(Option<f64>),
     Extreme(Option<Value>),
     Average { sum: f64, count: i64 },
+    Joined(Option<String>),
+    Collected(Option<Vec<Value>>),
 }
 
 impl Accumulator {
@@ -33,10 +36,23 @@ impl Accumulator {
             AggregateFunction::Sum => Accumulator::SumFloat(None),
             AggregateFunction::Min | AggregateFunction::Max => Accumulator::Extreme(None),
             AggregateFunction::Avg => Accumulator::Average { sum: 0.0, count: 0 },
+            AggregateFunction::StringAgg => Accumulator::Joined(None),
+            AggregateFunction::ArrayAgg => Accumulator::Collected(None),
         }
     }
 
-    fn add(&mut self, function: AggregateFunction, value: Option<Value>) -> Result<()> {
+    /// Adds one row's value; `separator` is string_agg's for this row.
+    fn add(
+        &mut self,
+        function: AggregateFunction,
+        value: Option<Value>,
+        separator: Option<Value>,
+    ) -> Result<()> {
+        // array_agg keeps NULLs; every other aggregate skips them.
+        if let (Accumulator::Collected(items), Some(value)) = (&mut *self, &value) {
+            items.get_or_insert_with(Vec::new).push(value.clone());
+            return Ok(());
+        }
         let Some(value) = value else {
             // count(*): every row counts.
             if let Accumulator::Count(n) = self {
@@ -80,6 +96,16 @@ impl Accumulator {
                 *sum += value.as_f64().unwrap_or_default();
                 *count += 1;
             }
+            Accumulator::Joined(text) => match text {
+                None => *text = Some(value.to_string()),
+                Some(text) => {
+                    if let Some(separator) = separator.filter(|s| !s.is_null()) {
+                        text.push_str(&separator.to_string());
+                    }
+                    text.push_str(&value.to_string());
+                }
+            },
+            Accumulator::Collected(_) => {}
         }
         Ok(())
     }
@@ -95,6 +121,11 @@ impl Accumulator {
             Accumulator::Extreme(value) => value.unwrap_or(Value::Null),
             Accumulator::Average { count: 0, .. } => Value::Null,
             Accumulator::Average { sum, count } => Value::Double(sum / count as f64),
+            Accumulator::Joined(text) => text.map_or(Value::Null, Value::Text),
+            Accumulator::Collected(items) => match (items, data_type) {
+                (Some(items), DataType::Array(element)) => Value::Array { element, items },
+                _ => Value::Null,
+            },
         })
     }
 }
@@ -176,7 +207,12 @@ impl AggregateExecutor {
                         }
                     }
                 }
-                group.accumulators[i].add(aggregate.function, value)?;
+                let separator = aggregate
+                    .separator
+                    .as_ref()
+                    .map(|s| s.evaluate(&row))
+                    .transpose()?;
+                group.accumulators[i].add(aggregate.function, value, separator)?;
             }
         }
         if groups.is_empty() && self.group_by.is_empty() {

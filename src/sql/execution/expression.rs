@@ -94,6 +94,19 @@ impl Expression {
                 _ => Value::Null,
             },
             Expression::Cast(e, data_type) => e.evaluate(row)?.cast(*data_type)?,
+            Expression::MakeArray(items, element) => Value::Array {
+                element: *element,
+                items: items
+                    .iter()
+                    .map(|item| item.evaluate(row))
+                    .collect::<Result<_>>()?,
+            },
+            Expression::Quantified {
+                op,
+                left,
+                right,
+                all,
+            } => super::array::quantified(*op, &left.evaluate(row)?, &right.evaluate(row)?, *all)?,
             Expression::OuterColumn { name, .. } => {
                 return Err(Error::Internal(format!(
                     "outer column {name} reached evaluation: the executor did not substitute it"
@@ -181,6 +194,20 @@ impl Expression {
                 compiled,
             },
             Expression::Cast(e, t) => Expression::Cast(bx(e)?, t),
+            Expression::MakeArray(items, element) => {
+                Expression::MakeArray(items.into_iter().map(f).collect::<Result<_>>()?, element)
+            }
+            Expression::Quantified {
+                op,
+                left,
+                right,
+                all,
+            } => Expression::Quantified {
+                op,
+                left: bx(left)?,
+                right: bx(right)?,
+                all,
+            },
             Expression::Catalog {
                 function,
                 arguments,
@@ -227,7 +254,7 @@ fn operand<'a>(expr: &'a Expression, row: &'a [Value]) -> Result<std::borrow::Co
     }
 }
 
-fn compare(op: BinaryOp, a: &Value, b: &Value) -> Result<Value> {
+pub(super) fn compare(op: BinaryOp, a: &Value, b: &Value) -> Result<Value> {
     if a.is_null() || b.is_null() {
         return Ok(Value::Null);
     }
@@ -395,6 +422,10 @@ fn catalog_call(
             .get(&(id, 0))
             .cloned()
             .unwrap_or_else(|| Value::Text(format!("unknown (OID={id})"))),
+        CatalogFunction::ObjectName(_) => entries
+            .get(&(id, 0))
+            .cloned()
+            .unwrap_or_else(|| Value::Text(id.to_string())),
         _ => entries.get(&(id, 0)).cloned().unwrap_or(Value::Null),
     })
 }
@@ -413,6 +444,13 @@ fn call(function: ScalarFunction, args: &[Expression], row: &[Value]) -> Result<
         .iter()
         .map(|a| a.evaluate(row))
         .collect::<Result<_>>()?;
+    if matches!(
+        function,
+        ScalarFunction::Subscript | ScalarFunction::ArrayConcat
+    ) || function.takes_array()
+    {
+        return super::array::call(function, values);
+    }
     if function == ScalarFunction::NullIf {
         let equal = values[0].compare(&values[1]) == Some(Ordering::Equal);
         return Ok(if equal {

@@ -6,12 +6,14 @@
 //! an UPDATE never meets the rows it has just written (the Halloween problem).
 
 mod aggregate;
+mod array;
 pub mod expression;
 pub mod interrupt;
 mod join;
 mod scan;
 mod set_operation;
 mod subquery;
+mod table_function;
 mod write;
 
 use crate::encoding::keycode;
@@ -96,6 +98,19 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
         Plan::Scan { table, access } => {
             Checked::wrap(scan::ScanExecutor::new(table.clone(), access), interrupt)
         }
+        Plan::TableFunction {
+            function,
+            arguments,
+            data_type,
+        } => Checked::wrap(
+            table_function::TableFunctionExecutor::new(
+                *function,
+                arguments.clone(),
+                *data_type,
+                interrupt,
+            ),
+            interrupt,
+        ),
         Plan::Filter { source, predicate } => Box::new(FilterExecutor {
             source: build(source, interrupt)?,
             predicate: subquery::Evaluated::new(vec![predicate.clone()], interrupt),

@@ -161,6 +161,11 @@ fn run(
             }
             Ok(first.into_iter().next().unwrap_or(Value::Null))
         }
+        SubqueryKind::Array(element) => {
+            drop(executor);
+            let items = first_column(plan, txn, interrupt)?;
+            Ok(Value::Array { element, items })
+        }
         SubqueryKind::In(operand) => {
             drop(executor);
             let operand = evaluate_once(&operand, row, txn, interrupt)?;

@@ -7,7 +7,7 @@
 
 use super::super::ast::{BinaryOp, Expr, Select, SelectItem, UnaryOp};
 use crate::error::{Error, Result};
-use crate::types::{DataType, Value, TEXT};
+use crate::types::{DataType, ElementType, Value, TEXT};
 use std::fmt;
 
 /// A scalar function we implement.
@@ -31,6 +31,20 @@ pub enum ScalarFunction {
     Floor,
     /// ceil(x) / ceiling(x).
     Ceil,
+    /// `array[index]`: the element, NULL outside the array.
+    Subscript,
+    /// array_to_string(array, separator [, null_text]).
+    ArrayToString,
+    /// array_upper(array, dimension).
+    ArrayUpper,
+    /// array_lower(array, dimension).
+    ArrayLower,
+    /// array_length(array, dimension).
+    ArrayLength,
+    /// cardinality(array): the number of elements.
+    Cardinality,
+    /// `array || array`: the elements of both (a NULL array counts as empty).
+    ArrayConcat,
 }
 
 impl ScalarFunction {
@@ -45,6 +59,11 @@ impl ScalarFunction {
             "round" => ScalarFunction::Round,
             "floor" => ScalarFunction::Floor,
             "ceil" | "ceiling" => ScalarFunction::Ceil,
+            "array_to_string" => ScalarFunction::ArrayToString,
+            "array_upper" => ScalarFunction::ArrayUpper,
+            "array_lower" => ScalarFunction::ArrayLower,
+            "array_length" => ScalarFunction::ArrayLength,
+            "cardinality" => ScalarFunction::Cardinality,
             _ => return None,
         })
     }
@@ -60,7 +79,26 @@ impl ScalarFunction {
             ScalarFunction::Round => "round",
             ScalarFunction::Floor => "floor",
             ScalarFunction::Ceil => "ceil",
+            ScalarFunction::Subscript => "subscript",
+            ScalarFunction::ArrayToString => "array_to_string",
+            ScalarFunction::ArrayUpper => "array_upper",
+            ScalarFunction::ArrayLower => "array_lower",
+            ScalarFunction::ArrayLength => "array_length",
+            ScalarFunction::Cardinality => "cardinality",
+            ScalarFunction::ArrayConcat => "array_cat",
         }
+    }
+
+    /// Whether the function takes an array first (bound by [`super::array`]).
+    pub fn takes_array(self) -> bool {
+        matches!(
+            self,
+            ScalarFunction::ArrayToString
+                | ScalarFunction::ArrayUpper
+                | ScalarFunction::ArrayLower
+                | ScalarFunction::ArrayLength
+                | ScalarFunction::Cardinality
+        )
     }
 }
 
@@ -77,6 +115,11 @@ pub enum AggregateFunction {
     Max,
     /// avg(x).
     Avg,
+    /// string_agg(text, separator): the non-NULL values joined, each after the first
+    /// preceded by its row's separator.
+    StringAgg,
+    /// array_agg(x): every value, NULLs included, as an array.
+    ArrayAgg,
 }
 
 impl AggregateFunction {
@@ -88,6 +131,8 @@ impl AggregateFunction {
             "min" => AggregateFunction::Min,
             "max" => AggregateFunction::Max,
             "avg" => AggregateFunction::Avg,
+            "string_agg" => AggregateFunction::StringAgg,
+            "array_agg" => AggregateFunction::ArrayAgg,
             _ => return None,
         })
     }
@@ -100,6 +145,8 @@ impl AggregateFunction {
             AggregateFunction::Min => "min",
             AggregateFunction::Max => "max",
             AggregateFunction::Avg => "avg",
+            AggregateFunction::StringAgg => "string_agg",
+            AggregateFunction::ArrayAgg => "array_agg",
         }
     }
 
@@ -127,6 +174,24 @@ impl AggregateFunction {
                 DataType::Double
             }
             AggregateFunction::Min | AggregateFunction::Max => argument.unwrap_or(TEXT),
+            AggregateFunction::StringAgg => match argument {
+                Some(t) if !t.is_text() => {
+                    return Err(Error::UndefinedFunction(format!(
+                        "function string_agg({}, text) does not exist",
+                        t.sql_name()
+                    )))
+                }
+                _ => TEXT,
+            },
+            AggregateFunction::ArrayAgg => match argument.map(ElementType::of) {
+                None => DataType::Array(ElementType::Text),
+                Some(Some(element)) => DataType::Array(element),
+                Some(None) => {
+                    return Err(Error::FeatureNotSupported(
+                        "array_agg of arrays (multi-dimensional arrays)".into(),
+                    ))
+                }
+            },
         })
     }
 }
@@ -148,6 +213,18 @@ pub enum CatalogFunction {
     IndexDefinition,
     /// `pg_get_constraintdef(constraint [, pretty])`: `PRIMARY KEY (...)`, `UNIQUE (...)`.
     ConstraintDefinition,
+    /// `pg_relation_is_publishable(relation)`: whether logical replication could publish
+    /// it (true for tables, false for indexes).
+    RelationIsPublishable,
+    /// `pg_get_statisticsobjdef_columns(statistics)`: an extended statistics object's
+    /// columns (there are none in Tessera).
+    StatisticsColumns,
+    /// `obj_description(object, catalog)` and `col_description(table, column)`: the
+    /// comment on an object (Tessera has no COMMENT ON yet, so always NULL).
+    Description,
+    /// `oid::regclass` and the other object-identifier casts: the object's name (the
+    /// number itself, as text, when no such object exists, as PostgreSQL prints it).
+    ObjectName(crate::sql::ast::ObjectKind),
 }
 
 impl CatalogFunction {
@@ -159,6 +236,11 @@ impl CatalogFunction {
             "pg_get_expr" => CatalogFunction::GetExpr,
             "pg_get_indexdef" => CatalogFunction::IndexDefinition,
             "pg_get_constraintdef" => CatalogFunction::ConstraintDefinition,
+            "pg_relation_is_publishable" => CatalogFunction::RelationIsPublishable,
+            "pg_get_statisticsobjdef_columns" => CatalogFunction::StatisticsColumns,
+            "obj_description" | "col_description" | "shobj_description" => {
+                CatalogFunction::Description
+            }
             _ => return None,
         })
     }
@@ -172,6 +254,10 @@ impl CatalogFunction {
             CatalogFunction::GetExpr => "pg_get_expr",
             CatalogFunction::IndexDefinition => "pg_get_indexdef",
             CatalogFunction::ConstraintDefinition => "pg_get_constraintdef",
+            CatalogFunction::RelationIsPublishable => "pg_relation_is_publishable",
+            CatalogFunction::StatisticsColumns => "pg_get_statisticsobjdef_columns",
+            CatalogFunction::Description => "obj_description",
+            CatalogFunction::ObjectName(kind) => super::pg_catalog::object_type_name(kind),
         }
     }
 
@@ -193,6 +279,10 @@ impl CatalogFunction {
             CatalogFunction::GetExpr => (2..=3, TEXT),
             CatalogFunction::IndexDefinition => (1..=3, TEXT),
             CatalogFunction::ConstraintDefinition => (1..=2, TEXT),
+            CatalogFunction::ObjectName(_) => (1..=1, TEXT),
+            CatalogFunction::RelationIsPublishable => (1..=1, DataType::Boolean),
+            CatalogFunction::StatisticsColumns => (1..=1, TEXT),
+            CatalogFunction::Description => (1..=2, TEXT),
         }
     }
 }
@@ -229,6 +319,8 @@ pub enum SubqueryKind {
     Exists,
     /// `operand IN (SELECT ...)`: three-valued membership of the operand.
     In(Box<Expression>),
+    /// `ARRAY(SELECT ...)`: the one column's values as an array.
+    Array(ElementType),
 }
 
 /// An expression ready to evaluate against a row.
@@ -289,6 +381,19 @@ pub enum Expression {
     },
     /// CAST.
     Cast(Box<Expression>, DataType),
+    /// `ARRAY[...]`, elements already of the element type.
+    MakeArray(Vec<Expression>, ElementType),
+    /// `left op ANY (right)` or, when `all`, `left op ALL (right)`; `right` is an array.
+    Quantified {
+        /// The comparison.
+        op: BinaryOp,
+        /// Compared value.
+        left: Box<Expression>,
+        /// The array.
+        right: Box<Expression>,
+        /// ALL rather than ANY.
+        all: bool,
+    },
     /// A scalar function.
     Function(ScalarFunction, Vec<Expression>, Option<DataType>),
     /// A column of an enclosing query's row: what a correlated subquery reads from the
@@ -356,7 +461,9 @@ impl Expression {
             | Expression::IsBoolean(..)
             | Expression::InList(..)
             | Expression::Regex { .. }
+            | Expression::Quantified { .. }
             | Expression::Like { .. } => Some(DataType::Boolean),
+            Expression::MakeArray(_, element) => Some(DataType::Array(*element)),
             Expression::Arithmetic(_, _, _, t) | Expression::Cast(_, t) => Some(*t),
             Expression::Negate(e) => e.data_type(),
             Expression::Concat(..) => Some(TEXT),
@@ -397,7 +504,7 @@ impl Expression {
             | Expression::Column { .. }
             | Expression::OuterColumn { .. }
             | Expression::Subquery {
-                kind: SubqueryKind::Scalar | SubqueryKind::Exists,
+                kind: SubqueryKind::Scalar | SubqueryKind::Exists | SubqueryKind::Array(_),
                 ..
             } => {}
             Expression::Subquery {
@@ -414,10 +521,14 @@ impl Expression {
             | Expression::Compare(_, a, b)
             | Expression::Arithmetic(_, a, b, _)
             | Expression::Concat(a, b)
-            | Expression::IsDistinctFrom(a, b) => {
+            | Expression::IsDistinctFrom(a, b)
+            | Expression::Quantified {
+                left: a, right: b, ..
+            } => {
                 a.walk(visit);
                 b.walk(visit);
             }
+            Expression::MakeArray(items, _) => items.iter().for_each(|i| i.walk(visit)),
             Expression::InList(e, list) => {
                 e.walk(visit);
                 list.iter().for_each(|i| i.walk(visit));
@@ -473,7 +584,26 @@ impl fmt::Display for Expression {
                 SubqueryKind::Scalar => write!(f, "(SubPlan)"),
                 SubqueryKind::Exists => write!(f, "EXISTS(SubPlan)"),
                 SubqueryKind::In(operand) => write!(f, "({operand} IN (SubPlan))"),
+                SubqueryKind::Array(_) => write!(f, "ARRAY(SubPlan)"),
             },
+            Expression::MakeArray(items, _) => {
+                let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+                write!(f, "ARRAY[{}]", items.join(", "))
+            }
+            Expression::Quantified {
+                op,
+                left,
+                right,
+                all,
+            } => write!(
+                f,
+                "({left} {} {}({right}))",
+                op.symbol(),
+                if *all { "ALL " } else { "ANY " }
+            ),
+            Expression::Function(ScalarFunction::Subscript, args, _) if args.len() == 2 => {
+                write!(f, "({})[{}]", args[0], args[1])
+            }
             Expression::Not(e) => write!(f, "NOT ({e})"),
             Expression::And(a, b) => write!(f, "({a} AND {b})"),
             Expression::Or(a, b) => write!(f, "({a} OR {b})"),
@@ -657,6 +787,11 @@ impl ParameterTypes {
         }
     }
 
+    /// The type decided for `$n` so far.
+    pub fn get(&self, n: usize) -> Option<DataType> {
+        self.types.borrow().get(n - 1).copied().flatten()
+    }
+
     /// The types by position; `None` where nothing decided the type.
     pub fn into_types(self) -> Vec<Option<DataType>> {
         self.types.into_inner()
@@ -729,8 +864,16 @@ fn visit_ast(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
         Expr::Unary { expr, .. }
         | Expr::IsNull { expr, .. }
         | Expr::IsBoolean { expr, .. }
+        | Expr::ObjectIdentifier { expr, .. }
         | Expr::Cast { expr, .. } => visit_ast(expr, visit),
-        Expr::Binary { left, right, .. } | Expr::IsDistinctFrom { left, right, .. } => {
+        Expr::Array(items) => items.iter().for_each(|i| visit_ast(i, visit)),
+        Expr::Subscript {
+            expr: left,
+            index: right,
+        }
+        | Expr::Quantified { left, right, .. }
+        | Expr::Binary { left, right, .. }
+        | Expr::IsDistinctFrom { left, right, .. } => {
             visit_ast(left, visit);
             visit_ast(right, visit);
         }
@@ -768,6 +911,7 @@ fn visit_ast(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
         // A subquery's aggregates are its own; only an IN operand belongs to this query.
         Expr::InSubquery { expr, .. } => visit_ast(expr, visit),
         Expr::Subquery(_)
+        | Expr::ArraySubquery(_)
         | Expr::Exists { .. }
         | Expr::Literal(_)
         | Expr::StringLiteral(_)
@@ -793,11 +937,25 @@ pub fn default_column_name(expr: &Expr) -> String {
                 DataType::Integer => "int4".into(),
                 DataType::BigInt => "int8".into(),
                 DataType::Boolean => "bool".into(),
+                // PostgreSQL names an array cast after the element type's short name.
+                DataType::Array(element) => match element.data_type() {
+                    DataType::Array(_) => "array".into(),
+                    scalar => default_column_name(&Expr::Cast {
+                        expr: Box::new(Expr::Literal(Value::Null)),
+                        data_type: scalar,
+                    }),
+                },
                 other => other.sql_name(),
             },
         },
         Expr::Case { .. } => "case".into(),
         Expr::Exists { .. } => "exists".into(),
+        Expr::Array(_) | Expr::ArraySubquery(_) => "array".into(),
+        Expr::Subscript { expr, .. } => default_column_name(expr),
+        Expr::ObjectIdentifier { expr, kind } => match expr.as_ref() {
+            Expr::Column { name, .. } => name.clone(),
+            _ => super::pg_catalog::object_type_name(*kind).into(),
+        },
         // PostgreSQL names a scalar subquery after its one output column.
         Expr::Subquery(select) => match select.projection.as_slice() {
             [SelectItem::Expression {
@@ -833,9 +991,16 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
         Expr::Literal(v) => Ok(Expression::Constant(v.clone())),
         Expr::StringLiteral(s) => Ok(Expression::Constant(Value::Text(s.clone()))),
         Expr::Parameter(n) => match scope.inferred {
+            // While describing, a parameter whose type is already known (declared by
+            // the client, or decided by an earlier use) is a NULL of that type.
             Some(inferred) => {
                 inferred.note(*n);
-                Ok(Expression::Constant(Value::Null))
+                Ok(match inferred.get(*n) {
+                    Some(data_type) => {
+                        Expression::Cast(Box::new(Expression::Constant(Value::Null)), data_type)
+                    }
+                    None => Expression::Constant(Value::Null),
+                })
             }
             None => scope
                 .params
@@ -1069,6 +1234,18 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
             };
             Ok(negate_if(test, *negated))
         }
+        Expr::Array(items) => super::array::bind_constructor(items, scope),
+        Expr::ArraySubquery(select) => super::array::bind_subquery(select, scope),
+        Expr::Subscript { expr, index } => super::array::bind_subscript(expr, index, scope),
+        Expr::Quantified {
+            left,
+            op,
+            right,
+            all,
+        } => super::array::bind_quantified(left, *op, right, *all, scope),
+        Expr::ObjectIdentifier { expr, kind } => {
+            super::pg_catalog::bind_object_identifier(expr, *kind, scope)
+        }
         Expr::InSubquery {
             expr,
             subquery,
@@ -1106,7 +1283,10 @@ fn subquery_planner<'s>(scope: &'s Scope<'s>) -> Result<super::Planner<'s>> {
 }
 
 /// Plans a subquery that must return one column, giving its plan and that column's type.
-fn plan_subquery(select: &Select, scope: &Scope) -> Result<(super::plan::Plan, DataType)> {
+pub(super) fn plan_subquery(
+    select: &Select,
+    scope: &Scope,
+) -> Result<(super::plan::Plan, DataType)> {
     let (plan, columns) = subquery_planner(scope)?.plan_select(select)?;
     match columns.as_slice() {
         [column] => Ok((plan, column.data_type)),
@@ -1197,7 +1377,7 @@ pub fn bind_boolean(expr: &Expr, scope: &Scope, context: &str) -> Result<Express
 
 /// Casts a string literal (PostgreSQL's "unknown" type) to `target`; other expressions
 /// are returned unchanged.
-fn coerce_to(
+pub(super) fn coerce_to(
     bound: Expression,
     written: &Expr,
     target: DataType,
@@ -1249,7 +1429,7 @@ fn bind_comparable(
     Ok((l, r))
 }
 
-fn check_comparable(left: &Expression, right: &Expression, op: &str) -> Result<()> {
+pub(super) fn check_comparable(left: &Expression, right: &Expression, op: &str) -> Result<()> {
     match (left.data_type(), right.data_type()) {
         (Some(a), Some(b)) => {
             let ok = (a.is_numeric() && b.is_numeric()) || (a.is_text() && b.is_text()) || a == b;
@@ -1277,10 +1457,15 @@ fn bind_binary(op: BinaryOp, left: &Expr, right: &Expr, scope: &Scope) -> Result
             Box::new(bind_boolean(left, scope, "OR")?),
             Box::new(bind_boolean(right, scope, "OR")?),
         )),
-        BinaryOp::Concat => Ok(Expression::Concat(
-            Box::new(bind(left, scope)?),
-            Box::new(bind(right, scope)?),
-        )),
+        BinaryOp::Concat => {
+            let (l, r) = (bind(left, scope)?, bind(right, scope)?);
+            match (l.data_type(), r.data_type()) {
+                (Some(DataType::Array(_)), _) | (_, Some(DataType::Array(_))) => {
+                    super::array::bind_concatenation(l, left, r, right, scope)
+                }
+                _ => Ok(Expression::Concat(Box::new(l), Box::new(r))),
+            }
+        }
         op if op.is_comparison() => {
             let (l, r) = bind_comparable(left, right, scope, op.symbol())?;
             Ok(Expression::Compare(op, Box::new(l), Box::new(r)))
@@ -1356,6 +1541,9 @@ fn bind_function(name: &str, args: &[Expr], scope: &Scope) -> Result<Expression>
         });
     }
     let function = ScalarFunction::from_name(name).ok_or_else(no_such)?;
+    if function.takes_array() {
+        return super::array::bind_function(function, bound, args, scope, no_such);
+    }
     let first = bound.first().and_then(Expression::data_type);
     let result_type = match function {
         ScalarFunction::Abs
@@ -1385,12 +1573,21 @@ fn bind_function(name: &str, args: &[Expr], scope: &Scope) -> Result<Expression>
             let coerced = coerce_all(bound, args, result, scope)?;
             return Ok(Expression::Function(function, coerced, result));
         }
+        other => {
+            return Err(Error::Internal(format!(
+                "{other:?} is bound elsewhere, not by name"
+            )))
+        }
     };
     Ok(Expression::Function(function, bound, result_type))
 }
 
 /// The one type a list of expressions (CASE results, COALESCE arguments) resolves to.
-fn common_type(exprs: &[Expression], written: &[Expr], context: &str) -> Result<Option<DataType>> {
+pub(super) fn common_type(
+    exprs: &[Expression],
+    written: &[Expr],
+    context: &str,
+) -> Result<Option<DataType>> {
     let mut result: Option<DataType> = None;
     for (expr, ast) in exprs.iter().zip(written) {
         let Some(t) = expr.data_type() else { continue };
@@ -1416,7 +1613,7 @@ fn common_type(exprs: &[Expression], written: &[Expr], context: &str) -> Result<
     Ok(result)
 }
 
-fn coerce_all(
+pub(super) fn coerce_all(
     exprs: Vec<Expression>,
     written: &[Expr],
     target: Option<DataType>,

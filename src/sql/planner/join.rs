@@ -23,17 +23,27 @@ use super::{fold, system, Planner};
 use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::sql::ast::{Expr, FromItem, JoinKind};
-use crate::types::Value;
+use crate::types::{DataType, Value};
 use std::collections::BTreeSet;
 
-/// One table (or system view) of a FROM clause.
+/// One table (or system view, subquery or function) of a FROM clause.
 pub struct Source {
     /// The name columns are qualified with: the alias, else the table name.
     pub visible: String,
-    /// The table's definition.
+    /// The table's definition (for a subquery or function, its columns).
     pub table: Table,
-    /// A system view's rows; `None` for a stored table.
-    view_rows: Option<Vec<Vec<Value>>>,
+    /// Where the rows come from.
+    rows: SourceRows,
+}
+
+/// Where a FROM item's rows come from.
+enum SourceRows {
+    /// A stored table, scanned by the access path its filters allow.
+    Stored,
+    /// A system view's rows, computed at plan time.
+    Fixed(Vec<Vec<Value>>),
+    /// A subquery's or a set-returning function's plan.
+    Planned(Plan),
 }
 
 /// A planned FROM clause with its WHERE applied.
@@ -211,29 +221,59 @@ impl<'a> Planner<'a> {
                 if sources.iter().any(|s: &Source| s.visible == visible) {
                     return Err(Error::DuplicateAlias(visible));
                 }
-                let (table, view_rows) =
+                let (table, rows) =
                     match system::resolve(&reference.name, self.catalog, self.identity) {
-                        Some(view) => (view.table, Some(view.rows)),
-                        None => (self.catalog.require_table(&reference.name)?.clone(), None),
+                        Some(view) => (view.table, SourceRows::Fixed(view.rows)),
+                        None => (
+                            self.catalog.require_table(&reference.name)?.clone(),
+                            SourceRows::Stored,
+                        ),
                     };
-                let start = columns.len();
-                columns.extend(table.columns.iter().map(|c| ScopeColumn {
-                    name: c.name.clone(),
-                    table: Some(visible.clone()),
-                    data_type: c.data_type,
-                }));
-                let width = table.columns.len();
-                sources.push(Source {
+                Ok(add_source(sources, columns, visible, table, rows))
+            }
+            FromItem::Subquery {
+                query,
+                alias,
+                columns: renamed,
+            } => {
+                if sources.iter().any(|s: &Source| &s.visible == alias) {
+                    return Err(Error::DuplicateAlias(alias.clone()));
+                }
+                let (plan, output) = self.plan_select(query)?;
+                let mut names: Vec<(String, DataType)> =
+                    output.into_iter().map(|c| (c.name, c.data_type)).collect();
+                rename(alias, &mut names, renamed)?;
+                let table = system::derived_table(alias, names);
+                Ok(add_source(
+                    sources,
+                    columns,
+                    alias.clone(),
+                    table,
+                    SourceRows::Planned(plan),
+                ))
+            }
+            FromItem::Function {
+                name,
+                args,
+                alias,
+                columns: renamed,
+            } => {
+                let visible = alias.clone().unwrap_or_else(|| name.clone());
+                if sources.iter().any(|s: &Source| s.visible == visible) {
+                    return Err(Error::DuplicateAlias(visible));
+                }
+                let (plan, data_type) = self.plan_table_function(name, args)?;
+                // A function of one column names it after the alias, as PostgreSQL does.
+                let mut names = vec![(visible.clone(), data_type)];
+                rename(&visible, &mut names, renamed)?;
+                let table = system::derived_table(&visible, names);
+                Ok(add_source(
+                    sources,
+                    columns,
                     visible,
                     table,
-                    view_rows,
-                });
-                Ok(Node::Leaf {
-                    source: sources.len() - 1,
-                    start,
-                    width,
-                    filters: Vec::new(),
-                })
+                    SourceRows::Planned(plan),
+                ))
             }
             FromItem::Join {
                 left,
@@ -285,14 +325,15 @@ impl<'a> Planner<'a> {
                     .collect::<Result<Vec<_>>>()?;
                 let predicate = conjunction(filters);
                 let source = &sources[source];
-                let plan = match &source.view_rows {
-                    Some(rows) => Plan::Values {
+                let plan = match &source.rows {
+                    SourceRows::Fixed(rows) => Plan::Values {
                         rows: rows
                             .iter()
                             .map(|row| row.iter().cloned().map(Expression::Constant).collect())
                             .collect(),
                     },
-                    None => self.scan(&source.table, predicate.as_ref()),
+                    SourceRows::Planned(plan) => plan.clone(),
+                    SourceRows::Stored => self.scan(&source.table, predicate.as_ref()),
                 };
                 Ok(filtered(plan, predicate))
             }
@@ -353,6 +394,49 @@ impl<'a> Planner<'a> {
             ..self.empty_scope(clause)
         }
     }
+}
+
+/// Appends a FROM item's columns and source, returning its leaf.
+fn add_source(
+    sources: &mut Vec<Source>,
+    columns: &mut Vec<ScopeColumn>,
+    visible: String,
+    table: Table,
+    rows: SourceRows,
+) -> Node {
+    let start = columns.len();
+    columns.extend(table.columns.iter().map(|c| ScopeColumn {
+        name: c.name.clone(),
+        table: Some(visible.clone()),
+        data_type: c.data_type,
+    }));
+    let width = table.columns.len();
+    sources.push(Source {
+        visible,
+        table,
+        rows,
+    });
+    Node::Leaf {
+        source: sources.len() - 1,
+        start,
+        width,
+        filters: Vec::new(),
+    }
+}
+
+/// Applies a column alias list (`AS s(a, b)`) to the first columns.
+fn rename(alias: &str, names: &mut [(String, DataType)], renamed: &[String]) -> Result<()> {
+    if renamed.len() > names.len() {
+        return Err(Error::InvalidColumnReference(format!(
+            "table \"{alias}\" has {} columns available but {} columns specified",
+            names.len(),
+            renamed.len()
+        )));
+    }
+    for ((name, _), new_name) in names.iter_mut().zip(renamed) {
+        *name = new_name.clone();
+    }
+    Ok(())
 }
 
 fn filtered(plan: Plan, predicate: Option<Expression>) -> Plan {

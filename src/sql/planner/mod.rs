@@ -7,17 +7,19 @@
 //! can use the primary key.
 
 pub mod access;
+mod array;
 pub mod expression;
 pub mod join;
 pub mod pg_catalog;
 pub mod plan;
 mod set_operation;
 pub mod system;
+mod table_function;
 
 use super::ast::{CreateTable, Expr, Insert, InsertSource, OrderItem, Select, SelectItem};
 use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN_ROW_ID};
 use crate::error::{Error, Result};
-use crate::types::{DataType, Value};
+use crate::types::{DataType, Value, TEXT};
 use expression::{
     bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, Identity,
     ParameterTypes, Scope, ScopeColumn,
@@ -250,7 +252,9 @@ impl<'a> Planner<'a> {
                 .map(|g| bind(g, &group_scope).and_then(fold))
                 .collect::<Result<_>>()?;
             let aggregates = self.bind_aggregates(&aggregate_calls, &scope)?;
-            let arguments = aggregates.iter().filter_map(|a| a.argument.as_ref());
+            let arguments = aggregates
+                .iter()
+                .flat_map(|a| a.argument.iter().chain(a.separator.iter()));
             if group_by
                 .iter()
                 .chain(arguments)
@@ -425,15 +429,32 @@ impl<'a> Planner<'a> {
             };
             let function = AggregateFunction::from_name(name)
                 .ok_or_else(|| Error::Internal("collected aggregate is not an aggregate".into()))?;
+            let nested = |arg: &Expr| {
+                if expression::contains_aggregate(arg) {
+                    return Err(Error::Grouping(
+                        "aggregate function calls cannot be nested".into(),
+                    ));
+                }
+                fold(bind(arg, &argument_scope)?)
+            };
+            let mut separator = None;
             let argument = match (args.as_slice(), *star) {
                 ([], true) if function == AggregateFunction::Count => None,
-                ([arg], false) => {
-                    if expression::contains_aggregate(arg) {
-                        return Err(Error::Grouping(
-                            "aggregate function calls cannot be nested".into(),
-                        ));
+                ([arg], false) if function != AggregateFunction::StringAgg => Some(nested(arg)?),
+                ([arg, between], false) if function == AggregateFunction::StringAgg => {
+                    let bound =
+                        expression::coerce_to(nested(between)?, between, TEXT, &argument_scope)?;
+                    if bound.data_type().is_some_and(|t| !t.is_text()) {
+                        return Err(Error::UndefinedFunction(format!(
+                            "function string_agg(text, {}) does not exist",
+                            bound
+                                .data_type()
+                                .map(DataType::sql_name)
+                                .unwrap_or_default()
+                        )));
                     }
-                    Some(fold(bind(arg, &argument_scope)?)?)
+                    separator = Some(bound);
+                    Some(nested(arg)?)
                 }
                 _ => {
                     return Err(Error::UndefinedFunction(format!(
@@ -447,6 +468,7 @@ impl<'a> Planner<'a> {
             aggregates.push(Aggregate {
                 function,
                 argument,
+                separator,
                 distinct: *distinct,
                 data_type,
             });
@@ -890,7 +912,14 @@ pub fn fold(expr: Expression) -> Result<Expression> {
         return Ok(expr);
     }
     if expr.is_constant() {
-        return Ok(Expression::Constant(expr.evaluate(&[])?));
+        let value = expr.evaluate(&[])?;
+        // A NULL keeps the type it had (`abs($1)` while describing is still an integer).
+        return Ok(match (value, expr.data_type()) {
+            (Value::Null, Some(data_type)) => {
+                Expression::Cast(Box::new(Expression::Constant(Value::Null)), data_type)
+            }
+            (value, _) => Expression::Constant(value),
+        });
     }
     expr.map_children(fold)
 }

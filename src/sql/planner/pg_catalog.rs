@@ -10,10 +10,12 @@
 //! they compare with the quoted numbers psql sends (`c.oid = '16384'`). Every object is
 //! owned by the one built-in role, `tessera` (OID 10): Tessera has no per-object owners.
 
-use super::expression::CatalogFunction;
+use super::expression::{bind, CatalogFunction, Expression, Scope};
 use super::system::default_text;
 use crate::catalog::{Catalog, Column, Index, Table};
-use crate::types::{DataType, Value, TEXT};
+use crate::error::{Error, Result};
+use crate::sql::ast::{Expr, ObjectKind};
+use crate::types::{DataType, ElementType, Value, TEXT};
 use std::collections::BTreeMap;
 
 /// OID of the `pg_catalog` schema.
@@ -205,9 +207,120 @@ pub fn function_entries(
                 }
             }
         }
+        CatalogFunction::RelationIsPublishable => {
+            for table in catalog.tables() {
+                entries.insert((i64::from(table_oid(table)), 0), Value::Boolean(true));
+                for index in indexes(table) {
+                    entries.insert((i64::from(index.oid), 0), Value::Boolean(false));
+                }
+            }
+        }
+        // No extended statistics objects or comments exist.
+        CatalogFunction::StatisticsColumns | CatalogFunction::Description => {}
+        CatalogFunction::ObjectName(kind) => {
+            for (oid, name) in object_names(kind, catalog) {
+                entries.insert((i64::from(oid), 0), text(&name));
+            }
+        }
         CatalogFunction::FormatType | CatalogFunction::GetExpr => {}
     }
     entries
+}
+
+/// The SQL name of an object-identifier type.
+pub fn object_type_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Relation => "regclass",
+        ObjectKind::Type => "regtype",
+        ObjectKind::Namespace => "regnamespace",
+        ObjectKind::Role => "regrole",
+    }
+}
+
+/// Every object of a kind, as (OID, name).
+fn object_names(kind: ObjectKind, catalog: &Catalog) -> Vec<(i32, String)> {
+    match kind {
+        ObjectKind::Relation => catalog
+            .tables()
+            .flat_map(|table| {
+                let indexes = indexes(table).into_iter().map(|i| (i.oid, i.name));
+                std::iter::once((table_oid(table), table.name.clone())).chain(indexes)
+            })
+            .collect(),
+        ObjectKind::Type => TYPES
+            .iter()
+            .map(|(oid, name, _)| (*oid, name.to_string()))
+            .collect(),
+        ObjectKind::Namespace => [
+            (PG_CATALOG_NAMESPACE, "pg_catalog"),
+            (PUBLIC_NAMESPACE, "public"),
+            (INFORMATION_SCHEMA_NAMESPACE, "information_schema"),
+        ]
+        .iter()
+        .map(|(oid, name)| (*oid, name.to_string()))
+        .collect(),
+        ObjectKind::Role => vec![(OWNER_ROLE, OWNER_NAME.to_string())],
+    }
+}
+
+/// `x::regclass` (and regtype, regnamespace, regrole): an OID becomes the object's name;
+/// a constant name becomes the object's OID, or an error when there is none. Trade-off:
+/// Tessera has no `regclass` type, so `'t'::regclass` is the number (it compares with
+/// OID columns, which is what it is used for) and prints as one, where PostgreSQL
+/// prints the name.
+pub fn bind_object_identifier(expr: &Expr, kind: ObjectKind, scope: &Scope) -> Result<Expression> {
+    let bound = bind(expr, scope)?;
+    let catalog = scope
+        .planner
+        .map(|p| p.catalog())
+        .ok_or_else(|| Error::FeatureNotSupported(format!("::{} here", object_type_name(kind))))?;
+    match bound.data_type() {
+        Some(t) if t.is_integer() => {
+            let function = CatalogFunction::ObjectName(kind);
+            Ok(Expression::Catalog {
+                function,
+                arguments: vec![bound],
+                entries: std::sync::Arc::new(function_entries(function, catalog)),
+            })
+        }
+        Some(t) if t.is_text() => {
+            let Expression::Constant(Value::Text(name)) = super::fold(bound)? else {
+                return Err(Error::FeatureNotSupported(format!(
+                    "::{} of a name that is not a constant",
+                    object_type_name(kind)
+                )));
+            };
+            object_oid(kind, &name, catalog).map(|oid| Expression::Constant(Value::Integer(oid)))
+        }
+        None => Ok(Expression::Constant(Value::Null)),
+        Some(other) => Err(Error::DatatypeMismatch(format!(
+            "cannot cast type {} to {}",
+            other.sql_name(),
+            object_type_name(kind)
+        ))),
+    }
+}
+
+/// The OID of the object a name (possibly schema-qualified) identifies.
+fn object_oid(kind: ObjectKind, name: &str, catalog: &Catalog) -> Result<i32> {
+    let unqualified = name
+        .strip_prefix("public.")
+        .or_else(|| name.strip_prefix("pg_catalog."))
+        .unwrap_or(name);
+    object_names(kind, catalog)
+        .into_iter()
+        .find(|(_, candidate)| candidate == unqualified || candidate == name)
+        .map(|(oid, _)| oid)
+        .ok_or_else(|| match kind {
+            ObjectKind::Relation => {
+                Error::UndefinedTable(format!("relation \"{name}\" does not exist"))
+            }
+            ObjectKind::Type => Error::UndefinedObject(format!("type \"{name}\" does not exist")),
+            ObjectKind::Namespace => {
+                Error::UndefinedObject(format!("schema \"{name}\" does not exist"))
+            }
+            ObjectKind::Role => Error::UndefinedObject(format!("role \"{name}\" does not exist")),
+        })
 }
 
 const INTEGER: DataType = DataType::Integer;
@@ -230,7 +343,14 @@ pub fn resolve(name: &str, catalog: &Catalog) -> Option<(ColumnList, Vec<Vec<Val
         "pg_constraint" => (PG_CONSTRAINT, pg_constraint(catalog)),
         "pg_collation" => (PG_COLLATION, pg_collation()),
         "pg_roles" | "pg_user" => (PG_ROLES, pg_roles()),
+        // Features Tessera does not have, so their catalogs are empty: inheritance,
+        // row-level security policies, extended statistics, logical replication.
         "pg_inherits" => (PG_INHERITS, Vec::new()),
+        "pg_policy" => (PG_POLICY, Vec::new()),
+        "pg_statistic_ext" => (PG_STATISTIC_EXT, Vec::new()),
+        "pg_publication" => (PG_PUBLICATION, Vec::new()),
+        "pg_publication_namespace" => (PG_PUBLICATION_NAMESPACE, Vec::new()),
+        "pg_publication_rel" => (PG_PUBLICATION_REL, Vec::new()),
         _ => return None,
     })
 }
@@ -271,6 +391,7 @@ const PG_CLASS: &[(&str, DataType)] = &[
     ("reloftype", INTEGER),
     ("relreplident", TEXT),
     ("relpartbound", TEXT),
+    ("reloptions", DataType::Array(ElementType::Text)),
 ];
 
 fn pg_class(catalog: &Catalog) -> Vec<Vec<Value>> {
@@ -329,6 +450,7 @@ fn class_row(
         Value::Boolean(false),
         int(0),
         text("d"),
+        Value::Null,
         Value::Null,
     ]
 }
@@ -405,6 +527,9 @@ const PG_ATTRIBUTE: &[(&str, DataType)] = &[
     ("attgenerated", TEXT),
     ("attisdropped", BOOLEAN),
     ("attcollation", INTEGER),
+    ("attstorage", TEXT),
+    ("attcompression", TEXT),
+    ("attstattarget", INTEGER),
 ];
 
 fn pg_attribute(catalog: &Catalog) -> Vec<Vec<Value>> {
@@ -442,6 +567,16 @@ fn attribute_row(relation: i32, number: usize, column: &Column) -> Vec<Value> {
         text(""),
         Value::Boolean(false),
         int(collation),
+        // Variable-width values may be stored out of line ("extended"), fixed ones not.
+        text(
+            if column.data_type.is_text() || column.data_type == DataType::Bytea {
+                "x"
+            } else {
+                "p"
+            },
+        ),
+        text(""),
+        int(-1),
     ]
 }
 
@@ -570,6 +705,55 @@ fn pg_roles() -> Vec<Vec<Value>> {
         Value::Boolean(true),
     ]]
 }
+
+const INTEGER_ARRAY: DataType = DataType::Array(ElementType::Integer);
+const SMALLINT_ARRAY: DataType = DataType::Array(ElementType::SmallInt);
+
+const PG_POLICY: &[(&str, DataType)] = &[
+    ("oid", INTEGER),
+    ("polname", TEXT),
+    ("polrelid", INTEGER),
+    ("polcmd", TEXT),
+    ("polpermissive", BOOLEAN),
+    ("polroles", INTEGER_ARRAY),
+    ("polqual", TEXT),
+    ("polwithcheck", TEXT),
+];
+
+const PG_STATISTIC_EXT: &[(&str, DataType)] = &[
+    ("oid", INTEGER),
+    ("stxrelid", INTEGER),
+    ("stxname", TEXT),
+    ("stxnamespace", INTEGER),
+    ("stxowner", INTEGER),
+    ("stxstattarget", INTEGER),
+    ("stxkeys", SMALLINT_ARRAY),
+    ("stxkind", DataType::Array(ElementType::Text)),
+    ("stxexprs", TEXT),
+];
+
+const PG_PUBLICATION: &[(&str, DataType)] = &[
+    ("oid", INTEGER),
+    ("pubname", TEXT),
+    ("pubowner", INTEGER),
+    ("puballtables", BOOLEAN),
+    ("pubinsert", BOOLEAN),
+    ("pubupdate", BOOLEAN),
+    ("pubdelete", BOOLEAN),
+    ("pubtruncate", BOOLEAN),
+    ("pubviaroot", BOOLEAN),
+];
+
+const PG_PUBLICATION_NAMESPACE: &[(&str, DataType)] =
+    &[("oid", INTEGER), ("pnpubid", INTEGER), ("pnnspid", INTEGER)];
+
+const PG_PUBLICATION_REL: &[(&str, DataType)] = &[
+    ("oid", INTEGER),
+    ("prpubid", INTEGER),
+    ("prrelid", INTEGER),
+    ("prqual", TEXT),
+    ("prattrs", SMALLINT_ARRAY),
+];
 
 const PG_INHERITS: &[(&str, DataType)] = &[
     ("inhrelid", INTEGER),

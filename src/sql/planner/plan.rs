@@ -77,6 +77,8 @@ pub struct Aggregate {
     pub function: AggregateFunction,
     /// Its argument; `None` for count(*).
     pub argument: Option<Expression>,
+    /// string_agg's separator, evaluated per row.
+    pub separator: Option<Expression>,
     /// DISTINCT.
     pub distinct: bool,
     /// Result type.
@@ -105,6 +107,25 @@ pub enum JoinType {
     Left,
 }
 
+/// The set-returning functions FROM accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFunction {
+    /// `generate_series(start, stop [, step])`: integers from start to stop.
+    GenerateSeries,
+    /// `unnest(array)`: the elements, one per row.
+    Unnest,
+}
+
+impl TableFunction {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFunction::GenerateSeries => "generate_series",
+            TableFunction::Unnest => "unnest",
+        }
+    }
+}
+
 /// A node of a plan.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Plan {
@@ -112,6 +133,15 @@ pub enum Plan {
     Values {
         /// Rows of expressions.
         rows: Vec<Vec<Expression>>,
+    },
+    /// Rows of a set-returning function, one column each.
+    TableFunction {
+        /// Which function.
+        function: TableFunction,
+        /// Its arguments, evaluated when the plan runs.
+        arguments: Vec<Expression>,
+        /// The column's type.
+        data_type: DataType,
     },
     /// Reads rows of a table.
     Scan {
@@ -240,6 +270,7 @@ impl Plan {
         let mut each = |exprs: &mut [Expression]| exprs.iter_mut().try_for_each(&mut *f);
         match self {
             Plan::Values { rows } => rows.iter_mut().try_for_each(|row| each(row))?,
+            Plan::TableFunction { arguments, .. } => each(arguments)?,
             Plan::Scan { .. } => {}
             Plan::Filter { source, predicate } => {
                 each(std::slice::from_mut(predicate))?;
@@ -261,6 +292,9 @@ impl Plan {
                 for aggregate in aggregates {
                     if let Some(argument) = &mut aggregate.argument {
                         each(std::slice::from_mut(argument))?;
+                    }
+                    if let Some(separator) = &mut aggregate.separator {
+                        each(std::slice::from_mut(separator))?;
                     }
                 }
                 return source.for_each_expression_mut(f);
@@ -341,6 +375,16 @@ impl Plan {
                     rows.len(),
                     if rows.len() == 1 { "" } else { "s" }
                 );
+                Vec::new()
+            }
+            Plan::TableFunction {
+                function,
+                arguments,
+                ..
+            } => {
+                let items: Vec<String> = arguments.iter().map(ToString::to_string).collect();
+                let _ = write!(line, "Function Scan on {}", function.name());
+                details.push(format!("Arguments: {}", items.join(", ")));
                 Vec::new()
             }
             Plan::Scan { table, access } => {
@@ -509,9 +553,14 @@ impl Plan {
 
 fn describe_aggregate(aggregate: &Aggregate) -> String {
     let distinct = if aggregate.distinct { "DISTINCT " } else { "" };
+    let separator = aggregate
+        .separator
+        .as_ref()
+        .map(|s| format!(", {s}"))
+        .unwrap_or_default();
     match &aggregate.argument {
         None => format!("{}(*)", aggregate.function.name()),
-        Some(arg) => format!("{}({distinct}{arg})", aggregate.function.name()),
+        Some(arg) => format!("{}({distinct}{arg}{separator})", aggregate.function.name()),
     }
 }
 

@@ -49,14 +49,26 @@ pub fn resolve(name: &str, catalog: &Catalog, identity: &Identity) -> Option<Sys
             super::pg_catalog::resolve(other.strip_prefix("pg_catalog.").unwrap_or(other), catalog)?
         }
     };
-    let table = Table {
-        id: 0,
-        name: name.rsplit('.').next().unwrap_or(name).to_string(),
-        columns: columns
+    let table = derived_table(
+        name.rsplit('.').next().unwrap_or(name),
+        columns
             .iter()
+            .map(|(name, data_type)| (name.to_string(), *data_type)),
+    );
+    Some(SystemView { table, rows })
+}
+
+/// A table definition for rows that are not stored (a view, a subquery in FROM, a
+/// set-returning function), so that names scope over them like over a table's.
+pub fn derived_table(name: &str, columns: impl IntoIterator<Item = (String, DataType)>) -> Table {
+    Table {
+        id: 0,
+        name: name.to_string(),
+        columns: columns
+            .into_iter()
             .map(|(name, data_type)| Column {
-                name: name.to_string(),
-                data_type: *data_type,
+                name,
+                data_type,
                 nullable: true,
                 default: None,
                 hidden: false,
@@ -65,8 +77,7 @@ pub fn resolve(name: &str, catalog: &Catalog, identity: &Identity) -> Option<Sys
         primary_key: Vec::new(),
         indexes: Vec::new(),
         shard_count: 1,
-    };
-    Some(SystemView { table, rows })
+    }
 }
 
 /// Whether `name` names a system view (for a clear error when one is written to).
