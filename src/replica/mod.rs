@@ -5,6 +5,15 @@
 //! a lock orders commands, the oracle stamps them, and the state machine applies them.
 //! Layers above talk to [`LocalReplica`] through the same two verbs a Raft group offers —
 //! propose a command, read at a timestamp — so they do not change when replication comes.
+//!
+//! Group commit: the apply lock covers ordering, checks and the (unsynced) write, not the
+//! fsync. After releasing it, a proposer waits until the log is synced past its command;
+//! whoever finds no sync in flight starts one, which covers every command written before
+//! it, and the others wait for it. So N concurrent commits share about one fsync instead
+//! of queueing for N. Nothing is acknowledged, and no snapshot includes a command (the
+//! read timestamp is the synced watermark), before its sync; a failed command also waits,
+//! so that an error caused by an earlier, not yet durable commit (a conflict, a duplicate
+//! key) is only reported once that commit is durable.
 
 use crate::catalog::Catalog;
 use crate::error::Result;
@@ -12,7 +21,7 @@ use crate::state_machine::{Applied, Command, Operation, ProgressFn, StateMachine
 use crate::storage::Store;
 use crate::txn::oracle::{LocalOracle, TimestampOracle};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// The single-node replica of every shard.
 pub struct LocalReplica {
@@ -20,9 +29,20 @@ pub struct LocalReplica {
     state_machine: Mutex<StateMachine>,
     catalog: Arc<RwLock<Arc<Catalog>>>,
     oracle: Box<dyn TimestampOracle>,
-    /// Commit timestamp up to which every command is applied: a snapshot at this
-    /// timestamp is complete and will never change.
+    /// Commit timestamp up to which every command is applied and durable: a snapshot at
+    /// this timestamp is complete and will never change.
     read_ts: AtomicU64,
+    /// Timestamp of the last command written to the log (synced or not).
+    written_ts: AtomicU64,
+    /// The group-commit state: how far the log is synced, and whether a sync is running.
+    durability: Mutex<Durability>,
+    /// Signalled when a sync finishes.
+    synced: Condvar,
+}
+
+struct Durability {
+    synced_ts: u64,
+    syncing: bool,
 }
 
 impl LocalReplica {
@@ -36,25 +56,71 @@ impl LocalReplica {
             state_machine: Mutex::new(state_machine),
             oracle: Box::new(oracle),
             read_ts: AtomicU64::new(last_applied),
+            written_ts: AtomicU64::new(last_applied),
+            durability: Mutex::new(Durability {
+                synced_ts: last_applied,
+                syncing: false,
+            }),
+            synced: Condvar::new(),
             store,
         })
     }
 
     /// Orders, stamps and applies one operation; returns once it is durable.
     pub fn propose(&self, operation: Operation, progress: Option<ProgressFn>) -> Result<Applied> {
-        let mut state_machine = self
-            .state_machine
+        let (outcome, written) = {
+            let mut state_machine = self
+                .state_machine
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let command = Command {
+                commit_ts: self.oracle.next_timestamp()?,
+                operation,
+            };
+            let span = tracing::debug_span!("apply", commit_ts = command.commit_ts);
+            let _entered = span.enter();
+            let outcome = state_machine.apply(&command, progress);
+            let written = state_machine.last_applied_ts();
+            self.written_ts.store(written, Ordering::Release);
+            (outcome, written)
+        };
+        self.wait_until_synced(written)?;
+        outcome
+    }
+
+    /// Waits until the log is synced at least up to `written`, running the sync itself
+    /// when none is in flight.
+    fn wait_until_synced(&self, written: u64) -> Result<()> {
+        let mut state = self
+            .durability
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        let command = Command {
-            commit_ts: self.oracle.next_timestamp()?,
-            operation,
-        };
-        let span = tracing::debug_span!("apply", commit_ts = command.commit_ts);
-        let _entered = span.enter();
-        let applied = state_machine.apply(&command, progress)?;
-        self.read_ts.store(command.commit_ts, Ordering::Release);
-        Ok(applied)
+        while state.synced_ts < written {
+            if state.syncing {
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(|poison| poison.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            // Every command up to `target` is in the log before the sync starts.
+            let target = self.written_ts.load(Ordering::Acquire);
+            let outcome = self.store.sync_wal();
+            state = self
+                .durability
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            state.syncing = false;
+            if outcome.is_ok() && target > state.synced_ts {
+                state.synced_ts = target;
+                self.read_ts.fetch_max(target, Ordering::AcqRel);
+            }
+            self.synced.notify_all();
+            outcome?;
+        }
+        Ok(())
     }
 
     /// A number never handed out before (hidden row ids of tables without a primary key).

@@ -2,7 +2,8 @@
 //!
 //! A [`Command`] is a serializable description of a change — a DDL operation, or the
 //! buffered writes of a transaction with its start and commit timestamps. [`StateMachine::apply`]
-//! turns it into one atomic, synced write batch. Its result depends only on the command
+//! turns it into one atomic write batch (synced here for DDL; for commits the replica
+//! syncs the log once for a group of them). Its result depends only on the command
 //! and the current state: conflict checks (first committer wins), uniqueness checks and
 //! index maintenance are all computed here from stored data, never from the proposer's
 //! view. That is what lets a Raft log replay the same commands on every replica and reach
@@ -230,7 +231,14 @@ impl StateMachine {
             keys::META_LAST_APPLIED_TS.to_vec(),
             encoding::encode(&ts)?,
         );
-        self.store.write(batch)?;
+        // A commit's durability is the replica's job: it syncs the log once for a group
+        // of commits (group commit). A catalog change is synced here, before the new
+        // catalog becomes visible to planners.
+        if catalog_changed {
+            self.store.write(batch)?;
+        } else {
+            self.store.write_unsynced(batch)?;
+        }
         self.last_applied_ts = ts;
         if catalog_changed {
             *self

@@ -181,6 +181,22 @@ impl Store {
 
     /// Writes a batch atomically and durably (fsync of the write-ahead log).
     pub fn write(&self, batch: Batch) -> Result<()> {
+        self.write_with(batch, true)
+    }
+
+    /// Writes a batch atomically to the write-ahead log and memtable without waiting for
+    /// the fsync: the caller must call [`Store::sync_wal`] before treating it as durable
+    /// (group commit: one fsync then covers every batch written before it).
+    pub fn write_unsynced(&self, batch: Batch) -> Result<()> {
+        self.write_with(batch, false)
+    }
+
+    /// Makes every batch written so far durable (fsync of the write-ahead log).
+    pub fn sync_wal(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
+    fn write_with(&self, batch: Batch, sync: bool) -> Result<()> {
         let mut write_batch = rocksdb::WriteBatch::default();
         for op in batch.ops {
             match op {
@@ -194,7 +210,7 @@ impl Store {
             }
         }
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(sync);
         Ok(self.db.write_opt(write_batch, &options)?)
     }
 }
