@@ -1,6 +1,9 @@
-//! FROM clauses: tables, joins, and where each WHERE and ON condition is applied.
+//! FROM clauses: tables, subqueries and set-returning functions, joins, and where each
+//! WHERE and ON condition is applied.
 //!
-//! The joined row is the columns of every table in FROM, left to right. Binding happens
+//! The joined row is the columns of every item in FROM, left to right. A subquery or a
+//! function is planned on its own and its rows feed the join like a table's (terms on
+//! it filter its rows; they cannot choose its access path). Binding happens
 //! against that whole row; then each condition is pushed as far down the join tree as
 //! its meaning allows, so that a test on one table filters that table's scan (and can
 //! pick its primary key or an index) before any join sees its rows:

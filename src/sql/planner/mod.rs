@@ -2,7 +2,8 @@
 //!
 //! A SELECT becomes `FROM (scans and joins, WHERE pushed down) -> [Aggregate ->
 //! Filter(HAVING)] -> Project -> [Distinct] -> [Sort] -> [Limit] -> [Project]`: the last
-//! projection drops columns that were computed only to sort by; [`join`] plans FROM.
+//! projection drops columns that were computed only to sort by; [`join`] plans FROM;
+//! `set_operation` plans UNION, INTERSECT and EXCEPT over two such queries.
 //! Constant sub-expressions are folded at plan time so that `id = 1 + 1` or `id = $1`
 //! can use the primary key.
 
