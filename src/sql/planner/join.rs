@@ -221,9 +221,6 @@ impl<'a> Planner<'a> {
                         .unwrap_or_default()
                         .to_string()
                 });
-                if sources.iter().any(|s: &Source| s.visible == visible) {
-                    return Err(Error::DuplicateAlias(visible));
-                }
                 let (table, rows) =
                     match system::resolve(&reference.name, self.catalog, self.identity) {
                         Some(view) => (view.table, SourceRows::Fixed(view.rows)),
@@ -232,28 +229,25 @@ impl<'a> Planner<'a> {
                             SourceRows::Stored,
                         ),
                     };
-                Ok(add_source(sources, columns, visible, table, rows))
+                add_source(sources, columns, visible, table, rows)
             }
             FromItem::Subquery {
                 query,
                 alias,
                 columns: renamed,
             } => {
-                if sources.iter().any(|s: &Source| &s.visible == alias) {
-                    return Err(Error::DuplicateAlias(alias.clone()));
-                }
                 let (plan, output) = self.plan_select(query)?;
                 let mut names: Vec<(String, DataType)> =
                     output.into_iter().map(|c| (c.name, c.data_type)).collect();
                 rename(alias, &mut names, renamed)?;
                 let table = system::derived_table(alias, names);
-                Ok(add_source(
+                add_source(
                     sources,
                     columns,
                     alias.clone(),
                     table,
                     SourceRows::Planned(plan),
-                ))
+                )
             }
             FromItem::Function {
                 name,
@@ -262,21 +256,12 @@ impl<'a> Planner<'a> {
                 columns: renamed,
             } => {
                 let visible = alias.clone().unwrap_or_else(|| name.clone());
-                if sources.iter().any(|s: &Source| s.visible == visible) {
-                    return Err(Error::DuplicateAlias(visible));
-                }
                 let (plan, data_type) = self.plan_table_function(name, args)?;
                 // A function of one column names it after the alias, as PostgreSQL does.
                 let mut names = vec![(visible.clone(), data_type)];
                 rename(&visible, &mut names, renamed)?;
                 let table = system::derived_table(&visible, names);
-                Ok(add_source(
-                    sources,
-                    columns,
-                    visible,
-                    table,
-                    SourceRows::Planned(plan),
-                ))
+                add_source(sources, columns, visible, table, SourceRows::Planned(plan))
             }
             FromItem::Join {
                 left,
@@ -399,14 +384,18 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Appends a FROM item's columns and source, returning its leaf.
+/// Appends a FROM item's columns and source, returning its leaf; two items may not
+/// have the same visible name.
 fn add_source(
     sources: &mut Vec<Source>,
     columns: &mut Vec<ScopeColumn>,
     visible: String,
     table: Table,
     rows: SourceRows,
-) -> Node {
+) -> Result<Node> {
+    if sources.iter().any(|s| s.visible == visible) {
+        return Err(Error::DuplicateAlias(visible));
+    }
     let start = columns.len();
     columns.extend(table.columns.iter().map(|c| ScopeColumn {
         name: c.name.clone(),
@@ -419,12 +408,12 @@ fn add_source(
         table,
         rows,
     });
-    Node::Leaf {
+    Ok(Node::Leaf {
         source: sources.len() - 1,
         start,
         width,
         filters: Vec::new(),
-    }
+    })
 }
 
 /// Applies a column alias list (`AS s(a, b)`) to the first columns.

@@ -491,13 +491,7 @@ impl<'a> Planner<'a> {
         for item in order_by {
             let column = match &item.expr {
                 Expr::Literal(value) if value.as_i64().is_some() => {
-                    let position = value.as_i64().unwrap_or_default();
-                    if position < 1 || position as usize > items.len() {
-                        return Err(Error::InvalidColumnReference(format!(
-                            "ORDER BY position {position} is not in select list"
-                        )));
-                    }
-                    position as usize - 1
+                    order_by_position(value, items.len())?
                 }
                 Expr::Column { table: None, name }
                     if items.iter().filter(|(_, n)| n == name).count() == 1 =>
@@ -882,6 +876,17 @@ impl<'a> Planner<'a> {
             .find(|n| !self.catalog.relation_exists(n))
             .unwrap_or_else(|| base.to_string())
     }
+}
+
+/// `ORDER BY 2`: the 0-based result column a position names.
+fn order_by_position(value: &Value, column_count: usize) -> Result<usize> {
+    let position = value.as_i64().unwrap_or_default();
+    if position < 1 || position as usize > column_count {
+        return Err(Error::InvalidColumnReference(format!(
+            "ORDER BY position {position} is not in select list"
+        )));
+    }
+    Ok(position as usize - 1)
 }
 
 fn multiple_primary_keys(table: &str) -> Error {

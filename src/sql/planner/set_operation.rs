@@ -141,13 +141,7 @@ fn result_sort_keys(
     for item in order_by {
         let column = match &item.expr {
             Expr::Literal(value) if value.as_i64().is_some() => {
-                let position = value.as_i64().unwrap_or_default();
-                if position < 1 || position as usize > columns.len() {
-                    return Err(Error::InvalidColumnReference(format!(
-                        "ORDER BY position {position} is not in select list"
-                    )));
-                }
-                position as usize - 1
+                super::order_by_position(value, columns.len())?
             }
             Expr::Column { table: None, name } => {
                 let mut matching = columns.iter().enumerate().filter(|(_, c)| &c.name == name);
