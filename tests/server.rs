@@ -391,22 +391,46 @@ async fn concurrent_connections() {
     assert_eq!(groups.len() as i64, WORKERS);
 }
 
-/// SIGTERM shuts the server down with exit status 0; an open transaction is rolled back
-/// and committed data is there after a restart.
+/// SIGTERM shuts the server down with exit status 0, promptly: an idle session is told
+/// so with PostgreSQL's FATAL 57P01, its open transaction is rolled back, a running
+/// statement is interrupted rather than waited for, and committed data is there after a
+/// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_rolls_back_open_transactions() {
     let server = Server::start();
-    let client = server.connect().await;
+    let (client, connection) = connect_watched(&server).await;
     client
         .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)")
         .await
         .expect("setup");
+    fill_big_table(&client, 12).await; // 4,096 rows: their cross join is 16M rows
     client
         .batch_execute("BEGIN; INSERT INTO t VALUES (2)")
         .await
         .expect("open transaction");
-    let (code, data) = server.terminate();
+    let busy = server.connect().await;
+    let long_statement =
+        tokio::spawn(async move { busy.query("SELECT count(*) FROM big a, big b", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    let (code, data) = tokio::task::block_in_place(|| server.terminate());
     assert_eq!(code, Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?}: the running statement was not interrupted",
+        asked.elapsed()
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the idle session ended")
+        .expect("connection task");
+    assert_eq!(
+        ended.err().and_then(|e| e.code().cloned()),
+        Some(SqlState::ADMIN_SHUTDOWN)
+    );
+    let interrupted = long_statement.await.expect("statement task");
+    assert!(interrupted.is_err(), "the long statement finished normally");
+
     let server = Server::start_in(data, &[]);
     let client = server.connect().await;
     let ids: Vec<i32> = client

@@ -1,9 +1,10 @@
 //! One client connection: pgwire drives the protocol, and these handlers run its simple
 //! and extended queries on the connection's own [`Session`].
 //!
-//! The engine is synchronous (RocksDB calls block), so each statement runs inside
-//! `block_in_place`: the worker thread is handed over to blocking work and other
-//! connections keep being served by the runtime's remaining workers.
+//! The engine is synchronous (RocksDB calls block), and each connection has its own OS
+//! thread (see [`super`]), so statements run inline on it: a long statement holds only
+//! its own connection, as a PostgreSQL backend process does, and a CancelRequest, which
+//! arrives on a connection (and thread) of its own, always gets to run.
 //!
 //! [`serve`] is the connection's message loop. It is ours rather than pgwire's
 //! `process_socket` because a database must bound what a client can make it do: each
@@ -13,6 +14,7 @@
 //! FATAL error PostgreSQL sends. Message dispatch is still pgwire's `process_message`.
 
 use super::auth::UserTable;
+use super::cork::Cork;
 use super::frames::{read_message, FrameLimit};
 use super::wire::{self, error_info, user_error};
 use crate::database::Database;
@@ -128,12 +130,13 @@ pub struct Backend {
 }
 
 impl Backend {
-    fn run<T: Send>(&self, work: impl FnOnce(&mut Session) -> T + Send) -> T {
-        let session = Arc::clone(&self.session);
-        tokio::task::block_in_place(move || {
-            let mut session = session.lock().unwrap_or_else(|poison| poison.into_inner());
-            work(&mut session)
-        })
+    /// Runs `work` on the session, inline: this is the connection's own thread.
+    fn run<T>(&self, work: impl FnOnce(&mut Session) -> T) -> T {
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        work(&mut session)
     }
 }
 
@@ -190,10 +193,9 @@ impl SimpleQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let query = query.to_string();
-        let (results, failure): (Vec<QueryResult>, Option<Error>) = self.run(move |session| {
+        let (results, failure): (Vec<QueryResult>, Option<Error>) = self.run(|session| {
             let mut results = Vec::new();
-            let outcome = session.execute_each(&query, &[], |result| results.push(result));
+            let outcome = session.execute_each(query, &[], |result| results.push(result));
             (results, outcome.err())
         });
         send_notices(client, &results).await?;
@@ -231,9 +233,9 @@ impl ExtendedQueryHandler for Backend {
     {
         let statement: &StoredStatement<ParsedStatement> = &portal.statement;
         let params = wire::decode_parameters(portal, &statement.statement.description.parameters)?;
-        let prepared = statement.statement.prepared.clone();
+        let prepared = &statement.statement.prepared;
         let result = self
-            .run(move |session| session.execute_prepared(&prepared, &params))
+            .run(|session| session.execute_prepared(prepared, &params))
             .map_err(user_error)?;
         send_notices(client, std::slice::from_ref(&result)).await?;
         to_response(result, Some(&portal.result_column_format))
@@ -248,6 +250,13 @@ pub struct CancelRegistry {
 }
 
 impl CancelRegistry {
+    /// Interrupts every running statement (at shutdown).
+    pub fn interrupt_all(&self) {
+        for (_, interrupt) in self.lock().values() {
+            interrupt.cancel();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (SecretKey, Arc<Interrupt>)>> {
         self.connections
             .lock()
@@ -435,6 +444,7 @@ pub struct ConnectionHandlers {
     backend: Arc<Backend>,
     startup: Arc<Startup>,
     cancel: Arc<CancelRegistry>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// What every connection of a server shares.
@@ -453,6 +463,8 @@ pub struct ServerShared {
     pub max_message_size: usize,
     /// Settings every new session starts from (the config file's timeouts).
     pub session_defaults: Vec<(String, String)>,
+    /// Cancelled when the server shuts down: every session ends.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl ConnectionHandlers {
@@ -480,6 +492,7 @@ impl ConnectionHandlers {
                 pid: Mutex::new(None),
             }),
             cancel: Arc::clone(&shared.registry),
+            stop: shared.stop.clone(),
         })
     }
 
@@ -515,18 +528,21 @@ impl ConnectionHandlers {
 /// (PostgreSQL's `authentication_timeout` default).
 pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Connection = Framed<FrameLimit<MaybeTls>, PgWireMessageServerCodec<ParsedStatement>>;
+type Connection = Framed<FrameLimit<Cork<MaybeTls>>, PgWireMessageServerCodec<ParsedStatement>>;
 
 /// Serves one client connection until it ends; errors are the connection's own and
 /// never affect other connections.
 pub async fn serve(socket: TcpStream, shared: Arc<ServerShared>) -> std::io::Result<()> {
     let handlers = ConnectionHandlers::new(&shared).map_err(std::io::Error::other)?;
     let deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
-    let negotiated = tokio::time::timeout_at(
+    let negotiation = tokio::time::timeout_at(
         deadline,
         negotiate_tls::<ParsedStatement>(socket, shared.tls.clone()),
-    )
-    .await;
+    );
+    let negotiated = tokio::select! {
+        negotiated = negotiation => negotiated,
+        () = shared.stop.cancelled() => return Ok(()), // shutting down
+    };
     let negotiated = match negotiated {
         Err(_) => return Ok(()), // startup did not finish in time
         Ok(result) => result?,
@@ -536,12 +552,43 @@ pub async fn serve(socket: TcpStream, shared: Arc<ServerShared>) -> std::io::Res
         return Ok(());
     };
     let parts = negotiated.into_parts();
-    let io = FrameLimit::new(parts.io, shared.max_message_size, &parts.read_buf);
+    let io = FrameLimit::new(
+        Cork::new(parts.io),
+        shared.max_message_size,
+        &parts.read_buf,
+    );
     let mut limited = FramedParts::new(io, parts.codec);
     limited.read_buf = parts.read_buf;
     limited.write_buf = parts.write_buf;
     let mut socket: Connection = Framed::from_parts(limited);
-    message_loop(&mut socket, &handlers, deadline).await
+    let outcome = message_loop(&mut socket, &handlers, deadline).await;
+    // A FATAL error may still be held back; the socket may be gone already.
+    let _ = write_out(&mut socket).await;
+    outcome
+}
+
+/// Writes out every response held back while the connection was corked.
+async fn write_out(socket: &mut Connection) -> std::io::Result<()> {
+    socket.get_mut().get_mut().uncork();
+    socket.flush().await.map_err(std::io::Error::other)
+}
+
+/// Whether the bytes already read hold the whole next message, so the client's batch
+/// goes on and its responses can wait. Only typed messages are judged (every message
+/// after startup); otherwise the answer is no, which costs at most an early flush.
+fn next_message_buffered(socket: &Connection) -> bool {
+    let typed = matches!(
+        socket.state(),
+        PgWireConnectionState::ReadyForQuery
+            | PgWireConnectionState::QueryInProgress
+            | PgWireConnectionState::AwaitingSync
+    );
+    let buffered = socket.read_buffer();
+    if !typed || buffered.len() < 5 {
+        return false;
+    }
+    let length = u32::from_be_bytes([buffered[1], buffered[2], buffered[3], buffered[4]]);
+    (length as usize) < buffered.len()
 }
 
 /// What waiting for the next message turned up.
@@ -550,6 +597,8 @@ enum Next {
     Closed,
     Broken(PgWireError),
     TimedOut(Option<(&'static str, &'static str)>),
+    /// The server is shutting down.
+    Stopped,
 }
 
 async fn next_message(
@@ -565,12 +614,24 @@ async fn next_message(
             .map(|(t, code, message)| (tokio::time::Instant::now() + t, Some((code, message)))),
         _ => None,
     };
-    let next = match limit {
-        Some((until, error)) => match tokio::time::timeout_at(until, read_message(socket)).await {
+    if handlers.stop.is_cancelled() {
+        return Next::Stopped;
+    }
+    let stop = handlers.stop.clone();
+    let read = async {
+        match limit {
+            Some((until, error)) => tokio::time::timeout_at(until, read_message(socket))
+                .await
+                .map_err(|_| Next::TimedOut(error)),
+            None => Ok(read_message(socket).await),
+        }
+    };
+    let next = tokio::select! {
+        next = read => match next {
             Ok(next) => next,
-            Err(_) => return Next::TimedOut(error),
+            Err(timed_out) => return timed_out,
         },
-        None => read_message(socket).await,
+        () = stop.cancelled() => return Next::Stopped,
     };
     match next {
         None => Next::Closed,
@@ -586,6 +647,9 @@ async fn message_loop(
 ) -> std::io::Result<()> {
     let copy = Arc::new(NoopHandler);
     loop {
+        if !next_message_buffered(socket) {
+            write_out(socket).await?;
+        }
         let message = match next_message(socket, handlers, deadline).await {
             Next::Message(message) => message,
             Next::Closed => return Ok(()),
@@ -598,6 +662,10 @@ async fn message_loop(
                 return send_fatal(socket, code, text).await;
             }
             Next::Broken(error) => return refuse_frame(socket, error).await,
+            Next::Stopped => {
+                let text = "terminating connection due to administrator command";
+                return send_fatal(socket, "57P01", text).await;
+            }
         };
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
@@ -607,6 +675,7 @@ async fn message_loop(
             _ => message.is_extended_query(),
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        socket.get_mut().get_mut().cork();
         let outcome = process_message(
             message,
             socket,
@@ -645,6 +714,7 @@ async fn refuse_frame(socket: &mut Connection, error: PgWireError) -> std::io::R
     tracing::info!(%reason, "closing a connection after an invalid message");
     let message = format!("invalid frontend message: {reason}");
     send_error(socket, fatal_info("08P01", message)).await?;
+    write_out(socket).await?;
     // The client learns why before it learns that the connection is closing.
     socket.get_mut().drain(DRAIN_TIME, DRAIN_BYTES).await;
     socket.close().await.map_err(std::io::Error::other)

@@ -199,6 +199,11 @@ impl<IO> FrameLimit<IO> {
         .await;
     }
 
+    /// The wrapped stream.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.inner
+    }
+
     /// The error that stopped the stream, if any.
     pub fn error(&self) -> Option<&FrameError> {
         self.failed.as_ref()
