@@ -25,7 +25,9 @@ enum Command {
         #[arg(long, default_value = "./tessera-data")]
         data: PathBuf,
         /// Connect to a server instead of opening a directory:
-        /// postgres://user[:password]@host:port/db (PGPASSWORD is used too).
+        /// postgres://user[:password]@host:port/db (PGPASSWORD is used too);
+        /// TLS as in libpq: ?sslmode=disable|prefer|require|verify-ca|verify-full
+        /// and &sslrootcert=FILE (default prefer).
         #[arg(long, conflicts_with = "data")]
         connect: Option<String>,
         /// Run this SQL (or meta-command) and exit; may be given several times.

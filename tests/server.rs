@@ -959,20 +959,27 @@ async fn password_authentication_with_scram() {
     assert!(tokio_postgres::connect(&no_password, NoTls).await.is_err());
 }
 
-/// A self-signed certificate and key (openssl, installed by scripts/setup.sh).
-fn make_certificate(dir: &std::path::Path) {
+/// Runs openssl (installed by scripts/setup.sh) in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
     let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
+        .args(args)
+        .current_dir(dir)
         .stderr(Stdio::null())
         .status()
         .expect("run openssl");
-    assert!(status.success(), "openssl req failed");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// A server with the users of [`users_toml`] that accepts only TLS, with the
+/// certificate and key in `certificates` (see [`make_signed_certificate`]).
+fn start_requiring_tls(certificates: &std::path::Path) -> (Server, tempfile::TempDir) {
+    let toml = format!(
+        "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
+        users_toml(),
+        certificates.join("cert.pem").display(),
+        certificates.join("key.pem").display()
+    );
+    start_with_config(&toml)
 }
 
 /// TLS through rustls, seen by psql (libpq/OpenSSL): with `required = true` a TLS client
@@ -981,14 +988,8 @@ fn make_certificate(dir: &std::path::Path) {
 #[test]
 fn tls_with_psql() {
     let certificates = tempfile::tempdir().expect("cert dir");
-    make_certificate(certificates.path());
-    let toml = format!(
-        "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
-        users_toml(),
-        certificates.path().join("cert.pem").display(),
-        certificates.path().join("key.pem").display()
-    );
-    let (server, _config) = start_with_config(&toml);
+    make_signed_certificate(certificates.path());
+    let (server, _config) = start_requiring_tls(certificates.path());
     let psql = |options: &str| {
         Command::new("psql")
             .arg("-XAtc")
@@ -1017,6 +1018,143 @@ fn tls_with_psql() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A certificate authority and a server certificate it signed for the name `localhost`
+/// (not for 127.0.0.1), as `ca.pem`, `cert.pem` and `key.pem` in `dir` (openssl).
+fn make_signed_certificate(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n",
+    )
+    .expect("write extensions");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+}
+
+/// `tessera shell --connect` speaks TLS with libpq's sslmode meanings, against a server
+/// that refuses plaintext: the default (prefer) and require encrypt; verify-full checks
+/// the chain and the host name, verify-ca only the chain; a certificate from another
+/// authority, a name the certificate does not hold, and sslmode=disable all fail.
+#[test]
+fn shell_connects_over_tls() {
+    let certificates = tempfile::tempdir().expect("cert dir");
+    make_signed_certificate(certificates.path());
+    let other_ca = tempfile::tempdir().expect("other CA dir");
+    make_signed_certificate(other_ca.path());
+    let (server, _config) = start_requiring_tls(certificates.path());
+    let ca = certificates.path().join("ca.pem");
+    let wrong_ca = other_ca.path().join("ca.pem");
+    let shell = |host: &str, options: String| {
+        let url = format!("postgres://alice@{host}:{}/tessera{options}", server.port);
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["shell", "--format", "csv", "--connect", &url])
+            .args(["-c", "SELECT current_user AS u"])
+            .env("PGPASSWORD", "correct horse")
+            .env("HOME", certificates.path()) // no ~/.postgresql/root.crt
+            .output()
+            .expect("run tessera shell")
+    };
+    let succeeds = [
+        ("localhost", String::new()),
+        ("localhost", "?sslmode=require".to_string()),
+        (
+            "localhost",
+            format!("?sslmode=verify-full&sslrootcert={}", ca.display()),
+        ),
+        (
+            "127.0.0.1",
+            format!("?sslmode=verify-ca&sslrootcert={}", ca.display()),
+        ),
+    ];
+    for (host, options) in succeeds {
+        let output = shell(host, options.clone());
+        assert!(
+            output.status.success(),
+            "{host}{options}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "u\nalice\n");
+    }
+    let fails = [
+        (
+            "127.0.0.1",
+            format!("?sslmode=verify-full&sslrootcert={}", ca.display()),
+            "certificate",
+        ),
+        (
+            "localhost",
+            format!("?sslmode=verify-full&sslrootcert={}", wrong_ca.display()),
+            "certificate",
+        ),
+        (
+            "localhost",
+            "?sslmode=verify-full".to_string(),
+            "root certificate file",
+        ),
+        (
+            "localhost",
+            "?sslmode=disable".to_string(),
+            "accepts only TLS connections",
+        ),
+    ];
+    for (host, options, expected) in fails {
+        let output = shell(host, options.clone());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{host}{options} must fail");
+        assert!(stderr.contains(expected), "{host}{options}: {stderr}");
+    }
 }
 
 /// Connects and returns the client with the connection task's handle, whose result

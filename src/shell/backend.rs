@@ -59,10 +59,11 @@ fn remote_error(error: postgres::Error) -> Error {
                 _ => None,
             },
         })),
-        // Not from the server: the connection failed (08006, connection_failure).
+        // Not from the server: the connection failed (08006, connection_failure). The
+        // causes say why ("error performing TLS handshake" alone does not).
         None => Error::Remote(Box::new(RemoteError {
             code: "08006".into(),
-            message: error.to_string(),
+            message: with_causes(&error),
             detail: None,
             hint: None,
             position: None,
@@ -70,14 +71,29 @@ fn remote_error(error: postgres::Error) -> Error {
     }
 }
 
+/// An error's message followed by those of its causes.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
+}
+
 impl Remote {
     /// Connects to `url` (`postgres://user[:password]@host:port/db` or libpq's
     /// `key=value` form). Without a password in the URL, `PGPASSWORD` is used; failing
     /// that, a terminal is asked, if the server wants one.
     pub fn connect(url: &str) -> Result<Remote> {
-        let mut config: postgres::Config = url.parse().map_err(|e| {
+        let (rest, tls_options) = super::tls::split_tls_options(url)?;
+        let mut config: postgres::Config = rest.parse().map_err(|e| {
             Error::InvalidParameterValue(format!("invalid connection URL \"{url}\": {e}"))
         })?;
+        config.ssl_mode(tls_options.mode.negotiation());
+        let tls = super::tls::connector(&tls_options)?;
         if config.get_password().is_none() {
             if let Ok(password) = std::env::var("PGPASSWORD") {
                 config.password(password);
@@ -90,12 +106,12 @@ impl Remote {
                 notices.push(notice.message().to_string());
             }
         });
-        let client = match config.connect(postgres::NoTls) {
+        let client = match config.connect(tls.clone()) {
             Err(e) if e.to_string().contains("password missing") && is_terminal() => {
                 let password = rpassword::prompt_password("Password: ")
                     .map_err(|e| Error::Io(format!("cannot read the password: {e}")))?;
                 config.password(password);
-                config.connect(postgres::NoTls).map_err(remote_error)?
+                config.connect(tls).map_err(remote_error)?
             }
             other => other.map_err(remote_error)?,
         };

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod format;
 pub mod meta;
 pub mod splitter;
+pub mod tls;
 
 use crate::error::{Error, Result};
 use crate::session::{Session, TransactionStatus};
