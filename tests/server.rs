@@ -571,6 +571,16 @@ fn psql_works() {
         \x20v      | text | yes  | v\n\
         btree, for table \"public.u\"\n\n"
     );
+    // \l lists the one database under the name the session used.
+    let output = psql(&["-c", "\\l"]);
+    assert_eq!(
+        succeeded(&output),
+        "                                         List of databases\n\
+        \x20 Name   |  Owner  | Encoding | Collate | Ctype | ICU Locale | Locale Provider | Access privileges \n\
+        ---------+---------+----------+---------+-------+------------+-----------------+-------------------\n\
+        \x20tessera | tessera | UTF8     | C       | C     |            | libc            | \n\
+        (1 row)\n\n"
+    );
     let output = psql(&["-c", "SELECT * FROM missing"]);
     assert!(!output.status.success());
     assert!(

@@ -426,6 +426,11 @@ fn catalog_call(
             .get(&(id, 0))
             .cloned()
             .unwrap_or_else(|| Value::Text(id.to_string())),
+        // PostgreSQL answers an unknown encoding number with an empty name.
+        CatalogFunction::EncodingName => entries
+            .get(&(id, 0))
+            .cloned()
+            .unwrap_or_else(|| Value::Text(String::new())),
         _ => entries.get(&(id, 0)).cloned().unwrap_or(Value::Null),
     })
 }

@@ -222,6 +222,8 @@ pub enum CatalogFunction {
     /// `obj_description(object, catalog)` and `col_description(table, column)`: the
     /// comment on an object (Tessera has no COMMENT ON yet, so always NULL).
     Description,
+    /// `pg_encoding_to_char(encoding)`: an encoding's name (Tessera's text is UTF-8).
+    EncodingName,
     /// `oid::regclass` and the other object-identifier casts: the object's name (the
     /// number itself, as text, when no such object exists, as PostgreSQL prints it).
     ObjectName(crate::sql::ast::ObjectKind),
@@ -238,6 +240,7 @@ impl CatalogFunction {
             "pg_get_constraintdef" => CatalogFunction::ConstraintDefinition,
             "pg_relation_is_publishable" => CatalogFunction::RelationIsPublishable,
             "pg_get_statisticsobjdef_columns" => CatalogFunction::StatisticsColumns,
+            "pg_encoding_to_char" => CatalogFunction::EncodingName,
             "obj_description" | "col_description" | "shobj_description" => {
                 CatalogFunction::Description
             }
@@ -257,6 +260,7 @@ impl CatalogFunction {
             CatalogFunction::RelationIsPublishable => "pg_relation_is_publishable",
             CatalogFunction::StatisticsColumns => "pg_get_statisticsobjdef_columns",
             CatalogFunction::Description => "obj_description",
+            CatalogFunction::EncodingName => "pg_encoding_to_char",
             CatalogFunction::ObjectName(kind) => super::pg_catalog::object_type_name(kind),
         }
     }
@@ -283,6 +287,7 @@ impl CatalogFunction {
             CatalogFunction::RelationIsPublishable => (1..=1, DataType::Boolean),
             CatalogFunction::StatisticsColumns => (1..=1, TEXT),
             CatalogFunction::Description => (1..=2, TEXT),
+            CatalogFunction::EncodingName => (1..=1, TEXT),
         }
     }
 }

@@ -34,6 +34,8 @@ const HEAP_AM: i32 = 2;
 const BTREE_AM: i32 = 403;
 /// OID of the `default` collation.
 const DEFAULT_COLLATION: i32 = 100;
+/// PostgreSQL's number for the UTF8 encoding, the only one Tessera stores text in.
+pub const UTF8_ENCODING: i64 = 6;
 /// The first OID PostgreSQL gives a user object.
 const FIRST_USER_OID: i64 = 16384;
 /// Where secondary-index OIDs start.
@@ -214,6 +216,9 @@ pub fn function_entries(
                     entries.insert((i64::from(index.oid), 0), Value::Boolean(false));
                 }
             }
+        }
+        CatalogFunction::EncodingName => {
+            entries.insert((UTF8_ENCODING, 0), text("UTF8"));
         }
         // No extended statistics objects or comments exist.
         CatalogFunction::StatisticsColumns | CatalogFunction::Description => {}

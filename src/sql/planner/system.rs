@@ -43,6 +43,7 @@ pub fn resolve(name: &str, catalog: &Catalog, identity: &Identity) -> Option<Sys
         }
         "pg_catalog.pg_tables" | "pg_tables" => (PG_TABLES, pg_tables(catalog)),
         "pg_catalog.pg_indexes" | "pg_indexes" => (PG_INDEXES, pg_indexes(catalog)),
+        "pg_catalog.pg_database" | "pg_database" => (PG_DATABASE, pg_database(identity)),
         // pg_catalog comes first on PostgreSQL's search path, so its tables resolve
         // unqualified too.
         other => {
@@ -84,11 +85,50 @@ pub fn derived_table(name: &str, columns: impl IntoIterator<Item = (String, Data
 pub fn is_system_view(name: &str) -> bool {
     name.starts_with("information_schema.")
         || name.starts_with("pg_catalog.")
-        || matches!(name, "pg_tables" | "pg_indexes")
+        || matches!(name, "pg_tables" | "pg_indexes" | "pg_database")
         || super::pg_catalog::resolve(name, &Catalog::default()).is_some()
 }
 
 const INTEGER: DataType = DataType::Integer;
+
+const PG_DATABASE: &[(&str, DataType)] = &[
+    ("oid", INTEGER),
+    ("datname", TEXT),
+    ("datdba", INTEGER),
+    ("encoding", INTEGER),
+    ("datlocprovider", TEXT),
+    ("datistemplate", DataType::Boolean),
+    ("datallowconn", DataType::Boolean),
+    ("datconnlimit", INTEGER),
+    ("datcollate", TEXT),
+    ("datctype", TEXT),
+    ("daticulocale", TEXT),
+    ("datacl", DataType::Array(crate::types::ElementType::Text)),
+];
+
+/// OID of the one database (PostgreSQL's `postgres` database has this OID).
+const DATABASE_OID: i32 = 5;
+
+/// A server holds one database, reached under any name: it is listed under the name
+/// this session used, as `current_database()` answers. Text is UTF-8 and compares byte
+/// by byte, which is the C collation; no access privileges are recorded (NULL `datacl`,
+/// as in PostgreSQL before any GRANT).
+fn pg_database(identity: &Identity) -> Vec<Vec<Value>> {
+    vec![vec![
+        Value::Integer(DATABASE_OID),
+        Value::Text(identity.database.clone()),
+        Value::Integer(super::pg_catalog::OWNER_ROLE),
+        Value::Integer(super::pg_catalog::UTF8_ENCODING as i32),
+        Value::Text("c".into()),
+        Value::Boolean(false),
+        Value::Boolean(true),
+        Value::Integer(-1),
+        Value::Text("C".into()),
+        Value::Text("C".into()),
+        Value::Null,
+        Value::Null,
+    ]]
+}
 
 const TABLES: &[(&str, DataType)] = &[
     ("table_catalog", TEXT),
