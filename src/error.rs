@@ -52,7 +52,7 @@ pub enum Error {
     /// A LIMIT or OFFSET is negative (2201W / 2201X).
     InvalidRowCount {
         /// LIMIT or OFFSET.
-        clause: &'static str,
+        clause: String,
     },
     /// A grouping or aggregate rule is broken (42803).
     Grouping(String),
@@ -145,7 +145,7 @@ impl Error {
             Error::Grouping(_) => "42803",
             Error::InvalidTableDefinition(_) => "42P16",
             Error::InvalidColumnReference(_) => "42P10",
-            Error::InvalidRowCount { clause: "LIMIT" } => "2201W",
+            Error::InvalidRowCount { clause } if clause == "LIMIT" => "2201W",
             Error::InvalidRowCount { .. } => "2201X",
             Error::InvalidTextRepresentation(_) => "22P02",
             Error::InvalidBinaryRepresentation(_) => "22P03",

@@ -15,6 +15,8 @@
 //! so that an error caused by an earlier, not yet durable commit (a conflict, a duplicate
 //! key) is only reported once that commit is durable.
 
+pub mod raft;
+
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::state_machine::{Applied, Command, Operation, ProgressFn, StateMachine};

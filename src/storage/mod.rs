@@ -27,6 +27,10 @@ pub enum Space {
     Latest,
     /// Catalog, oracle bound, applied state.
     Meta,
+    /// Raft log entries of every group hosted here, keyed by (group, index).
+    RaftLog,
+    /// Raft's own durable state per group: vote, committed and purged log ids.
+    RaftState,
 }
 
 impl Space {
@@ -35,6 +39,8 @@ impl Space {
             Space::Versions => "versions",
             Space::Latest => "latest",
             Space::Meta => "meta",
+            Space::RaftLog => "raft_log",
+            Space::RaftState => "raft_state",
         }
     }
 }
@@ -114,18 +120,24 @@ impl Store {
         // Bounded background work: this is one process among others on small machines.
         options.increase_parallelism(2);
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let families = [Space::Versions, Space::Latest, Space::Meta]
-            .into_iter()
-            .map(|space| {
-                let mut table_options = rocksdb::BlockBasedOptions::default();
-                table_options.set_block_cache(&cache);
-                table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
-                table_options.set_cache_index_and_filter_blocks(true);
-                let mut cf_options = Options::default();
-                cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-                cf_options.set_block_based_table_factory(&table_options);
-                ColumnFamilyDescriptor::new(space.name(), cf_options)
-            });
+        let families = [
+            Space::Versions,
+            Space::Latest,
+            Space::Meta,
+            Space::RaftLog,
+            Space::RaftState,
+        ]
+        .into_iter()
+        .map(|space| {
+            let mut table_options = rocksdb::BlockBasedOptions::default();
+            table_options.set_block_cache(&cache);
+            table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+            table_options.set_cache_index_and_filter_blocks(true);
+            let mut cf_options = Options::default();
+            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf_options.set_block_based_table_factory(&table_options);
+            ColumnFamilyDescriptor::new(space.name(), cf_options)
+        });
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
             Error::Storage(format!("cannot open database at {}: {e}", path.display()))
         })?;
@@ -177,6 +189,30 @@ impl Store {
             out.push((key.into_vec(), value.into_vec()));
         }
         Ok(out)
+    }
+
+    /// The last pair with `start <= key < end`, if any (the newest Raft log entry).
+    pub fn last_in_range(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut read_options = rocksdb::ReadOptions::default();
+        read_options.set_iterate_lower_bound(start.to_vec());
+        let mut iterator = self.db.iterator_cf_opt(
+            self.handle(space)?,
+            read_options,
+            IteratorMode::From(end, Direction::Reverse),
+        );
+        // A reverse seek lands on the last key <= end; `end` itself is excluded.
+        for item in iterator.by_ref() {
+            let (key, value) = item?;
+            if key.as_ref() < end {
+                return Ok(Some((key.into_vec(), value.into_vec())));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes a batch atomically and durably (fsync of the write-ahead log).

@@ -542,7 +542,9 @@ impl<'a> Planner<'a> {
         }
         let count = value.cast(DataType::BigInt)?.as_i64().unwrap_or_default();
         if count < 0 {
-            return Err(Error::InvalidRowCount { clause });
+            return Err(Error::InvalidRowCount {
+                clause: clause.to_string(),
+            });
         }
         Ok(Some(count as u64))
     }
