@@ -21,7 +21,7 @@ use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::storage::keys::{self, TableId};
 use crate::storage::mvcc::{self, TOMBSTONE};
-use crate::storage::{Batch, Space, Store};
+use crate::storage::{Batch, KeyRange, Space, Store};
 use crate::types::Value;
 pub use index_maintenance::{index_values, unique_violation};
 use index_maintenance::{IndexWriter, RowChange};
@@ -132,6 +132,30 @@ impl StateMachine {
         })
     }
 
+    /// Where this state machine's data lives: what a Raft snapshot of it copies and
+    /// what installing one replaces. Every row and index version (every shard: one
+    /// data group holds them all until sharding spreads shards over groups), the
+    /// catalog and the last applied timestamp; not the local oracle's bound, which
+    /// belongs to the embedded engine.
+    pub fn data_ranges() -> Vec<KeyRange> {
+        let everything = |space| KeyRange {
+            space,
+            start: Vec::new(),
+            end: keys::AFTER_ALL_DATA.to_vec(),
+        };
+        let one_key = |key: &[u8]| KeyRange {
+            space: Space::Meta,
+            start: key.to_vec(),
+            end: key.iter().copied().chain([0]).collect(),
+        };
+        vec![
+            everything(Space::Versions),
+            everything(Space::Latest),
+            one_key(keys::META_CATALOG),
+            one_key(keys::META_LAST_APPLIED_TS),
+        ]
+    }
+
     /// A handle that readers use to get the current catalog without taking the apply lock.
     pub fn catalog_handle(&self) -> Arc<RwLock<Arc<Catalog>>> {
         Arc::clone(&self.catalog)
@@ -154,6 +178,49 @@ impl StateMachine {
     /// Applies one command atomically. Callers apply commands one at a time, in commit
     /// timestamp order. A deterministic error leaves the state exactly as it was.
     pub fn apply(&mut self, command: &Command, progress: Option<ProgressFn>) -> Result<Applied> {
+        self.apply_with(command, progress, Batch::default())
+    }
+
+    /// Like [`StateMachine::apply`], and writes `extra` whatever the outcome: in the same
+    /// batch as the change, or alone (unsynced) when the command was skipped or failed
+    /// deterministically. Raft records the entry's log id this way, so the data and the
+    /// applied log id can never be out of step after a crash.
+    pub fn apply_with(
+        &mut self,
+        command: &Command,
+        progress: Option<ProgressFn>,
+        extra: Batch,
+    ) -> Result<Applied> {
+        match self.plan(command, progress) {
+            Ok(Planned::Change {
+                applied,
+                mut batch,
+                catalog,
+            }) => {
+                batch.append(extra);
+                self.commit(command.commit_ts, batch, catalog)?;
+                Ok(applied)
+            }
+            Ok(Planned::Skipped(applied)) => {
+                self.write_alone(extra)?;
+                Ok(applied)
+            }
+            Err(error) => {
+                self.write_alone(extra)?;
+                Err(error)
+            }
+        }
+    }
+
+    fn write_alone(&self, extra: Batch) -> Result<()> {
+        if extra.is_empty() {
+            return Ok(());
+        }
+        self.store.write_unsynced(extra)
+    }
+
+    /// Works out what a command changes without writing anything.
+    fn plan(&self, command: &Command, progress: Option<ProgressFn>) -> Result<Planned> {
         if command.commit_ts <= self.last_applied_ts {
             return Err(Error::SerializationFailure(format!(
                 "commit timestamp {} is not after the last applied {}",
@@ -169,16 +236,16 @@ impl StateMachine {
                 if_not_exists,
             } => {
                 if *if_not_exists && catalog.relation_exists(&spec.name) {
-                    return Ok(already_exists(&spec.name));
+                    return Ok(Planned::Skipped(already_exists(&spec.name)));
                 }
                 catalog.add_table(spec.clone(), ts)?;
                 Applied::Done
             }
             Operation::DropTable { name, if_exists } => {
                 if *if_exists && catalog.table(name).is_none() {
-                    return Ok(skipped(format!(
+                    return Ok(Planned::Skipped(skipped(format!(
                         "table \"{name}\" does not exist, skipping"
-                    )));
+                    ))));
                 }
                 let table = catalog.remove_table(name)?;
                 delete_table_data(&table, &mut batch);
@@ -190,7 +257,7 @@ impl StateMachine {
                 if_not_exists,
             } => {
                 if *if_not_exists && catalog.relation_exists(&spec.name) {
-                    return Ok(already_exists(&spec.name));
+                    return Ok(Planned::Skipped(already_exists(&spec.name)));
                 }
                 let index = catalog.add_index(table, spec.clone(), ts)?;
                 let table = catalog.require_table(table)?;
@@ -199,9 +266,9 @@ impl StateMachine {
             }
             Operation::DropIndex { name, if_exists } => {
                 if *if_exists && catalog.index_owner(name).is_none() {
-                    return Ok(skipped(format!(
+                    return Ok(Planned::Skipped(skipped(format!(
                         "index \"{name}\" does not exist, skipping"
-                    )));
+                    ))));
                 }
                 let (table_id, index) = catalog.remove_index(name)?;
                 let table = catalog
@@ -231,22 +298,44 @@ impl StateMachine {
             keys::META_LAST_APPLIED_TS.to_vec(),
             encoding::encode(&ts)?,
         );
+        Ok(Planned::Change {
+            applied,
+            batch,
+            catalog: catalog_changed.then_some(catalog),
+        })
+    }
+
+    /// Writes a planned change and makes it the current state.
+    fn commit(&mut self, ts: u64, batch: Batch, catalog: Option<Catalog>) -> Result<()> {
         // A commit's durability is the replica's job: it syncs the log once for a group
         // of commits (group commit). A catalog change is synced here, before the new
         // catalog becomes visible to planners.
-        if catalog_changed {
+        if catalog.is_some() {
             self.store.write(batch)?;
         } else {
             self.store.write_unsynced(batch)?;
         }
         self.last_applied_ts = ts;
-        if catalog_changed {
+        if let Some(catalog) = catalog {
             *self
                 .catalog
                 .write()
                 .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(catalog);
         }
-        Ok(applied)
+        Ok(())
+    }
+
+    /// Re-reads the catalog and applied timestamp from the store, after something other
+    /// than [`StateMachine::apply`] replaced the data (a Raft snapshot was installed).
+    pub fn reload(&mut self) -> Result<()> {
+        let fresh = StateMachine::open(Arc::clone(&self.store))?;
+        self.last_applied_ts = fresh.last_applied_ts;
+        let catalog = fresh.current_catalog();
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = catalog;
+        Ok(())
     }
 
     fn apply_commit(
@@ -337,6 +426,18 @@ impl StateMachine {
         mvcc::put_version(batch, prefix, commit_ts, &value, previous);
         Ok(())
     }
+}
+
+/// What a command will do, worked out before anything is written.
+enum Planned {
+    /// Nothing to write but the notice (IF [NOT] EXISTS).
+    Skipped(Applied),
+    /// The writes, and the new catalog when the command changes it.
+    Change {
+        applied: Applied,
+        batch: Batch,
+        catalog: Option<Catalog>,
+    },
 }
 
 /// Rows of a commit checked per batched storage lookup: bounds the memory a lookup holds.

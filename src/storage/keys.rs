@@ -19,6 +19,9 @@ const KIND_INDEX: u8 = 0x02;
 /// Length of the version suffix.
 pub const VERSION_LEN: usize = 8;
 
+/// A key above every row and index key: shard 0xffff with a kind byte above every kind.
+pub const AFTER_ALL_DATA: &[u8] = &[0xff, 0xff, 0xff];
+
 /// Numeric id of a table; never reused, so stale keys of a dropped table cannot resurface.
 pub type TableId = u32;
 /// Numeric id of an index, unique within the database.

@@ -34,6 +34,31 @@ pub enum Space {
 }
 
 impl Space {
+    /// Every space, in the order of their one-byte codes.
+    const ALL: [Space; 5] = [
+        Space::Versions,
+        Space::Latest,
+        Space::Meta,
+        Space::RaftLog,
+        Space::RaftState,
+    ];
+
+    /// A stable one-byte code, for files that name spaces (Raft snapshots).
+    pub fn code(self) -> u8 {
+        match self {
+            Space::Versions => 1,
+            Space::Latest => 2,
+            Space::Meta => 3,
+            Space::RaftLog => 4,
+            Space::RaftState => 5,
+        }
+    }
+
+    /// The space with code `code`, if any.
+    pub fn from_code(code: u8) -> Option<Space> {
+        Space::ALL.into_iter().find(|space| space.code() == code)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Space::Versions => "versions",
@@ -43,6 +68,17 @@ impl Space {
             Space::RaftState => "raft_state",
         }
     }
+}
+
+/// A range of keys `[start, end)` in one space: the unit a Raft snapshot copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The space.
+    pub space: Space,
+    /// First key in the range.
+    pub start: Vec<u8>,
+    /// First key after the range.
+    pub end: Vec<u8>,
 }
 
 /// Block cache shared by every column family of one store.
@@ -90,6 +126,11 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// Moves every write of `other` to the end of this batch.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
 }
 
 /// The RocksDB database of one node.
@@ -120,15 +161,7 @@ impl Store {
         // Bounded background work: this is one process among others on small machines.
         options.increase_parallelism(2);
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let families = [
-            Space::Versions,
-            Space::Latest,
-            Space::Meta,
-            Space::RaftLog,
-            Space::RaftState,
-        ]
-        .into_iter()
-        .map(|space| {
+        let families = Space::ALL.into_iter().map(|space| {
             let mut table_options = rocksdb::BlockBasedOptions::default();
             table_options.set_block_cache(&cache);
             table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
@@ -215,6 +248,20 @@ impl Store {
         Ok(None)
     }
 
+    /// Runs `read` over one consistent point-in-time view of the store: writes made
+    /// after the view is taken are not seen, however long `read` runs (a Raft snapshot
+    /// is streamed from such a view while new commands keep being applied).
+    pub fn with_snapshot<T>(
+        &self,
+        read: impl FnOnce(&StoreSnapshot<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let view = StoreSnapshot {
+            store: self,
+            snapshot: self.db.snapshot(),
+        };
+        read(&view)
+    }
+
     /// Writes a batch atomically and durably (fsync of the write-ahead log).
     pub fn write(&self, batch: Batch) -> Result<()> {
         self.write_with(batch, true)
@@ -248,6 +295,39 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
         Ok(self.db.write_opt(write_batch, &options)?)
+    }
+}
+
+/// A point-in-time view of a [`Store`], from [`Store::with_snapshot`].
+pub struct StoreSnapshot<'a> {
+    store: &'a Store,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl StoreSnapshot<'_> {
+    /// Calls `visit` with every pair with `start <= key < end`, in key order, one at a
+    /// time (memory stays bounded however large the range); stops at its first error.
+    pub fn for_each(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut read_options = rocksdb::ReadOptions::default();
+        read_options.set_iterate_upper_bound(end.to_vec());
+        // Bulk reads of a whole range would only evict the working set.
+        read_options.fill_cache(false);
+        let iterator = self.snapshot.iterator_cf_opt(
+            self.store.handle(space)?,
+            read_options,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in iterator {
+            let (key, value) = item?;
+            visit(&key, &value)?;
+        }
+        Ok(())
     }
 }
 
@@ -298,5 +378,34 @@ mod tests {
             store.get(Space::Versions, b"k").unwrap(),
             Some(b"v".to_vec())
         );
+    }
+
+    /// A snapshot view sees the store as it was when taken, not writes made while it is
+    /// read; every space code maps back to its space.
+    #[test]
+    fn snapshot_view_is_frozen() {
+        let store = Store::temporary().unwrap();
+        let mut batch = Batch::default();
+        batch.put(Space::Meta, b"a".to_vec(), b"1".to_vec());
+        store.write(batch).unwrap();
+        let seen = store
+            .with_snapshot(|view| {
+                let mut later = Batch::default();
+                later.put(Space::Meta, b"b".to_vec(), b"2".to_vec());
+                store.write(later)?;
+                let mut keys = Vec::new();
+                view.for_each(Space::Meta, b"", b"z", |key, _| {
+                    keys.push(key.to_vec());
+                    Ok(())
+                })?;
+                Ok(keys)
+            })
+            .unwrap();
+        assert_eq!(seen, vec![b"a".to_vec()]);
+        assert_eq!(store.get(Space::Meta, b"b").unwrap(), Some(b"2".to_vec()));
+        for space in Space::ALL {
+            assert_eq!(Space::from_code(space.code()), Some(space));
+        }
+        assert_eq!(Space::from_code(0), None);
     }
 }

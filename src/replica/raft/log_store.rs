@@ -17,6 +17,7 @@
 use super::types::{
     Entry, GroupId, LogId, LogState, StorageError, StorageIOError, TypeConfig, Vote,
 };
+use super::{state_key, StateTag};
 use crate::encoding;
 use crate::storage::{Batch, Space, Store};
 use openraft::storage::{LogFlushed, RaftLogReader, RaftLogStorage};
@@ -32,21 +33,10 @@ const READ_CHUNK: usize = 1024;
 /// behind (back-pressure rather than unbounded memory).
 const MAX_PENDING_FLUSHES: usize = 4096;
 
-/// Tags of the per-group state keys.
-const TAG_VOTE: u8 = 1;
-const TAG_COMMITTED: u8 = 2;
-const TAG_PURGED: u8 = 3;
-
 fn entry_key(group: GroupId, index: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(16);
     key.extend_from_slice(&group.to_be_bytes());
     key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
-fn state_key(group: GroupId, tag: u8) -> Vec<u8> {
-    let mut key = group.to_be_bytes().to_vec();
-    key.push(tag);
     key
 }
 
@@ -176,7 +166,7 @@ impl LogStore {
 
     fn read_state<T: serde::de::DeserializeOwned>(
         &self,
-        tag: u8,
+        tag: StateTag,
     ) -> crate::error::Result<Option<T>> {
         self.store
             .get(Space::RaftState, &state_key(self.group, tag))?
@@ -186,7 +176,7 @@ impl LogStore {
 
     fn write_state<T: serde::Serialize>(
         &self,
-        tag: u8,
+        tag: StateTag,
         value: &T,
         sync: bool,
     ) -> crate::error::Result<()> {
@@ -253,7 +243,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.read_state(TAG_PURGED).map_err(read_error)?;
+        let last_purged_log_id: Option<LogId> =
+            self.read_state(StateTag::Purged).map_err(read_error)?;
         let last_log_id = self
             .last_entry_id()
             .map_err(read_error)?
@@ -269,24 +260,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_state(TAG_VOTE, vote, true)
+        self.write_state(StateTag::Vote, vote, true)
             .map_err(|error| StorageIOError::write_vote(&error).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_state(TAG_VOTE)
+        self.read_state(StateTag::Vote)
             .map_err(|error| StorageIOError::read_vote(&error).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Unsynced: after a crash openraft learns the commit point again from the leader;
         // this only saves re-applying entries at restart.
-        self.write_state(TAG_COMMITTED, &committed, false)
+        self.write_state(StateTag::Committed, &committed, false)
             .map_err(write_error)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed = self.read_state::<Option<LogId>>(TAG_COMMITTED);
+        let committed = self.read_state::<Option<LogId>>(StateTag::Committed);
         Ok(committed.map_err(read_error)?.flatten())
     }
 
@@ -315,7 +306,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write_state(TAG_PURGED, &log_id, true)
+        self.write_state(StateTag::Purged, &log_id, true)
             .map_err(write_error)?;
         let mut batch = Batch::default();
         let end = log_id

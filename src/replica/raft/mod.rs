@@ -2,8 +2,38 @@
 //! vote and state in the node's RocksDB.
 //!
 //! Work in progress for the replication issue: [`types`] (the shared type
-//! configuration) and [`log_store`] (the log and vote of every hosted group) are built;
-//! the state machine adapter, snapshots, transport and cluster node follow.
+//! configuration), [`log_store`] (the log and vote of every hosted group),
+//! [`state_machine`] (applying committed entries) and [`snapshot`] (snapshot files) are
+//! built; the transport and cluster node follow.
 
 pub mod log_store;
+pub mod snapshot;
+pub mod state_machine;
 pub mod types;
+
+use types::GroupId;
+
+/// What a per-group key of the `raft_state` space holds; the key is `group u64 BE | tag`,
+/// so all of a group's state sits together and groups never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StateTag {
+    /// The vote (synced).
+    Vote = 1,
+    /// The last committed log id openraft reported (unsynced; a hint for restarts).
+    Committed = 2,
+    /// The last purged log id (synced before the entries are deleted).
+    Purged = 3,
+    /// The state machine's applied state: last applied log id, membership, oracle bound.
+    Applied = 4,
+    /// The current snapshot's metadata and file.
+    Snapshot = 5,
+    /// A snapshot whose installation began and has not finished: redone at start.
+    Installing = 6,
+}
+
+/// The `raft_state` key of one piece of a group's state.
+pub(crate) fn state_key(group: GroupId, tag: StateTag) -> Vec<u8> {
+    let mut key = group.to_be_bytes().to_vec();
+    key.push(tag as u8);
+    key
+}

@@ -10,8 +10,6 @@ use crate::error::Error;
 use crate::state_machine::{Applied, Operation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-// openraft's type-config macro names the default snapshot type unqualified.
-use std::io::Cursor;
 
 /// A node's number in the cluster; never reused.
 pub type NodeId = u64;
@@ -74,6 +72,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = Node,
+        SnapshotData = tokio::fs::File,
 );
 
 /// A log entry.
@@ -88,3 +87,9 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type StorageIOError = openraft::StorageIOError<NodeId>;
 /// Log bounds: last purged and last present entry.
 pub type LogState = openraft::storage::LogState<TypeConfig>;
+/// The membership in force as of a log id.
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+/// What describes a snapshot: its last log id, membership and id.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+/// A snapshot: its metadata and an open file of its data.
+pub type Snapshot = openraft::storage::Snapshot<TypeConfig>;
