@@ -84,6 +84,13 @@ pub enum Error {
     },
     /// A write-write conflict under snapshot isolation (40001); the client should retry.
     SerializationFailure(String),
+    /// The cluster could not do it now (no leader, no quorum, a replica too far behind)
+    /// and certainly did not apply it (40001, so drivers retry it).
+    Retryable(String),
+    /// A commit was sent to the leader but whether it was applied cannot be known (a
+    /// timeout, a broken connection, a leader change after it was proposed): 40003,
+    /// statement_completion_unknown. Never retried by Tessera, which could apply it twice.
+    OutcomeUnknown(String),
     /// The command ran inside a transaction block where it is not allowed (25001).
     ActiveTransaction(String),
     /// A command needs a transaction block and there is none (25P01); PostgreSQL warns only.
@@ -155,7 +162,8 @@ impl Error {
             Error::InvalidParameterValue(_) => "22023",
             Error::NotNullViolation { .. } => "23502",
             Error::UniqueViolation { .. } => "23505",
-            Error::SerializationFailure(_) => "40001",
+            Error::SerializationFailure(_) | Error::Retryable(_) => "40001",
+            Error::OutcomeUnknown(_) => "40003",
             Error::ActiveTransaction(_) => "25001",
             Error::NoActiveTransaction(_) => "25P01",
             Error::TransactionAborted => "25P02",
@@ -185,7 +193,7 @@ impl Error {
 
     /// Whether the client may simply run the transaction again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::SerializationFailure(_))
+        matches!(self, Error::SerializationFailure(_) | Error::Retryable(_))
     }
 
     /// The 1-based character position of a syntax error, if known.
@@ -209,7 +217,12 @@ impl Error {
     /// A hint for the client (PostgreSQL's HINT field), if any.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            Error::SerializationFailure(_) => Some("The transaction might succeed if retried."),
+            Error::SerializationFailure(_) | Error::Retryable(_) => {
+                Some("The transaction might succeed if retried.")
+            }
+            Error::OutcomeUnknown(_) => Some(
+                "The transaction may or may not have been committed; check before running it again.",
+            ),
             Error::Remote(remote) => remote.hint.as_deref(),
             _ => None,
         }
@@ -265,6 +278,12 @@ impl fmt::Display for Error {
                 f,
                 "could not serialize access: {message}; retry the transaction"
             ),
+            Error::Retryable(message) => {
+                write!(f, "{message}; nothing was applied, retry the transaction")
+            }
+            Error::OutcomeUnknown(message) => {
+                write!(f, "the outcome of the commit is unknown: {message}")
+            }
             Error::TransactionAborted => write!(
                 f,
                 "current transaction is aborted, commands ignored until end of transaction block"

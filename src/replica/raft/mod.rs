@@ -7,8 +7,11 @@
 //! built; the transport and cluster node follow.
 
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod snapshot;
 pub mod state_machine;
+pub mod transport;
 pub mod types;
 
 use types::GroupId;

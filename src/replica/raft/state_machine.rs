@@ -134,15 +134,6 @@ fn snapshot_error(meta: Option<&SnapshotMeta>, verb: ErrorVerb, error: &Error) -
     storage_error(subject, verb, error)
 }
 
-/// Whether an error comes from the storage itself (fatal for the node) rather than
-/// from the change (deterministic, the same on every replica).
-fn is_storage_failure(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Storage(_) | Error::Io(_) | Error::Corruption(_)
-    )
-}
-
 impl GroupStateMachine {
     /// Opens group `group`'s state machine over `store`, with snapshot files under
     /// `directory`; finishes a snapshot installation a crash interrupted.
@@ -263,7 +254,7 @@ impl GroupStateMachine {
                 };
                 match machine.apply_with(&command, None, extra) {
                     Ok(applied) => Ok(Response::Data(Ok((applied, commit_ts)))),
-                    Err(error) if is_storage_failure(&error) => Err(error),
+                    Err(error) if !error.is_deterministic() => Err(error),
                     Err(error) => Ok(Response::Data(Err(error))),
                 }
             }

@@ -1,0 +1,1000 @@
+//! A cluster node: hosts its Raft groups over one transport, routes writes to leaders,
+//! serves the timestamp oracle when it leads the metadata group, and answers reads at
+//! the consistency level asked for.
+//!
+//! Groups: the metadata group ([`METADATA_GROUP`]: oracle bound, membership) and the
+//! data group ([`DATA_GROUP`]: every table). Every node is a member of both; nothing
+//! here assumes that — a group is looked up by id for every call.
+//!
+//! Writes: a node proposes to its own Raft when it leads the group, otherwise it sends
+//! the proposal to the leader, one hop (the leader never forwards again). A write is
+//! retried only when it certainly was not applied: refused as not leader (openraft's
+//! ForwardToLeader: not appended, or appended and then truncated, so never committed)
+//! or not delivered (no connection). A timeout or a connection broken after sending
+//! leaves the outcome unknown and is reported so ([`WriteError::Unknown`]); the caller
+//! turns it into SQLSTATE 40003, never into a retry that could apply twice.
+//!
+//! Oracle: the metadata leader hands out timestamps from memory below a reserved bound
+//! that is committed through the metadata group before any timestamp under it is
+//! handed out. A new leader first commits an entry of its own term (so it has applied
+//! every earlier reservation), then starts at the highest committed bound: no timestamp
+//! is handed out twice or goes backwards across failovers. A leader hands timestamps out
+//! only while its lease holds (a quorum acknowledged it within [`lease`]), so a deposed
+//! leader that does not know it yet stops before a new one can be elected.
+//!
+//! Reads (DESIGN §2.7): `linearizable` confirms leadership with a quorum round (the
+//! read index) and waits until the local replica has applied up to it; `lease` skips
+//! the quorum round while the leader's lease holds; `stale` reads the local replica
+//! as it is, refusing when it may be older than the staleness bound. A new leader's
+//! read index is at least its first entry of its term, so it serves no linearizable or
+//! lease read before that entry is committed.
+
+use super::log_store::{LogStore, LogSyncer};
+use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
+use super::state_machine::{AppliedView, GroupKind, GroupStateMachine};
+use super::transport::{self, CallError, Handler};
+use super::types::{GroupId, LogId, Node, NodeId, Request, Response, TypeConfig, METADATA_GROUP};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::storage::Store;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The data group: every table until sharding spreads shards over groups.
+pub const DATA_GROUP: GroupId = 1;
+/// Most attempts of one write while leaders change or are unknown.
+const MAX_WRITE_ATTEMPTS: usize = 100;
+/// Pause before retrying a write that found no usable leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Timestamps reserved through the metadata group at once.
+const RESERVATION: u64 = 100_000;
+/// Longest wait for any call to a peer that is not bounded otherwise.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Raft timing and log settings of a node.
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    /// Leader heartbeat period.
+    pub heartbeat: Duration,
+    /// Shortest election timeout; the longest is twice it.
+    pub election_timeout: Duration,
+    /// Entries applied since the last snapshot that trigger a new one.
+    pub snapshot_threshold: u64,
+    /// Entries kept in the log under a snapshot (for followers only a little behind).
+    pub logs_kept_after_snapshot: u64,
+    /// Longest wait for a write to commit before its outcome is reported unknown.
+    pub write_timeout: Duration,
+}
+
+impl Default for RaftSettings {
+    fn default() -> RaftSettings {
+        RaftSettings {
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(400),
+            snapshot_threshold: 5000,
+            logs_kept_after_snapshot: 1000,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RaftSettings {
+    /// The lease: how long after a quorum's acknowledgement a leader still trusts it is
+    /// leader. Followers wait at least an election timeout after the last heartbeat
+    /// they got before electing anyone, and that heartbeat was sent no earlier than
+    /// the acknowledgement; three quarters leaves room for clock rate differences.
+    pub fn lease(&self) -> Duration {
+        self.election_timeout * 3 / 4
+    }
+
+    fn openraft_config(&self) -> Result<Config> {
+        let config = Config {
+            cluster_name: "tessera".into(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_timeout.as_millis() as u64,
+            election_timeout_max: self.election_timeout.as_millis() as u64 * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|error| Error::InvalidParameterValue(format!("raft settings: {error}")))
+    }
+}
+
+/// How a node finds its cluster on first start.
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// Form a new cluster of these members (the same list on every member).
+    InitialMembers(BTreeMap<NodeId, Node>),
+    /// Ask the member at this Raft address to add this node.
+    Join(String),
+    /// Already a member: everything is in the data directory.
+    Restart,
+}
+
+/// What a node is started with.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Where its store and snapshots live.
+    pub data_dir: PathBuf,
+    /// Its Raft transport address, listened on and given to peers.
+    pub raft_address: String,
+    /// Its SQL address, as shown to users.
+    pub sql_address: String,
+    /// How it finds its cluster.
+    pub bootstrap: Bootstrap,
+    /// Raft timing.
+    pub settings: RaftSettings,
+}
+
+/// The consistency a read asks for (DESIGN §2.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadLevel {
+    /// Sees every write acknowledged before the read began.
+    Linearizable,
+    /// Like linearizable while the leader's lease holds; no quorum round.
+    Lease,
+    /// The local replica as it is, if no older than the bound.
+    Stale {
+        /// Oldest acceptable data.
+        max_staleness: Duration,
+    },
+}
+
+/// Why a write or read did not happen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WriteError {
+    /// This node does not lead the group; the leader, if known.
+    NotLeader(Option<(NodeId, Node)>),
+    /// Certainly not applied, and trying again may succeed.
+    Retry(String),
+    /// May or may not have been applied.
+    Unknown(String),
+}
+
+/// A node-level call between peers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum NodeRequest {
+    /// Propose on the receiving node, which must lead the group.
+    Propose {
+        /// The group.
+        group: GroupId,
+        /// The entry.
+        request: Request,
+    },
+    /// `count` timestamps from the oracle; the receiver must lead the metadata group.
+    Timestamps {
+        /// How many.
+        count: u64,
+    },
+    /// The index a follower must apply up to before a read at `level`; the receiver
+    /// must lead the group.
+    ReadIndex {
+        /// The group.
+        group: GroupId,
+        /// Linearizable or lease.
+        level: ReadLevel,
+    },
+    /// The receiving node's view of itself and its groups.
+    Status,
+}
+
+/// The answer to a [`NodeRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum NodeResponse {
+    /// To Propose: the entry's log id and what applying it answered.
+    Proposed(std::result::Result<(LogId, Response), WriteError>),
+    /// To Timestamps: the first of the range.
+    Timestamps(std::result::Result<u64, WriteError>),
+    /// To ReadIndex: the log index to wait for.
+    ReadIndex(std::result::Result<u64, WriteError>),
+    /// To Status.
+    Status(NodeStatus),
+}
+
+/// One node's report for SHOW CLUSTER.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Raft address.
+    pub raft_address: String,
+    /// SQL address.
+    pub sql_address: String,
+    /// One entry per hosted group.
+    pub groups: Vec<GroupStatus>,
+}
+
+/// One group as one replica sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Group id.
+    pub group: GroupId,
+    /// leader, follower, candidate or learner.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// Leader as this replica knows it.
+    pub leader: Option<NodeId>,
+    /// Last log index.
+    pub last_log: Option<u64>,
+    /// Commit index.
+    pub committed: Option<u64>,
+    /// Applied index.
+    pub applied: Option<u64>,
+    /// Leaders only: entries each follower is behind the leader's log.
+    pub lag: BTreeMap<NodeId, u64>,
+    /// Voters of the group.
+    pub voters: Vec<NodeId>,
+    /// Learners of the group.
+    pub learners: Vec<NodeId>,
+}
+
+/// One hosted group.
+struct Group {
+    raft: Raft<TypeConfig>,
+    view: Arc<AppliedView>,
+    /// When this replica last knew it had applied everything the leader had committed.
+    fresh_as_of: Mutex<Option<Instant>>,
+}
+
+/// The oracle's in-memory window, valid for one leadership term.
+#[derive(Debug, Default)]
+struct OracleWindow {
+    term: u64,
+    next: u64,
+    reserved: u64,
+}
+
+/// A running node.
+pub struct RaftNode {
+    config: NodeConfig,
+    groups: RwLock<HashMap<GroupId, Arc<Group>>>,
+    peers: Arc<PeerClient>,
+    oracle: tokio::sync::Mutex<OracleWindow>,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    store: Arc<Store>,
+    stop: CancellationToken,
+}
+
+impl RaftNode {
+    /// Opens the store, starts every group and the transport, and bootstraps or joins
+    /// the cluster. Runs on the caller's tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<Arc<RaftNode>> {
+        let store = Arc::new(Store::open(&config.data_dir.join("store"))?);
+        let syncer = LogSyncer::start(Arc::clone(&store))?;
+        let local_ip = listen_ip(&config.raft_address)?;
+        let peers = Arc::new(PeerClient::new(local_ip));
+        let openraft_config = Arc::new(config.settings.openraft_config()?);
+        let mut groups = HashMap::new();
+        let mut catalog = None;
+        for (group, kind) in [
+            (METADATA_GROUP, GroupKind::Metadata),
+            (DATA_GROUP, GroupKind::Data),
+        ] {
+            let directory = config.data_dir.join("snapshots").join(group.to_string());
+            let machine = GroupStateMachine::open(Arc::clone(&store), group, kind, &directory)?;
+            let view = machine.view();
+            if let Some(handle) = machine.catalog_handle() {
+                catalog = Some(handle);
+            }
+            let network = GroupNetwork {
+                node_id: config.node_id,
+                group,
+                peers: Arc::clone(&peers),
+            };
+            let log = LogStore::new(Arc::clone(&store), group, Arc::clone(&syncer));
+            let raft = Raft::new(
+                config.node_id,
+                Arc::clone(&openraft_config),
+                network,
+                log,
+                machine,
+            )
+            .await
+            .map_err(|error| Error::Internal(format!("cannot start group {group}: {error}")))?;
+            let group_state = Group {
+                raft,
+                view,
+                fresh_as_of: Mutex::new(None),
+            };
+            groups.insert(group, Arc::new(group_state));
+        }
+        let catalog = catalog.ok_or_else(|| Error::Internal("no data group".into()))?;
+        let listener = tokio::net::TcpListener::bind(&config.raft_address)
+            .await
+            .map_err(|error| {
+                Error::Io(format!("cannot listen on {}: {error}", config.raft_address))
+            })?;
+        let node = Arc::new(RaftNode {
+            config,
+            groups: RwLock::new(groups),
+            peers,
+            oracle: tokio::sync::Mutex::new(OracleWindow::default()),
+            catalog,
+            store,
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(transport::serve(
+            listener,
+            Arc::clone(&node),
+            node.stop.clone(),
+        ));
+        node.bootstrap().await?;
+        Ok(node)
+    }
+
+    async fn bootstrap(&self) -> Result<()> {
+        match &self.config.bootstrap {
+            Bootstrap::InitialMembers(members) => {
+                for group in self.group_ids() {
+                    let raft = self.group(group)?.raft.clone();
+                    match raft.initialize(members.clone()).await {
+                        Ok(()) => tracing::info!(group, "initialized the group"),
+                        Err(RaftError::APIError(_)) => {
+                            tracing::debug!(group, "group already initialized")
+                        }
+                        Err(error) => {
+                            return Err(Error::Internal(format!(
+                                "cannot initialize group {group}: {error}"
+                            )))
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Bootstrap::Join(_) => Err(Error::FeatureNotSupported(
+                "joining a running cluster is not built yet".into(),
+            )),
+            Bootstrap::Restart => Ok(()),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The node's store (snapshot reads of the data group's replica).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The data group's catalog as applied on this replica.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(
+            &self
+                .catalog
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Commit timestamp of the last change the data group applied on this replica.
+    pub fn applied_commit_ts(&self) -> Result<u64> {
+        Ok(self.group(DATA_GROUP)?.view.commit_ts())
+    }
+
+    fn group_ids(&self) -> Vec<GroupId> {
+        let mut ids: Vec<GroupId> = self
+            .groups
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn group(&self, group: GroupId) -> Result<Arc<Group>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(&group)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("group {group} is not hosted here")))
+    }
+
+    /// Stops every group and the transport.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        for group in self.group_ids() {
+            if let Ok(group) = self.group(group) {
+                let _ = group.raft.shutdown().await;
+            }
+        }
+    }
+
+    /// Commits `request` in `group` through its leader; returns the entry's log id and
+    /// what applying it answered.
+    pub async fn write(
+        &self,
+        group: GroupId,
+        request: Request,
+    ) -> std::result::Result<(LogId, Response), WriteError> {
+        let deadline = Instant::now() + self.config.settings.write_timeout;
+        let mut last_refusal = String::from("no leader");
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let leader = self.leader_of(group);
+            let outcome = match leader {
+                Some((leader, _)) if leader == self.id() => {
+                    self.write_here(group, request.clone(), remaining).await
+                }
+                Some((leader, node)) => {
+                    let call = NodeRequest::Propose {
+                        group,
+                        request: request.clone(),
+                    };
+                    match self.call_node(&node, call, remaining).await {
+                        Ok(NodeResponse::Proposed(outcome)) => outcome,
+                        Ok(other) => Err(WriteError::Unknown(format!(
+                            "node {leader} answered a proposal with {other:?}"
+                        ))),
+                        Err(CallError::Unreachable(why)) => Err(WriteError::Retry(why)),
+                        Err(error) => Err(WriteError::Unknown(format!(
+                            "the leader (node {leader}) did not confirm the write: {error}"
+                        ))),
+                    }
+                }
+                None => Err(WriteError::Retry(format!("group {group} has no leader"))),
+            };
+            match outcome {
+                Err(WriteError::NotLeader(_)) => last_refusal = "the leader changed".into(),
+                Err(WriteError::Retry(why)) => last_refusal = why,
+                other => return other,
+            }
+            tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+        Err(WriteError::Retry(format!(
+            "the write was not applied: {last_refusal}"
+        )))
+    }
+
+    /// Proposes on this node's own Raft, which must lead the group.
+    async fn write_here(
+        &self,
+        group: GroupId,
+        request: Request,
+        timeout: Duration,
+    ) -> std::result::Result<(LogId, Response), WriteError> {
+        let raft = self
+            .group(group)
+            .map_err(|error| WriteError::Retry(error.to_string()))?
+            .raft
+            .clone();
+        match tokio::time::timeout(timeout, raft.client_write(request)).await {
+            Ok(Ok(written)) => Ok((written.log_id, written.data)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                let leader = forward.leader_id.zip(forward.leader_node);
+                Err(WriteError::NotLeader(leader))
+            }
+            Ok(Err(error)) => Err(WriteError::Unknown(error.to_string())),
+            Err(_) => Err(WriteError::Unknown(format!(
+                "not committed within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// The group's leader as this replica knows it, with its address.
+    fn leader_of(&self, group: GroupId) -> Option<(NodeId, Node)> {
+        let group = self.group(group).ok()?;
+        let metrics = group.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .clone();
+        Some((leader, node))
+    }
+
+    async fn call_node(
+        &self,
+        node: &Node,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> std::result::Result<NodeResponse, CallError> {
+        match self
+            .peers
+            .call(&node.raft_address, &PeerRequest::Node(request), timeout)
+            .await?
+        {
+            PeerResponse::Node(response) => Ok(response),
+            other => Err(CallError::Broken(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// A timestamp from the oracle, from the metadata group's leader wherever it is.
+    pub async fn timestamp(&self) -> std::result::Result<u64, WriteError> {
+        let deadline = Instant::now() + self.config.settings.write_timeout;
+        loop {
+            let outcome = match self.leader_of(METADATA_GROUP) {
+                Some((leader, _)) if leader == self.id() => self.hand_out_timestamps(1).await,
+                Some((_, node)) => {
+                    match self
+                        .call_node(&node, NodeRequest::Timestamps { count: 1 }, CALL_TIMEOUT)
+                        .await
+                    {
+                        Ok(NodeResponse::Timestamps(outcome)) => outcome,
+                        Ok(other) => Err(WriteError::Retry(format!("unexpected answer {other:?}"))),
+                        // Asking again is harmless: timestamps are never reused.
+                        Err(error) => Err(WriteError::Retry(error.to_string())),
+                    }
+                }
+                None => Err(WriteError::Retry("the metadata group has no leader".into())),
+            };
+            match outcome {
+                Ok(timestamp) => return Ok(timestamp),
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    }
+
+    /// Hands out `count` timestamps as the metadata leader; the first is returned.
+    async fn hand_out_timestamps(&self, count: u64) -> std::result::Result<u64, WriteError> {
+        let group = self
+            .group(METADATA_GROUP)
+            .map_err(|error| WriteError::Retry(error.to_string()))?;
+        let mut window = self.oracle.lock().await;
+        let term = self.check_lease(&group)?;
+        if window.term != term {
+            // New leadership: every earlier reservation is applied once an entry of this
+            // term is (ensure_linearizable waits for it), then start above them all.
+            group
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|error| WriteError::Retry(error.to_string()))?;
+            let floor = group.view.oracle_reserved().max(1);
+            *window = OracleWindow {
+                term,
+                next: floor,
+                reserved: floor,
+            };
+        }
+        if window.next + count > window.reserved {
+            let up_to = window.next + count + RESERVATION;
+            match self
+                .write_here(
+                    METADATA_GROUP,
+                    Request::ReserveTimestamps { up_to },
+                    CALL_TIMEOUT,
+                )
+                .await
+            {
+                Ok(_) => window.reserved = up_to,
+                Err(error) => {
+                    // Whatever happened, this window may overlap a successor's: drop it.
+                    *window = OracleWindow::default();
+                    return Err(match error {
+                        WriteError::Unknown(why) => WriteError::Retry(why),
+                        other => other,
+                    });
+                }
+            }
+        }
+        let first = window.next;
+        window.next += count;
+        Ok(first)
+    }
+
+    /// The current term if this node leads `group` and its lease holds.
+    fn check_lease(&self, group: &Group) -> std::result::Result<u64, WriteError> {
+        let metrics = group.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id()) {
+            let leader = metrics.current_leader.and_then(|leader| {
+                let node = metrics.membership_config.membership().get_node(&leader)?;
+                Some((leader, node.clone()))
+            });
+            return Err(WriteError::NotLeader(leader));
+        }
+        let lease = self.config.settings.lease().as_millis() as u64;
+        match metrics.millis_since_quorum_ack {
+            Some(elapsed) if elapsed < lease => Ok(metrics.current_term),
+            _ => Err(WriteError::Retry(
+                "the leader has not heard from a quorum recently".into(),
+            )),
+        }
+    }
+
+    /// Waits until this replica of `group` may serve a read at `level`.
+    pub async fn prepare_read(&self, group: GroupId, level: ReadLevel) -> Result<()> {
+        let state = self.group(group)?;
+        if let ReadLevel::Stale { max_staleness } = level {
+            return self.check_staleness(&state, max_staleness);
+        }
+        let index = match self.leader_of(group) {
+            Some((leader, _)) if leader == self.id() => self.read_index_here(group, level).await,
+            Some((leader, node)) => {
+                match self
+                    .call_node(&node, NodeRequest::ReadIndex { group, level }, CALL_TIMEOUT)
+                    .await
+                {
+                    Ok(NodeResponse::ReadIndex(outcome)) => outcome,
+                    Ok(other) => Err(WriteError::Retry(format!("unexpected answer {other:?}"))),
+                    Err(error) => Err(WriteError::Retry(format!(
+                        "cannot reach the leader (node {leader}): {error}"
+                    ))),
+                }
+            }
+            None => Err(WriteError::Retry(format!("group {group} has no leader"))),
+        }
+        .map_err(|error| read_refused(group, error))?;
+        state
+            .raft
+            .wait(Some(CALL_TIMEOUT))
+            .applied_index_at_least(Some(index), "read")
+            .await
+            .map_err(|error| {
+                Error::Retryable(format!(
+                    "this replica did not catch up with the leader in time: {error}"
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// As the leader: the index a read at `level` must see applied.
+    async fn read_index_here(
+        &self,
+        group: GroupId,
+        level: ReadLevel,
+    ) -> std::result::Result<u64, WriteError> {
+        let state = self
+            .group(group)
+            .map_err(|error| WriteError::Retry(error.to_string()))?;
+        if level == ReadLevel::Lease {
+            let term = self.check_lease(&state)?;
+            let metrics = state.raft.metrics().borrow().clone();
+            // Only once an entry of this term is applied is everything committed before
+            // it applied here too.
+            if let Some(applied) = metrics.last_applied {
+                if applied.leader_id.term == term {
+                    return Ok(applied.index);
+                }
+            }
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, state.raft.ensure_linearizable()).await {
+            Ok(Ok(read_log_id)) => Ok(read_log_id.map(|log_id| log_id.index).unwrap_or(0)),
+            Ok(Err(error)) => Err(WriteError::Retry(error.to_string())),
+            Err(_) => Err(WriteError::Retry("no quorum answered in time".into())),
+        }
+    }
+
+    fn check_staleness(&self, group: &Group, max_staleness: Duration) -> Result<()> {
+        let metrics = group.raft.metrics().borrow().clone();
+        let fresh_as_of = if metrics.current_leader == Some(self.id()) {
+            metrics
+                .millis_since_quorum_ack
+                .and_then(|elapsed| Instant::now().checked_sub(Duration::from_millis(elapsed)))
+        } else {
+            *group
+                .fresh_as_of
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+        };
+        match fresh_as_of {
+            Some(time) if time.elapsed() <= max_staleness => Ok(()),
+            Some(time) => Err(Error::Retryable(format!(
+                "this replica may be {} ms behind, more than max_staleness ({} ms)",
+                time.elapsed().as_millis(),
+                max_staleness.as_millis()
+            ))),
+            None => Err(Error::Retryable(
+                "this replica has not yet caught up with a leader".into(),
+            )),
+        }
+    }
+
+    /// This node's status and its view of every group it hosts.
+    pub async fn status(&self) -> NodeStatus {
+        let mut groups = Vec::new();
+        for id in self.group_ids() {
+            let Ok(group) = self.group(id) else { continue };
+            let metrics = group.raft.metrics().borrow().clone();
+            let committed = group
+                .raft
+                .with_raft_state(|state| state.committed.map(|log_id| log_id.index))
+                .await
+                .ok()
+                .flatten();
+            let last_log = metrics.last_log_index;
+            let lag = metrics
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(node, _)| **node != self.id())
+                .map(|(node, matched)| {
+                    let matched = matched.map(|log_id| log_id.index).unwrap_or(0);
+                    (*node, last_log.unwrap_or(0).saturating_sub(matched))
+                })
+                .collect();
+            let membership = metrics.membership_config.membership();
+            groups.push(GroupStatus {
+                group: id,
+                role: role_name(metrics.state).into(),
+                term: metrics.current_term,
+                leader: metrics.current_leader,
+                last_log,
+                committed,
+                applied: metrics.last_applied.map(|log_id| log_id.index),
+                lag,
+                voters: membership.voter_ids().collect(),
+                learners: membership.learner_ids().collect(),
+            });
+        }
+        NodeStatus {
+            node_id: self.id(),
+            raft_address: self.config.raft_address.clone(),
+            sql_address: self.config.sql_address.clone(),
+            groups,
+        }
+    }
+
+    /// Every member's status: this node's own, and each peer's as it reports it (a peer
+    /// that does not answer is listed with no groups).
+    pub async fn cluster_status(&self) -> Vec<NodeStatus> {
+        let own = self.status().await;
+        let members: BTreeMap<NodeId, Node> = match self.group(METADATA_GROUP) {
+            Ok(group) => group
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        let mut statuses = vec![own];
+        for (id, node) in members {
+            if id == self.id() {
+                continue;
+            }
+            let status = match self
+                .call_node(&node, NodeRequest::Status, Duration::from_secs(1))
+                .await
+            {
+                Ok(NodeResponse::Status(status)) => status,
+                _ => NodeStatus {
+                    node_id: id,
+                    raft_address: node.raft_address.clone(),
+                    sql_address: node.sql_address.clone(),
+                    groups: Vec::new(),
+                },
+            };
+            statuses.push(status);
+        }
+        statuses.sort_by_key(|status| status.node_id);
+        statuses
+    }
+
+    /// Records, after a successful AppendEntries, whether this follower has applied
+    /// everything the leader had committed: the base of stale reads' staleness.
+    fn note_leader_contact(&self, group: &Group, leader_commit: Option<u64>) {
+        let applied = group
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|log_id| log_id.index);
+        if leader_commit <= applied {
+            *group
+                .fresh_as_of
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
+        }
+    }
+}
+
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shut down",
+    }
+}
+
+fn read_refused(group: GroupId, error: WriteError) -> Error {
+    match error {
+        WriteError::NotLeader(_) => {
+            Error::Retryable(format!("group {group}: the leader changed during the read"))
+        }
+        WriteError::Retry(why) | WriteError::Unknown(why) => Error::Retryable(format!(
+            "group {group}: cannot confirm a consistent read: {why}"
+        )),
+    }
+}
+
+/// The IP address outgoing peer connections are bound to: the one the node listens on.
+fn listen_ip(address: &str) -> Result<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    address
+        .to_socket_addrs()
+        .map_err(|error| Error::InvalidParameterValue(format!("raft address {address}: {error}")))?
+        .next()
+        .map(|socket| socket.ip())
+        .ok_or_else(|| {
+            Error::InvalidParameterValue(format!("raft address {address} resolves to nothing"))
+        })
+}
+
+impl Handler<PeerRequest, PeerResponse> for RaftNode {
+    async fn handle(&self, request: PeerRequest) -> PeerResponse {
+        match request {
+            PeerRequest::AppendEntries { group, rpc } => {
+                let Ok(state) = self.group(group) else {
+                    return PeerResponse::NoSuchGroup(group);
+                };
+                let leader_commit = rpc.leader_commit.map(|log_id| log_id.index);
+                let answer = state.raft.append_entries(rpc).await;
+                if answer.as_ref().is_ok_and(|response| response.is_success()) {
+                    self.note_leader_contact(&state, leader_commit);
+                }
+                PeerResponse::AppendEntries(answer)
+            }
+            PeerRequest::Vote { group, rpc } => match self.group(group) {
+                Ok(state) => PeerResponse::Vote(state.raft.vote(rpc).await),
+                Err(_) => PeerResponse::NoSuchGroup(group),
+            },
+            PeerRequest::InstallSnapshot { group, rpc } => match self.group(group) {
+                Ok(state) => PeerResponse::InstallSnapshot(state.raft.install_snapshot(rpc).await),
+                Err(_) => PeerResponse::NoSuchGroup(group),
+            },
+            PeerRequest::Node(request) => PeerResponse::Node(self.handle_node(request).await),
+        }
+    }
+}
+
+impl RaftNode {
+    async fn handle_node(&self, request: NodeRequest) -> NodeResponse {
+        match request {
+            NodeRequest::Propose { group, request } => {
+                let timeout = self.config.settings.write_timeout;
+                NodeResponse::Proposed(self.write_here(group, request, timeout).await)
+            }
+            NodeRequest::Timestamps { count } => {
+                NodeResponse::Timestamps(self.hand_out_timestamps(count).await)
+            }
+            NodeRequest::ReadIndex { group, level } => {
+                NodeResponse::ReadIndex(self.read_index_here(group, level).await)
+            }
+            NodeRequest::Status => NodeResponse::Status(self.status().await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Column, TableSpec};
+    use crate::state_machine::{Applied, Operation};
+    use crate::types::DataType;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn cluster(dirs: &[tempfile::TempDir]) -> Vec<Arc<RaftNode>> {
+        let members: BTreeMap<NodeId, Node> = (1..=dirs.len() as u64)
+            .map(|id| {
+                let node = Node {
+                    raft_address: format!("127.0.0.1:{}", free_port()),
+                    sql_address: String::new(),
+                };
+                (id, node)
+            })
+            .collect();
+        let starts = members.iter().zip(dirs).map(|((id, node), dir)| {
+            RaftNode::start(NodeConfig {
+                node_id: *id,
+                data_dir: dir.path().to_path_buf(),
+                raft_address: node.raft_address.clone(),
+                sql_address: String::new(),
+                bootstrap: Bootstrap::InitialMembers(members.clone()),
+                settings: RaftSettings::default(),
+            })
+        });
+        futures::future::try_join_all(starts).await.unwrap()
+    }
+
+    fn create_table(name: &str) -> Request {
+        Request::Data {
+            timestamp: 1,
+            operation: Operation::CreateTable {
+                spec: TableSpec {
+                    name: name.into(),
+                    columns: vec![Column {
+                        name: "id".into(),
+                        data_type: DataType::BigInt,
+                        nullable: false,
+                        default: None,
+                        hidden: false,
+                    }],
+                    primary_key: vec![0],
+                    unique_constraints: Vec::new(),
+                    shard_count: 1,
+                },
+                if_not_exists: false,
+            },
+        }
+    }
+
+    /// Three nodes in one process: a write made through any node (forwarded to the
+    /// leader when needed) is applied on every replica; timestamps from any node only
+    /// go up; every node reports the same leader.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_replicate_and_forward() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let nodes = cluster(&dirs).await;
+        let mut last = 0;
+        for (i, node) in nodes.iter().enumerate() {
+            let (log_id, response) = node
+                .write(DATA_GROUP, create_table(&format!("t{i}")))
+                .await
+                .unwrap();
+            assert!(
+                matches!(response, Response::Data(Ok((Applied::Done, _)))),
+                "{response:?}"
+            );
+            for replica in &nodes {
+                let group = replica.group(DATA_GROUP).unwrap();
+                group
+                    .raft
+                    .wait(Some(Duration::from_secs(5)))
+                    .applied_index_at_least(Some(log_id.index), "replicated")
+                    .await
+                    .unwrap();
+                assert!(replica.catalog().table(&format!("t{i}")).is_some());
+            }
+            for _ in 0..5 {
+                let timestamp = node.timestamp().await.unwrap();
+                assert!(timestamp > last, "{timestamp} after {last}");
+                last = timestamp;
+            }
+        }
+        for node in &nodes {
+            node.prepare_read(DATA_GROUP, ReadLevel::Linearizable)
+                .await
+                .unwrap();
+            node.prepare_read(DATA_GROUP, ReadLevel::Lease)
+                .await
+                .unwrap();
+        }
+        let statuses = nodes[0].cluster_status().await;
+        assert_eq!(statuses.len(), 3);
+        let leaders: Vec<_> = statuses
+            .iter()
+            .map(|status| status.groups[1].leader)
+            .collect();
+        assert!(leaders
+            .iter()
+            .all(|leader| leader.is_some() && *leader == leaders[0]));
+        for node in &nodes {
+            node.shutdown().await;
+        }
+    }
+}
