@@ -1,7 +1,8 @@
 //! The embedded database handle.
 
 use crate::error::Result;
-use crate::replica::LocalReplica;
+use crate::replica::cluster::ClusterReplica;
+use crate::replica::{LocalReplica, Replica};
 use crate::session::Session;
 use crate::storage::Store;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 /// storage, and any number of threads may open sessions on it at once.
 #[derive(Clone)]
 pub struct Database {
-    replica: Arc<LocalReplica>,
+    replica: Arc<Replica>,
 }
 
 impl Database {
@@ -29,8 +30,15 @@ impl Database {
 
     fn over(store: Store) -> Result<Database> {
         Ok(Database {
-            replica: Arc::new(LocalReplica::open(Arc::new(store))?),
+            replica: Arc::new(Replica::Local(LocalReplica::open(Arc::new(store))?)),
         })
+    }
+
+    /// The database a cluster node serves: its replica of every group.
+    pub fn cluster(replica: ClusterReplica) -> Database {
+        Database {
+            replica: Arc::new(Replica::Cluster(replica)),
+        }
     }
 
     /// Starts a session: the unit that holds settings and a transaction.

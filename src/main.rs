@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tessera::server::{self, ConfigFile, LogFormat, ServerConfig, ServerFlags};
+use tessera::server::{self, ClusterFlags, ConfigFile, LogFormat, ServerConfig, ServerFlags};
 use tessera::shell::backend::Remote;
 use tessera::shell::format::OutputFormat;
 use tessera::shell::{Input, Shell};
@@ -59,6 +59,19 @@ enum Command {
         /// Log format; the level comes from RUST_LOG (default: info).
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+        /// Cluster node: this node's id (positive, unique, never reused).
+        #[arg(long)]
+        node_id: Option<u64>,
+        /// Cluster node: address of the Raft transport, e.g. 127.0.0.1:7001.
+        #[arg(long)]
+        raft_listen: Option<String>,
+        /// Cluster node, first start: every member as ID=HOST:PORT (Raft addresses),
+        /// comma-separated, the same list on every member.
+        #[arg(long, conflicts_with = "join")]
+        initial_members: Option<String>,
+        /// Cluster node, first start: join the cluster through this member's Raft address.
+        #[arg(long)]
+        join: Option<String>,
     },
     /// Print the SCRAM-SHA-256 verifier of a password, for a [[users]] entry of the
     /// server's config file. Reads the password from the terminal (twice, not echoed)
@@ -103,6 +116,10 @@ fn main() {
             listen,
             max_connections,
             log_format,
+            node_id,
+            raft_listen,
+            initial_members,
+            join,
         } => match server_config(
             config,
             ServerFlags {
@@ -110,10 +127,18 @@ fn main() {
                 listen,
                 max_connections,
                 log_format,
+                cluster: ClusterFlags {
+                    node_id,
+                    raft_listen,
+                    initial_members,
+                    join,
+                },
             },
         ) {
             Ok(config) => {
-                init_logging(config.log_format, "info");
+                // openraft narrates every election and vote at info; its warnings are
+                // what an operator needs.
+                init_logging(config.log_format, "info,openraft=warn");
                 match server::run(config) {
                     Ok(()) => 0,
                     Err(e) => {

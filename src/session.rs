@@ -7,7 +7,7 @@
 //! changes commit on their own and are refused inside a transaction block.
 
 use crate::error::{Error, Result};
-use crate::replica::LocalReplica;
+use crate::replica::{ReadLevel, Replica};
 use crate::sql::ast::Statement;
 use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
@@ -233,7 +233,7 @@ const READ_ONLY_SETTINGS: &[&str] = &["server_encoding", "server_version", "tran
 
 /// One client's connection to a database.
 pub struct Session {
-    replica: Arc<LocalReplica>,
+    replica: Arc<Replica>,
     transaction: Option<Transaction>,
     failed: bool,
     settings: BTreeMap<String, String>,
@@ -244,7 +244,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(replica: Arc<LocalReplica>) -> Session {
+    pub(crate) fn new(replica: Arc<Replica>) -> Session {
         Session {
             replica,
             transaction: None,
@@ -356,7 +356,7 @@ impl Session {
         prepared: &PreparedStatement,
         declared: &[Option<DataType>],
     ) -> Result<Description> {
-        let catalog = self.replica.catalog();
+        let catalog = self.fresh_catalog()?;
         let everything = |_: &crate::catalog::Index| true;
         let inferred = ParameterTypes::default();
         for (position, data_type) in declared.iter().enumerate() {
@@ -396,6 +396,9 @@ impl Session {
                 }
                 text_column("QUERY PLAN")
             }
+            Statement::Show { name } if name.eq_ignore_ascii_case("cluster") => {
+                crate::replica::cluster::status_table(&[]).0
+            }
             Statement::Show { name } => text_column(&name.to_lowercase()),
             _ => Vec::new(),
         };
@@ -432,7 +435,7 @@ impl Session {
 
     fn dispatch(&mut self, statement: &Statement, params: &[Value]) -> Result<QueryResult> {
         match statement {
-            Statement::Begin => Ok(self.begin()),
+            Statement::Begin => self.begin(),
             Statement::Commit => self.commit(),
             Statement::Rollback => Ok(self.rollback()),
             _ if self.failed => Err(Error::TransactionAborted),
@@ -455,14 +458,40 @@ impl Session {
         }
     }
 
-    fn begin(&mut self) -> QueryResult {
+    fn begin(&mut self) -> Result<QueryResult> {
         let notice = if self.transaction.is_some() {
             Some("there is already a transaction in progress".to_string())
         } else {
-            self.transaction = Some(Transaction::begin(Arc::clone(&self.replica)));
+            self.transaction = Some(self.begin_transaction()?);
             None
         };
-        QueryResult::command("BEGIN").with_notice(notice)
+        Ok(QueryResult::command("BEGIN").with_notice(notice))
+    }
+
+    /// The catalog as fresh as the session's read consistency asks: in a cluster, a
+    /// statement described or a DDL planned on one node sees DDL committed through
+    /// any other node before it (a transaction gets the same by starting its snapshot).
+    fn fresh_catalog(&self) -> Result<Arc<crate::catalog::Catalog>> {
+        if self.replica.cluster().is_some() {
+            self.replica.read_timestamp(self.read_level()?)?;
+        }
+        Ok(self.replica.catalog())
+    }
+
+    /// A new transaction at the session's read consistency.
+    fn begin_transaction(&self) -> Result<Transaction> {
+        Transaction::begin(Arc::clone(&self.replica), self.read_level()?)
+    }
+
+    /// The read consistency the session's settings ask for.
+    fn read_level(&self) -> Result<ReadLevel> {
+        Ok(match self.setting("read_consistency").as_str() {
+            "lease" => ReadLevel::Lease,
+            "stale" => ReadLevel::Stale {
+                max_staleness: parse_timeout(&self.setting("max_staleness"))?,
+            },
+            _ => ReadLevel::Linearizable,
+        })
     }
 
     fn commit(&mut self) -> Result<QueryResult> {
@@ -504,7 +533,7 @@ impl Session {
                 result
             }
             None => {
-                let mut txn = Transaction::begin(Arc::clone(&self.replica));
+                let mut txn = self.begin_transaction()?;
                 let result = work(self, &mut txn)?;
                 txn.commit()?;
                 Ok(result)
@@ -596,7 +625,7 @@ impl Session {
     }
 
     fn execute_ddl(&mut self, statement: &Statement) -> Result<QueryResult> {
-        let catalog = self.replica.catalog();
+        let catalog = self.fresh_catalog()?;
         let everything = |_: &crate::catalog::Index| true;
         let planner = Planner::new(&catalog, &[], &everything).with_identity(&self.identity);
         let (operations, tag) = match statement {
@@ -725,6 +754,9 @@ impl Session {
 
     fn show(&self, name: &str) -> Result<QueryResult> {
         let name = name.to_lowercase();
+        if name == "cluster" {
+            return self.show_cluster();
+        }
         if !SETTINGS.iter().any(|(n, _)| *n == name) {
             return Err(Error::UnknownSetting(name));
         }
@@ -734,6 +766,21 @@ impl Session {
         };
         let mut result =
             QueryResult::rows(vec![column], vec![vec![Value::Text(self.setting(&name))]]);
+        result.tag = "SHOW".into();
+        Ok(result)
+    }
+}
+
+impl Session {
+    /// SHOW CLUSTER: every node's view of every group it hosts.
+    fn show_cluster(&self) -> Result<QueryResult> {
+        let cluster = self.replica.cluster().ok_or_else(|| {
+            Error::FeatureNotSupported(
+                "SHOW CLUSTER: this is an embedded database, not a cluster node".into(),
+            )
+        })?;
+        let (columns, rows) = crate::replica::cluster::status_table(&cluster.status()?);
+        let mut result = QueryResult::rows(columns, rows);
         result.tag = "SHOW".into();
         Ok(result)
     }
@@ -751,7 +798,10 @@ fn validate_setting(name: &str, value: &str) -> Result<String> {
                 )))
             }
         }
-        "statement_timeout" | "idle_session_timeout" | "idle_in_transaction_session_timeout" => {
+        "statement_timeout"
+        | "idle_session_timeout"
+        | "idle_in_transaction_session_timeout"
+        | "max_staleness" => {
             parse_timeout(value)?;
             Ok(value.trim().to_string())
         }
@@ -782,10 +832,10 @@ fn parse_timeout(value: &str) -> Result<Option<std::time::Duration>> {
     };
     let amount: u64 = number.parse().map_err(|_| invalid())?;
     let millis = match unit.trim() {
-        "" | "ms" => amount,
-        "s" => amount.saturating_mul(1000),
-        "min" => amount.saturating_mul(60_000),
-        "h" => amount.saturating_mul(3_600_000),
+        "" | "ms" | "millisecond" | "milliseconds" => amount,
+        "s" | "sec" | "second" | "seconds" => amount.saturating_mul(1000),
+        "min" | "minute" | "minutes" => amount.saturating_mul(60_000),
+        "h" | "hour" | "hours" => amount.saturating_mul(3_600_000),
         _ => return Err(invalid()),
     };
     Ok((millis > 0).then(|| std::time::Duration::from_millis(millis)))

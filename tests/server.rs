@@ -32,35 +32,17 @@ impl Server {
 
     fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["server", "--data"])
-            .arg(data.path())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tessera server");
-        let mut process = common::ChildGuard(child);
-        // Wait for the "ready" log line rather than probing the port, which would take a
-        // connection slot; then keep draining the log so the server never blocks on it.
-        let stderr = process.0.stderr.take().expect("stderr");
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("tessera server ready") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(STARTUP_LIMIT)
-            .expect("server did not report ready in time");
+        let process = common::spawn_until_ready(
+            Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args(["server", "--data"])
+                .arg(data.path())
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(extra)
+                .env("RUST_LOG", "info"),
+            STARTUP_LIMIT,
+            "server",
+            None,
+        );
         Server {
             process,
             port,

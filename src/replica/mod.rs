@@ -1,10 +1,10 @@
 //! Replica: where commands are ordered, stamped and applied.
 //!
-//! In a cluster each shard's replica is a Raft group that orders commands in its log
-//! before applying them. The embedded engine has one local replica hosting every shard:
-//! a lock orders commands, the oracle stamps them, and the state machine applies them.
-//! Layers above talk to [`LocalReplica`] through the same two verbs a Raft group offers —
-//! propose a command, read at a timestamp — so they do not change when replication comes.
+//! Layers above talk to a [`Replica`] through two verbs — propose a command, read at a
+//! timestamp — whichever kind it is. The embedded engine's [`LocalReplica`] hosts every
+//! shard in this process: a lock orders commands, the oracle stamps them, and the state
+//! machine applies them. In a cluster ([`cluster::ClusterReplica`]) a Raft group orders
+//! commands in its log and every replica applies them ([`raft`]).
 //!
 //! Group commit: the apply lock covers ordering, checks and the (unsynced) write, not the
 //! fsync. After releasing it, a proposer waits until the log is synced past its command;
@@ -15,6 +15,7 @@
 //! so that an error caused by an earlier, not yet durable commit (a conflict, a duplicate
 //! key) is only reported once that commit is durable.
 
+pub mod cluster;
 pub mod raft;
 
 use crate::catalog::Catalog;
@@ -24,6 +25,80 @@ use crate::storage::Store;
 use crate::txn::oracle::{LocalOracle, TimestampOracle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+/// The consistency a read asks for (DESIGN §2.7); a local replica meets all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReadLevel {
+    /// Sees every write acknowledged before the read began.
+    Linearizable,
+    /// Like linearizable while the leader's lease holds; no quorum round.
+    Lease,
+    /// The local replica as it is, if no older than the bound (`None`: any age).
+    Stale {
+        /// Oldest acceptable data.
+        max_staleness: Option<Duration>,
+    },
+}
+
+/// Where a session's commands go and its reads come from.
+pub enum Replica {
+    /// Every shard in this process.
+    Local(LocalReplica),
+    /// A node of a cluster.
+    Cluster(cluster::ClusterReplica),
+}
+
+impl Replica {
+    /// Orders, stamps and applies one operation; returns once it is durable.
+    pub fn propose(&self, operation: Operation, progress: Option<ProgressFn>) -> Result<Applied> {
+        match self {
+            Replica::Local(local) => local.propose(operation, progress),
+            Replica::Cluster(cluster) => cluster.propose(operation),
+        }
+    }
+
+    /// A number never handed out before (hidden row ids of tables without a primary key).
+    pub fn unique_id(&self) -> Result<u64> {
+        match self {
+            Replica::Local(local) => local.unique_id(),
+            Replica::Cluster(cluster) => cluster.unique_id(),
+        }
+    }
+
+    /// A timestamp whose snapshot is complete on this replica and as fresh as `level`
+    /// asks; waits (boundedly) until it is, or says why it cannot be.
+    pub fn read_timestamp(&self, level: ReadLevel) -> Result<u64> {
+        match self {
+            Replica::Local(local) => Ok(local.read_timestamp()),
+            Replica::Cluster(cluster) => cluster.read_timestamp(level),
+        }
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self {
+            Replica::Local(local) => local.catalog(),
+            Replica::Cluster(cluster) => cluster.catalog(),
+        }
+    }
+
+    /// The store, for snapshot reads.
+    pub fn store(&self) -> &Store {
+        match self {
+            Replica::Local(local) => local.store(),
+            Replica::Cluster(cluster) => cluster.store(),
+        }
+    }
+
+    /// The cluster node behind this replica, if it is one.
+    pub fn cluster(&self) -> Option<&cluster::ClusterReplica> {
+        match self {
+            Replica::Local(_) => None,
+            Replica::Cluster(cluster) => Some(cluster),
+        }
+    }
+}
 
 /// The single-node replica of every shard.
 pub struct LocalReplica {

@@ -23,6 +23,8 @@ pub mod wire;
 
 use crate::database::Database;
 use crate::error::{Error, Result};
+use crate::replica::cluster::ClusterReplica;
+use crate::replica::raft::node::RaftNode;
 use auth::{UserConfig, UserTable};
 use connection::{Authentication, ServerShared};
 use serde::Deserialize;
@@ -72,6 +74,123 @@ pub struct ServerConfig {
     /// Defaults for session settings: `statement_timeout`, `idle_session_timeout`,
     /// `idle_in_transaction_session_timeout`.
     pub session_defaults: Vec<(String, String)>,
+    /// Cluster membership, when this server is a node of a replicated cluster; `None`
+    /// serves a single embedded database.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a server takes part in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id: a positive number, unique in the cluster, never reused.
+    pub node_id: u64,
+    /// Address of the Raft transport (`host:port`), listened on and told to peers.
+    pub raft_listen: String,
+    /// The members of a new cluster as `ID=HOST:PORT` (Raft addresses), the same list
+    /// on every member; ignored once the node has joined.
+    #[serde(default)]
+    pub initial_members: Vec<String>,
+    /// The Raft address of a member to join through, for a node added later.
+    pub join: Option<String>,
+    /// Leader heartbeat period in milliseconds (default 100).
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest election timeout in milliseconds (default 400; the longest is twice it).
+    pub election_timeout_ms: Option<u64>,
+    /// Entries between snapshots (default 5000).
+    pub snapshot_threshold: Option<u64>,
+}
+
+impl ClusterConfig {
+    /// The node's start-up settings.
+    pub fn node_config(
+        &self,
+        data: &Path,
+        sql_address: SocketAddr,
+    ) -> Result<crate::replica::raft::node::NodeConfig> {
+        use crate::replica::raft::node::{Bootstrap, NodeConfig, RaftSettings};
+        if self.node_id == 0 {
+            return Err(Error::InvalidParameterValue(
+                "node_id must be a positive number".into(),
+            ));
+        }
+        let bootstrap = match (&self.join, self.initial_members.is_empty()) {
+            (Some(_), false) => {
+                return Err(Error::InvalidParameterValue(
+                    "give either initial members or an address to join, not both".into(),
+                ))
+            }
+            (Some(address), true) => Bootstrap::Join(address.clone()),
+            (None, false) => Bootstrap::InitialMembers(parse_members(&self.initial_members)?),
+            (None, true) => Bootstrap::Restart,
+        };
+        if let Bootstrap::InitialMembers(members) = &bootstrap {
+            let own = members
+                .get(&self.node_id)
+                .map(|node| node.raft_address.as_str());
+            if own != Some(self.raft_listen.as_str()) {
+                return Err(Error::InvalidParameterValue(format!(
+                    "the initial members must list this node as {}={}",
+                    self.node_id, self.raft_listen
+                )));
+            }
+        }
+        let mut settings = RaftSettings::default();
+        if let Some(heartbeat) = self.heartbeat_ms {
+            settings.heartbeat = std::time::Duration::from_millis(heartbeat);
+        }
+        if let Some(election) = self.election_timeout_ms {
+            settings.election_timeout = std::time::Duration::from_millis(election);
+        }
+        if let Some(threshold) = self.snapshot_threshold {
+            settings.snapshot_threshold = threshold;
+            settings.logs_kept_after_snapshot = settings.logs_kept_after_snapshot.min(threshold);
+        }
+        Ok(NodeConfig {
+            node_id: self.node_id,
+            data_dir: data.to_path_buf(),
+            raft_address: self.raft_listen.clone(),
+            sql_address: sql_address.to_string(),
+            bootstrap,
+            settings,
+        })
+    }
+}
+
+/// Parses `ID=HOST:PORT` member entries (each may itself be a comma-separated list).
+pub fn parse_members(
+    entries: &[String],
+) -> Result<std::collections::BTreeMap<u64, crate::replica::raft::types::Node>> {
+    let mut members = std::collections::BTreeMap::new();
+    for entry in entries.iter().flat_map(|entry| entry.split(',')) {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let invalid = || {
+            Error::InvalidParameterValue(format!(
+                "invalid member \"{entry}\" (expected ID=HOST:PORT, e.g. 1=127.0.0.1:7001)"
+            ))
+        };
+        let (id, address) = entry.split_once('=').ok_or_else(invalid)?;
+        let id: u64 = id.trim().parse().map_err(|_| invalid())?;
+        let address = address.trim();
+        if id == 0 || address.parse::<SocketAddr>().is_err() {
+            return Err(invalid());
+        }
+        // Every member must be given the same list, so no member's SQL address is in
+        // it: each node reports its own.
+        let node = crate::replica::raft::types::Node {
+            raft_address: address.to_string(),
+            sql_address: String::new(),
+        };
+        if members.insert(id, node).is_some() {
+            return Err(Error::InvalidParameterValue(format!(
+                "member {id} is listed twice"
+            )));
+        }
+    }
+    Ok(members)
 }
 
 /// The session settings a config file may give defaults for.
@@ -93,6 +212,7 @@ impl ServerConfig {
             users: Vec::new(),
             tls: None,
             session_defaults: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -117,6 +237,7 @@ impl ServerConfig {
             .unwrap_or(frames::DEFAULT_MAX_MESSAGE_SIZE);
         config.users = file.users;
         config.tls = file.tls;
+        config.cluster = ClusterFlags::merge(flags.cluster, file.cluster)?;
         for (name, value) in [
             ("statement_timeout", file.statement_timeout),
             ("idle_session_timeout", file.idle_session_timeout),
@@ -144,6 +265,54 @@ pub struct ServerFlags {
     pub max_connections: Option<usize>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// The cluster flags.
+    pub cluster: ClusterFlags,
+}
+
+/// The cluster flags of `tessera server`; with any of them (or a `[cluster]` table) the
+/// server is a cluster node.
+#[derive(Debug, Default)]
+pub struct ClusterFlags {
+    /// `--node-id`.
+    pub node_id: Option<u64>,
+    /// `--raft-listen`.
+    pub raft_listen: Option<String>,
+    /// `--initial-members`.
+    pub initial_members: Option<String>,
+    /// `--join`.
+    pub join: Option<String>,
+}
+
+impl ClusterFlags {
+    /// Flags over the file's `[cluster]` table; `None` when neither makes a cluster.
+    fn merge(flags: ClusterFlags, file: Option<ClusterConfig>) -> Result<Option<ClusterConfig>> {
+        let any_flag = flags.node_id.is_some()
+            || flags.raft_listen.is_some()
+            || flags.initial_members.is_some()
+            || flags.join.is_some();
+        if !any_flag && file.is_none() {
+            return Ok(None);
+        }
+        let mut config = file.unwrap_or_default();
+        if let Some(node_id) = flags.node_id {
+            config.node_id = node_id;
+        }
+        if let Some(raft_listen) = flags.raft_listen {
+            config.raft_listen = raft_listen;
+        }
+        if let Some(members) = flags.initial_members {
+            config.initial_members = vec![members];
+        }
+        if flags.join.is_some() {
+            config.join = flags.join;
+        }
+        if config.node_id == 0 || config.raft_listen.is_empty() {
+            return Err(Error::InvalidParameterValue(
+                "a cluster node needs --node-id and --raft-listen (or node_id and raft_listen in [cluster])".into(),
+            ));
+        }
+        Ok(Some(config))
+    }
 }
 
 /// The TOML file's shape; every key optional.
@@ -171,6 +340,8 @@ pub struct ConfigFile {
     pub users: Vec<UserConfig>,
     /// TLS certificate and key (`[tls]` table).
     pub tls: Option<TlsConfig>,
+    /// Cluster membership (`[cluster]` table).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ConfigFile {
@@ -236,7 +407,42 @@ pub fn run(config: ServerConfig) -> Result<()> {
     if !config.listen.ip().is_loopback() && tls.is_none() {
         tracing::warn!(listen = %config.listen, "listening beyond loopback without TLS: passwords are safe (SCRAM), but queries and results travel unencrypted");
     }
-    let database = Database::open(&config.data)?;
+    // A cluster node's Raft groups run on a runtime of their own (two workers: this
+    // is one process among others on small machines), apart from the connections.
+    let node_runtime = match &config.cluster {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .thread_name("tessera-raft")
+                .build()?,
+        ),
+        None => None,
+    };
+    let (database, node) = match (&config.cluster, &node_runtime) {
+        (Some(cluster), Some(runtime)) => {
+            let node_config = cluster.node_config(&config.data, config.listen)?;
+            let node = runtime.block_on(RaftNode::start(node_config))?;
+            tracing::info!(node_id = cluster.node_id, raft_listen = %cluster.raft_listen, "cluster node started");
+            let replica = ClusterReplica::new(Arc::clone(&node), runtime.handle().clone());
+            (Database::cluster(replica), Some(node))
+        }
+        _ => (Database::open(&config.data)?, None),
+    };
+    let outcome = serve_database(config, database, tls, authentication);
+    if let (Some(node), Some(runtime)) = (node, node_runtime) {
+        runtime.block_on(node.shutdown());
+    }
+    outcome
+}
+
+/// Serves `database` until SIGTERM or Ctrl-C.
+fn serve_database(
+    config: ServerConfig,
+    database: Database,
+    tls: Option<Tls>,
+    authentication: Authentication,
+) -> Result<()> {
     // A bad default (say, statement_timeout = "soon") is found now, not per connection.
     let mut probe = database.session();
     for (name, value) in &config.session_defaults {

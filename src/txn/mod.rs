@@ -18,7 +18,7 @@ pub mod oracle;
 use crate::catalog::{Index, Table};
 use crate::encoding::{self, keycode};
 use crate::error::Result;
-use crate::replica::LocalReplica;
+use crate::replica::{ReadLevel, Replica};
 use crate::state_machine::{
     duplicate_primary_key, index_values, unique_violation, Operation, RowWrite,
 };
@@ -42,7 +42,7 @@ type RowId = (TableId, Vec<u8>);
 /// One transaction: a snapshot to read, a buffer of writes, and an undo log for
 /// statement-level rollback.
 pub struct Transaction {
-    replica: Arc<LocalReplica>,
+    replica: Arc<Replica>,
     start_ts: u64,
     writes: BTreeMap<RowId, PendingWrite>,
     /// Rows this transaction wrote with non-NULL values in a unique index, by (index id,
@@ -58,16 +58,18 @@ pub struct Transaction {
 pub struct Savepoint(usize);
 
 impl Transaction {
-    /// Begins a transaction reading the newest complete snapshot.
-    pub fn begin(replica: Arc<LocalReplica>) -> Transaction {
-        let start_ts = replica.read_timestamp();
-        Transaction {
+    /// Begins a transaction reading the newest complete snapshot the replica can give
+    /// at read consistency `level` (in a cluster this may wait for the replica to catch
+    /// up, or fail when it cannot).
+    pub fn begin(replica: Arc<Replica>, level: ReadLevel) -> Result<Transaction> {
+        let start_ts = replica.read_timestamp(level)?;
+        Ok(Transaction {
             replica,
             start_ts,
             writes: BTreeMap::new(),
             unique_written: HashMap::new(),
             undo: Vec::new(),
-        }
+        })
     }
 
     /// The snapshot timestamp.

@@ -175,3 +175,42 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Starts a `tessera server` command and waits for its "ready" log line rather than
+/// probing the port (which would take a connection slot); the log is drained from then
+/// on so the server never blocks on it, and lines with `echo_marker` (if any) are
+/// echoed to the test's output, labelled `label`.
+pub fn spawn_until_ready(
+    command: &mut Command,
+    limit: std::time::Duration,
+    label: &str,
+    echo_marker: Option<&'static str>,
+) -> ChildGuard {
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tessera server");
+    let mut process = ChildGuard(child);
+    let stderr = process.0.stderr.take().expect("stderr");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let owned_label = label.to_string();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("tessera server ready") {
+                let _ = ready_tx.send(());
+            }
+            if echo_marker.is_some_and(|marker| line.contains(marker)) {
+                eprintln!("{owned_label}: {line}");
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{label} did not report ready in time"));
+    process
+}

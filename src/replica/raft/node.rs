@@ -36,6 +36,7 @@ use super::transport::{self, CallError, Handler};
 use super::types::{GroupId, LogId, Node, NodeId, Request, Response, TypeConfig, METADATA_GROUP};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::replica::ReadLevel;
 use crate::storage::Store;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
@@ -135,20 +136,6 @@ pub struct NodeConfig {
     pub bootstrap: Bootstrap,
     /// Raft timing.
     pub settings: RaftSettings,
-}
-
-/// The consistency a read asks for (DESIGN §2.7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReadLevel {
-    /// Sees every write acknowledged before the read began.
-    Linearizable,
-    /// Like linearizable while the leader's lease holds; no quorum round.
-    Lease,
-    /// The local replica as it is, if no older than the bound.
-    Stale {
-        /// Oldest acceptable data.
-        max_staleness: Duration,
-    },
 }
 
 /// Why a write or read did not happen.
@@ -339,6 +326,10 @@ impl RaftNode {
             Bootstrap::InitialMembers(members) => {
                 for group in self.group_ids() {
                     let raft = self.group(group)?.raft.clone();
+                    // A restarted member already has its membership in its log.
+                    if raft.is_initialized().await.unwrap_or(false) {
+                        continue;
+                    }
                     match raft.initialize(members.clone()).await {
                         Ok(()) => tracing::info!(group, "initialized the group"),
                         Err(RaftError::APIError(_)) => {
@@ -615,13 +606,51 @@ impl RaftNode {
         }
     }
 
+    /// Waits (boundedly) until this replica has applied entry `index` of `group`.
+    pub async fn wait_applied(&self, group: GroupId, index: u64) -> Result<()> {
+        self.group(group)?
+            .raft
+            .wait(Some(CALL_TIMEOUT))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                Error::Retryable(format!(
+                    "this replica did not catch up with the leader in time: {error}"
+                ))
+            })
+    }
+
     /// Waits until this replica of `group` may serve a read at `level`.
     pub async fn prepare_read(&self, group: GroupId, level: ReadLevel) -> Result<()> {
         let state = self.group(group)?;
         if let ReadLevel::Stale { max_staleness } = level {
-            return self.check_staleness(&state, max_staleness);
+            return match max_staleness {
+                Some(bound) => self.check_staleness(&state, bound),
+                None => Ok(()),
+            };
         }
-        let index = match self.leader_of(group) {
+        // While a leader is being elected, wait for it (boundedly) rather than fail.
+        let deadline = Instant::now() + self.config.settings.write_timeout;
+        let index = loop {
+            match self.read_index(group, level).await {
+                Ok(index) => break index,
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(read_refused(group, error));
+                }
+                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        };
+        self.wait_applied(group, index).await
+    }
+
+    /// The index to apply up to before a read at `level`, from the leader wherever it is.
+    async fn read_index(
+        &self,
+        group: GroupId,
+        level: ReadLevel,
+    ) -> std::result::Result<u64, WriteError> {
+        match self.leader_of(group) {
             Some((leader, _)) if leader == self.id() => self.read_index_here(group, level).await,
             Some((leader, node)) => {
                 match self
@@ -637,18 +666,6 @@ impl RaftNode {
             }
             None => Err(WriteError::Retry(format!("group {group} has no leader"))),
         }
-        .map_err(|error| read_refused(group, error))?;
-        state
-            .raft
-            .wait(Some(CALL_TIMEOUT))
-            .applied_index_at_least(Some(index), "read")
-            .await
-            .map_err(|error| {
-                Error::Retryable(format!(
-                    "this replica did not catch up with the leader in time: {error}"
-                ))
-            })?;
-        Ok(())
     }
 
     /// As the leader: the index a read at `level` must see applied.

@@ -18,7 +18,7 @@ mod write;
 
 use crate::encoding::keycode;
 use crate::error::Result;
-use crate::replica::LocalReplica;
+use crate::replica::Replica;
 use crate::sql::planner::expression::Expression;
 use crate::sql::planner::plan::{Plan, SortKey};
 use crate::txn::Transaction;
@@ -51,7 +51,7 @@ pub enum Outcome {
 pub fn execute(
     plan: &Plan,
     txn: &mut Transaction,
-    replica: &LocalReplica,
+    replica: &Replica,
     interrupt: &Arc<Interrupt>,
 ) -> Result<Outcome> {
     match plan {

@@ -3,7 +3,7 @@
 
 use crate::catalog::Table;
 use crate::error::{Error, Result};
-use crate::replica::LocalReplica;
+use crate::replica::Replica;
 use crate::sql::planner::expression::Expression;
 use crate::txn::{encode_primary_key, Transaction};
 use crate::types::Value;
@@ -31,7 +31,7 @@ pub fn insert(
     table: &Table,
     rows: Vec<Vec<Value>>,
     txn: &mut Transaction,
-    replica: &LocalReplica,
+    replica: &Replica,
 ) -> Result<u64> {
     let hidden = table.has_hidden_row_id();
     let mut count = 0;

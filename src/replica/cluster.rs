@@ -1,0 +1,203 @@
+//! The replica of a cluster node: the synchronous face the SQL layer calls, over the
+//! node's asynchronous Raft groups.
+//!
+//! Sessions run statements on threads of their own (one per connection), so each call
+//! here hands its work to the node's runtime and waits for the answer; the session's
+//! thread blocks, the runtime's workers never do.
+//!
+//! Error mapping: a write that certainly was not applied is [`Error::Retryable`]
+//! (40001); one whose outcome cannot be known is [`Error::OutcomeUnknown`] (40003),
+//! never retried here. After a write, the call waits until this replica has applied it,
+//! so the session's next statement (planned with this replica's catalog) sees it.
+
+use super::raft::node::{GroupStatus, NodeStatus, RaftNode, WriteError, DATA_GROUP};
+use super::raft::types::{Request, Response};
+use super::ReadLevel;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::sql::planner::OutputColumn;
+use crate::state_machine::{Applied, Operation};
+use crate::storage::Store;
+use crate::types::{DataType, Value};
+use std::future::Future;
+use std::sync::Arc;
+
+/// A cluster node seen as a replica.
+pub struct ClusterReplica {
+    node: Arc<RaftNode>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ClusterReplica {
+    /// The replica of `node`, whose work runs on `runtime`.
+    pub fn new(node: Arc<RaftNode>, runtime: tokio::runtime::Handle) -> ClusterReplica {
+        ClusterReplica { node, runtime }
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.node
+    }
+
+    /// Runs `work` on the node's runtime and waits for it on this thread.
+    fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T> {
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = answer.send(work.await);
+        });
+        answered
+            .recv()
+            .map_err(|_| Error::Internal("the node's runtime stopped".into()))
+    }
+
+    /// Commits an operation through the data group's leader.
+    pub fn propose(&self, operation: Operation) -> Result<Applied> {
+        let node = Arc::clone(&self.node);
+        let (log_id, response) = self
+            .run(async move {
+                let timestamp = node.timestamp().await?;
+                let request = Request::Data {
+                    timestamp,
+                    operation,
+                };
+                let written = node.write(DATA_GROUP, request).await?;
+                // Read-your-writes on this replica; a replica that cannot catch up in time
+                // does not undo a committed write, so only a warning.
+                if let Err(error) = node.wait_applied(DATA_GROUP, written.0.index).await {
+                    tracing::warn!(%error, "a committed write is not applied here yet");
+                }
+                Ok::<_, WriteError>(written)
+            })?
+            .map_err(write_failed)?;
+        match response {
+            Response::Data(outcome) => outcome.map(|(applied, _commit_ts)| applied),
+            Response::Done => Err(Error::Internal(format!(
+                "the data group answered entry {log_id} with no result"
+            ))),
+        }
+    }
+
+    /// A number never handed out before: a timestamp from the oracle.
+    pub fn unique_id(&self) -> Result<u64> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.timestamp().await })?
+            .map_err(write_failed)
+    }
+
+    /// Waits until this replica may serve a read at `level`, then returns the
+    /// timestamp of everything it has applied.
+    pub fn read_timestamp(&self, level: ReadLevel) -> Result<u64> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.prepare_read(DATA_GROUP, level).await })??;
+        self.node.applied_commit_ts()
+    }
+
+    /// The catalog as applied on this replica.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.node.catalog()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        self.node.store()
+    }
+
+    /// Every member's status (SHOW CLUSTER).
+    pub fn status(&self) -> Result<Vec<NodeStatus>> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.cluster_status().await })
+    }
+}
+
+/// The SQL error of a write that did not happen, or may not have.
+fn write_failed(error: WriteError) -> Error {
+    match error {
+        WriteError::NotLeader(_) => {
+            Error::Retryable("the leader changed before the write was proposed".into())
+        }
+        WriteError::Retry(why) => Error::Retryable(why),
+        WriteError::Unknown(why) => Error::OutcomeUnknown(why),
+    }
+}
+
+/// SHOW CLUSTER's columns and rows: one row per node and group, with the replication
+/// lag the group's leader reports for that node.
+pub fn status_table(statuses: &[NodeStatus]) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
+    let text = DataType::Text { max_length: None };
+    let columns = [
+        ("node_id", DataType::BigInt),
+        ("raft_address", text),
+        ("sql_address", text),
+        ("group_id", DataType::BigInt),
+        ("role", text),
+        ("term", DataType::BigInt),
+        ("leader", DataType::BigInt),
+        ("last_index", DataType::BigInt),
+        ("commit_index", DataType::BigInt),
+        ("applied_index", DataType::BigInt),
+        ("lag", DataType::BigInt),
+    ]
+    .into_iter()
+    .map(|(name, data_type)| OutputColumn {
+        name: name.into(),
+        data_type,
+    })
+    .collect();
+    let number = |value: Option<u64>| match value {
+        Some(value) => Value::BigInt(i64::try_from(value).unwrap_or(i64::MAX)),
+        None => Value::Null,
+    };
+    let mut rows = Vec::new();
+    for status in statuses {
+        let identity = [
+            Value::BigInt(status.node_id as i64),
+            Value::Text(status.raft_address.clone()),
+            Value::Text(status.sql_address.clone()),
+        ];
+        if status.groups.is_empty() {
+            let mut row = identity.to_vec();
+            row.extend([Value::Null, Value::Text("unreachable".into())]);
+            row.extend(std::iter::repeat_n(Value::Null, 6));
+            rows.push(row);
+            continue;
+        }
+        for group in &status.groups {
+            let lag = leader_report(statuses, group.group).and_then(|leader| {
+                if leader.leader == Some(status.node_id) && group.role == "leader" {
+                    Some(0)
+                } else {
+                    leader.lag.get(&status.node_id).copied()
+                }
+            });
+            let mut row = identity.to_vec();
+            row.extend([
+                number(Some(group.group)),
+                Value::Text(group.role.clone()),
+                number(Some(group.term)),
+                number(group.leader),
+                number(group.last_log),
+                number(group.committed),
+                number(group.applied),
+                number(lag),
+            ]);
+            rows.push(row);
+        }
+    }
+    (columns, rows)
+}
+
+/// The report of `group` by a node that leads it, if any answered.
+fn leader_report(statuses: &[NodeStatus], group: u64) -> Option<&GroupStatus> {
+    statuses
+        .iter()
+        .flat_map(|status| {
+            status
+                .groups
+                .iter()
+                .map(move |report| (status.node_id, report))
+        })
+        .find(|(node, report)| {
+            report.group == group && report.leader == Some(*node) && report.role == "leader"
+        })
+        .map(|(_, report)| report)
+}
