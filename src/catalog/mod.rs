@@ -10,6 +10,7 @@ use crate::storage::keys::{IndexId, TableId};
 use crate::types::{DataType, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 /// Name of the hidden column that keys a table declared without a primary key.
 pub const HIDDEN_ROW_ID: &str = "tessera_row_id";
@@ -121,6 +122,29 @@ pub struct IndexSpec {
     pub columns: Vec<usize>,
     /// Whether values must be unique.
     pub unique: bool,
+}
+
+/// The current catalog, shared between the one writer (the state machine, after each
+/// DDL) and every reader (planners), who take a cheap `Arc` of it without waiting for
+/// the apply path.
+#[derive(Clone, Debug, Default)]
+pub struct SharedCatalog(Arc<RwLock<Arc<Catalog>>>);
+
+impl SharedCatalog {
+    /// A shared handle starting at `catalog`.
+    pub fn new(catalog: Catalog) -> SharedCatalog {
+        SharedCatalog(Arc::new(RwLock::new(Arc::new(catalog))))
+    }
+
+    /// The catalog as of now; later changes do not alter it.
+    pub fn current(&self) -> Arc<Catalog> {
+        Arc::clone(&self.0.read().unwrap_or_else(|poison| poison.into_inner()))
+    }
+
+    /// Makes `catalog` the current one for every holder of the handle.
+    pub fn replace(&self, catalog: Arc<Catalog>) {
+        *self.0.write().unwrap_or_else(|poison| poison.into_inner()) = catalog;
+    }
 }
 
 /// Every table, by name, plus the id counters.

@@ -18,13 +18,13 @@
 pub mod cluster;
 pub mod raft;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SharedCatalog};
 use crate::error::Result;
 use crate::state_machine::{Applied, Command, Operation, ProgressFn, StateMachine};
 use crate::storage::Store;
 use crate::txn::oracle::{LocalOracle, TimestampOracle};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// The consistency a read asks for (DESIGN §2.7); a local replica meets all of them.
@@ -104,7 +104,7 @@ impl Replica {
 pub struct LocalReplica {
     store: Arc<Store>,
     state_machine: Mutex<StateMachine>,
-    catalog: Arc<RwLock<Arc<Catalog>>>,
+    catalog: SharedCatalog,
     oracle: Box<dyn TimestampOracle>,
     /// Commit timestamp up to which every command is applied and durable: a snapshot at
     /// this timestamp is complete and will never change.
@@ -212,12 +212,7 @@ impl LocalReplica {
 
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
-        Arc::clone(
-            &self
-                .catalog
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner()),
-        )
+        self.catalog.current()
     }
 
     /// The store, for snapshot reads.

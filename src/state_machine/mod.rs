@@ -16,7 +16,7 @@
 
 mod index_maintenance;
 
-use crate::catalog::{Catalog, IndexSpec, Table, TableSpec};
+use crate::catalog::{Catalog, IndexSpec, SharedCatalog, Table, TableSpec};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::storage::keys::{self, TableId};
@@ -26,7 +26,7 @@ use crate::types::Value;
 pub use index_maintenance::{index_values, unique_violation};
 use index_maintenance::{IndexWriter, RowChange};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// One change to apply, stamped with the timestamp it commits at.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,7 +110,7 @@ pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
 /// Applies commands to a store, keeping the in-memory catalog in step.
 pub struct StateMachine {
     store: Arc<Store>,
-    catalog: Arc<RwLock<Arc<Catalog>>>,
+    catalog: SharedCatalog,
     last_applied_ts: u64,
 }
 
@@ -127,7 +127,7 @@ impl StateMachine {
         };
         Ok(StateMachine {
             store,
-            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            catalog: SharedCatalog::new(catalog),
             last_applied_ts,
         })
     }
@@ -157,8 +157,8 @@ impl StateMachine {
     }
 
     /// A handle that readers use to get the current catalog without taking the apply lock.
-    pub fn catalog_handle(&self) -> Arc<RwLock<Arc<Catalog>>> {
-        Arc::clone(&self.catalog)
+    pub fn catalog_handle(&self) -> SharedCatalog {
+        self.catalog.clone()
     }
 
     /// Commit timestamp of the last command applied (0 on a new database).
@@ -167,12 +167,7 @@ impl StateMachine {
     }
 
     fn current_catalog(&self) -> Arc<Catalog> {
-        Arc::clone(
-            &self
-                .catalog
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner()),
-        )
+        self.catalog.current()
     }
 
     /// Applies one command atomically. Callers apply commands one at a time, in commit
@@ -317,10 +312,7 @@ impl StateMachine {
         }
         self.last_applied_ts = ts;
         if let Some(catalog) = catalog {
-            *self
-                .catalog
-                .write()
-                .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(catalog);
+            self.catalog.replace(Arc::new(catalog));
         }
         Ok(())
     }
@@ -330,11 +322,7 @@ impl StateMachine {
     pub fn reload(&mut self) -> Result<()> {
         let fresh = StateMachine::open(Arc::clone(&self.store))?;
         self.last_applied_ts = fresh.last_applied_ts;
-        let catalog = fresh.current_catalog();
-        *self
-            .catalog
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = catalog;
+        self.catalog.replace(fresh.current_catalog());
         Ok(())
     }
 

@@ -34,7 +34,7 @@ use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
 use super::state_machine::{AppliedView, GroupKind, GroupStateMachine};
 use super::transport::{self, CallError, Handler};
 use super::types::{GroupId, LogId, Node, NodeId, Request, Response, TypeConfig, METADATA_GROUP};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SharedCatalog};
 use crate::error::{Error, Result};
 use crate::replica::ReadLevel;
 use crate::storage::Store;
@@ -249,7 +249,7 @@ pub struct RaftNode {
     groups: RwLock<HashMap<GroupId, Arc<Group>>>,
     peers: Arc<PeerClient>,
     oracle: tokio::sync::Mutex<OracleWindow>,
-    catalog: Arc<RwLock<Arc<Catalog>>>,
+    catalog: SharedCatalog,
     store: Arc<Store>,
     stop: CancellationToken,
 }
@@ -363,12 +363,7 @@ impl RaftNode {
 
     /// The data group's catalog as applied on this replica.
     pub fn catalog(&self) -> Arc<Catalog> {
-        Arc::clone(
-            &self
-                .catalog
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner()),
-        )
+        self.catalog.current()
     }
 
     /// Commit timestamp of the last change the data group applied on this replica.
@@ -486,7 +481,9 @@ impl RaftNode {
     /// The group's leader as this replica knows it, with its address.
     fn leader_of(&self, group: GroupId) -> Option<(NodeId, Node)> {
         let group = self.group(group).ok()?;
-        let metrics = group.raft.metrics().borrow().clone();
+        // Borrowed, not cloned: this runs for every write and read.
+        let receiver = group.raft.metrics();
+        let metrics = receiver.borrow();
         let leader = metrics.current_leader?;
         let node = metrics
             .membership_config
@@ -589,7 +586,8 @@ impl RaftNode {
 
     /// The current term if this node leads `group` and its lease holds.
     fn check_lease(&self, group: &Group) -> std::result::Result<u64, WriteError> {
-        let metrics = group.raft.metrics().borrow().clone();
+        let receiver = group.raft.metrics();
+        let metrics = receiver.borrow();
         if metrics.current_leader != Some(self.id()) {
             let leader = metrics.current_leader.and_then(|leader| {
                 let node = metrics.membership_config.membership().get_node(&leader)?;
@@ -679,7 +677,8 @@ impl RaftNode {
             .map_err(|error| WriteError::Retry(error.to_string()))?;
         if level == ReadLevel::Lease {
             let term = self.check_lease(&state)?;
-            let metrics = state.raft.metrics().borrow().clone();
+            let receiver = state.raft.metrics();
+            let metrics = receiver.borrow();
             // Only once an entry of this term is applied is everything committed before
             // it applied here too.
             if let Some(applied) = metrics.last_applied {
@@ -696,7 +695,8 @@ impl RaftNode {
     }
 
     fn check_staleness(&self, group: &Group, max_staleness: Duration) -> Result<()> {
-        let metrics = group.raft.metrics().borrow().clone();
+        let receiver = group.raft.metrics();
+        let metrics = receiver.borrow();
         let fresh_as_of = if metrics.current_leader == Some(self.id()) {
             metrics
                 .millis_since_quorum_ack

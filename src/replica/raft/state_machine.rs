@@ -29,7 +29,7 @@ use super::types::{
     StoredMembership, TypeConfig,
 };
 use super::{state_key, StateTag};
-use crate::catalog::Catalog;
+use crate::catalog::SharedCatalog;
 use crate::encoding;
 use crate::error::{Error, Result};
 use crate::state_machine::{Command, StateMachine};
@@ -39,7 +39,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// Which kind of group a state machine serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +179,7 @@ impl GroupStateMachine {
     }
 
     /// The catalog handle of a data group (planners read it without the apply path).
-    pub fn catalog_handle(&self) -> Option<Arc<RwLock<Arc<Catalog>>>> {
+    pub fn catalog_handle(&self) -> Option<SharedCatalog> {
         match &self.contents {
             Contents::Data(machine) => Some(machine.catalog_handle()),
             Contents::Metadata => None,
@@ -744,7 +744,7 @@ mod tests {
 
     fn insert(machine: &GroupStateMachine, id: i64, start_ts: u64) -> Operation {
         let catalog = machine.catalog_handle().unwrap();
-        let table_id = catalog.read().unwrap().table("t").unwrap().id;
+        let table_id = catalog.current().table("t").unwrap().id;
         Operation::Commit {
             start_ts,
             writes: vec![RowWrite {
@@ -807,8 +807,7 @@ mod tests {
         assert!(reopened
             .catalog_handle()
             .unwrap()
-            .read()
-            .unwrap()
+            .current()
             .table("t")
             .is_some());
     }
