@@ -5,6 +5,7 @@
 #   postgresql    tests check SQL results against a real PostgreSQL (the anchor), and
 #                 drive the server with psql and pgbench;
 #   openssl       the TLS tests make a throwaway self-signed certificate with it;
+#   iptables      the cluster tests cut nodes off from each other with firewall rules;
 #   psycopg 3     (PyPI, in a virtualenv at target/pyenv) a Python driver the server
 #                 tests use.
 set -euo pipefail
@@ -15,6 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

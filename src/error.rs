@@ -93,6 +93,9 @@ pub enum Error {
     OutcomeUnknown(String),
     /// The command ran inside a transaction block where it is not allowed (25001).
     ActiveTransaction(String),
+    /// The cluster is not in a state where the command can be done (55000), e.g.
+    /// removing a group's last voter.
+    ObjectNotInPrerequisiteState(String),
     /// A command needs a transaction block and there is none (25P01); PostgreSQL warns only.
     NoActiveTransaction(String),
     /// The statement was cancelled by the client or by `statement_timeout` (57014).
@@ -165,6 +168,7 @@ impl Error {
             Error::SerializationFailure(_) | Error::Retryable(_) => "40001",
             Error::OutcomeUnknown(_) => "40003",
             Error::ActiveTransaction(_) => "25001",
+            Error::ObjectNotInPrerequisiteState(_) => "55000",
             Error::NoActiveTransaction(_) => "25P01",
             Error::TransactionAborted => "25P02",
             Error::QueryCanceled(_) => "57014",
@@ -264,6 +268,7 @@ impl fmt::Display for Error {
             | Error::FeatureNotSupported(message)
             | Error::UndefinedParameter(message)
             | Error::ActiveTransaction(message)
+            | Error::ObjectNotInPrerequisiteState(message)
             | Error::NoActiveTransaction(message) => write!(f, "{message}"),
             Error::DivisionByZero => write!(f, "division by zero"),
             Error::NotNullViolation { table, column } => write!(

@@ -73,6 +73,15 @@ enum Command {
         #[arg(long)]
         join: Option<String>,
     },
+    /// Inspect or change a running cluster through any member's SQL address
+    /// (runs SHOW CLUSTER or ALTER CLUSTER there).
+    Cluster {
+        /// The member to connect to: postgres://user[:password]@host:port/db.
+        #[arg(long, default_value = "postgres://tessera@127.0.0.1:5432/tessera")]
+        connect: String,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Print the SCRAM-SHA-256 verifier of a password, for a [[users]] entry of the
     /// server's config file. Reads the password from the terminal (twice, not echoed)
     /// or, when stdin is not a terminal, from its first line.
@@ -81,6 +90,54 @@ enum Command {
         #[arg(long, default_value_t = server::auth::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
+}
+
+/// What `tessera cluster` does.
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Every node and group: role, term, leader, indexes, lag.
+    Status,
+    /// Add the running node whose Raft transport listens at RAFT_ADDRESS: it becomes a
+    /// learner of every group, catches up, then a voter.
+    Add {
+        /// The new node's Raft address, e.g. 127.0.0.4:7001.
+        raft_address: String,
+    },
+    /// Remove a node from every group (its leaderships move first). Stop it afterwards;
+    /// its id is never reused.
+    Remove {
+        /// The node's id.
+        node_id: u64,
+    },
+    /// Move leadership to a node, of one group or of every group.
+    TransferLeader {
+        /// The node that should lead.
+        #[arg(long)]
+        to: u64,
+        /// Only this group (0 is the metadata group, 1 the data group).
+        #[arg(long)]
+        group: Option<u64>,
+    },
+}
+
+impl ClusterAction {
+    /// The statement that does it.
+    fn sql(&self) -> String {
+        match self {
+            ClusterAction::Status => "SHOW CLUSTER".into(),
+            ClusterAction::Add { raft_address } => format!(
+                "ALTER CLUSTER ADD NODE '{}'",
+                raft_address.replace('\'', "''")
+            ),
+            ClusterAction::Remove { node_id } => format!("ALTER CLUSTER REMOVE NODE {node_id}"),
+            ClusterAction::TransferLeader { to, group } => match group {
+                Some(group) => {
+                    format!("ALTER CLUSTER TRANSFER LEADER TO NODE {to} FOR GROUP {group}")
+                }
+                None => format!("ALTER CLUSTER TRANSFER LEADER TO NODE {to}"),
+            },
+        }
+    }
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -152,6 +209,16 @@ fn main() {
                 2
             }
         },
+        Command::Cluster { connect, action } => {
+            init_logging(LogFormat::Human, "warn");
+            run_shell(
+                PathBuf::new(),
+                Some(connect),
+                vec![action.sql()],
+                None,
+                OutputFormat::Table,
+            )
+        }
         Command::HashPassword { iterations } => hash_password(iterations),
     };
     std::process::exit(code);

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::replica::{ReadLevel, Replica};
-use crate::sql::ast::Statement;
+use crate::sql::ast::{ClusterChange, Statement};
 use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
 use crate::sql::parser;
@@ -351,12 +351,35 @@ impl Session {
     /// Describes a prepared statement: its parameter types, as the client `declared`
     /// them or else inferred from how each `$n` is used, and its result columns.
     /// Nothing is executed.
+    ///
+    /// On a cluster node the statement is described against the catalog this replica
+    /// has applied, which needs no leader (so a `stale` read can be prepared on a node
+    /// cut off from its leader: the wire protocol's parser has no session settings to
+    /// go by). Only when that fails for want of a table or column, which DDL committed
+    /// elsewhere may not have brought here yet, is a linearizable catalog fetched.
     pub fn describe(
         &self,
         prepared: &PreparedStatement,
         declared: &[Option<DataType>],
     ) -> Result<Description> {
-        let catalog = self.fresh_catalog()?;
+        let local = self.replica.catalog();
+        match self.describe_against(&local, prepared, declared) {
+            Err(
+                Error::UndefinedTable(_) | Error::UndefinedColumn(_) | Error::UndefinedObject(_),
+            ) if self.replica.cluster().is_some() => {
+                let fresh = self.fresh_catalog()?;
+                self.describe_against(&fresh, prepared, declared)
+            }
+            described => described,
+        }
+    }
+
+    fn describe_against(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        prepared: &PreparedStatement,
+        declared: &[Option<DataType>],
+    ) -> Result<Description> {
         let everything = |_: &crate::catalog::Index| true;
         let inferred = ParameterTypes::default();
         for (position, data_type) in declared.iter().enumerate() {
@@ -365,7 +388,7 @@ impl Session {
             }
         }
         let planner =
-            Planner::describing(&catalog, &everything, &inferred).with_identity(&self.identity);
+            Planner::describing(catalog, &everything, &inferred).with_identity(&self.identity);
         let text_column = |name: &str| {
             vec![OutputColumn {
                 name: name.to_string(),
@@ -399,7 +422,11 @@ impl Session {
             Statement::Show { name } if name.eq_ignore_ascii_case("cluster") => {
                 crate::replica::cluster::status_table(&[]).0
             }
+            Statement::Show { name } if name.eq_ignore_ascii_case("checksum") => {
+                crate::replica::cluster::checksum_columns()
+            }
             Statement::Show { name } => text_column(&name.to_lowercase()),
+            Statement::AlterCluster(_) => crate::replica::cluster::step_table(&[]).0,
             _ => Vec::new(),
         };
         Ok(Description {
@@ -441,6 +468,7 @@ impl Session {
             _ if self.failed => Err(Error::TransactionAborted),
             Statement::Set { name, value } => self.set(name, value.as_deref()),
             Statement::Show { name } => self.show(name),
+            Statement::AlterCluster(change) => self.alter_cluster(change),
             Statement::Explain(inner) => self.explain(inner, params),
             ddl if ddl.is_ddl() => {
                 if self.transaction.is_some() {
@@ -757,6 +785,9 @@ impl Session {
         if name == "cluster" {
             return self.show_cluster();
         }
+        if name == "checksum" {
+            return self.show_checksum();
+        }
         if !SETTINGS.iter().any(|(n, _)| *n == name) {
             return Err(Error::UnknownSetting(name));
         }
@@ -782,6 +813,40 @@ impl Session {
         let (columns, rows) = crate::replica::cluster::status_table(&cluster.status()?);
         let mut result = QueryResult::rows(columns, rows);
         result.tag = "SHOW".into();
+        Ok(result)
+    }
+
+    /// SHOW CHECKSUM: this replica's fingerprint of each group, to compare replicas.
+    fn show_checksum(&self) -> Result<QueryResult> {
+        let cluster = self.replica.cluster().ok_or_else(|| {
+            Error::FeatureNotSupported(
+                "SHOW CHECKSUM: this is an embedded database, not a cluster node".into(),
+            )
+        })?;
+        let (columns, rows) = cluster.checksums()?;
+        let mut result = QueryResult::rows(columns, rows);
+        result.tag = "SHOW".into();
+        Ok(result)
+    }
+
+    /// ALTER CLUSTER: runs the membership change group by group and lists each step.
+    /// Not inside a transaction block: it cannot be rolled back.
+    fn alter_cluster(&mut self, change: &ClusterChange) -> Result<QueryResult> {
+        let cluster = self.replica.cluster().ok_or_else(|| {
+            Error::FeatureNotSupported(
+                "ALTER CLUSTER: this is an embedded database, not a cluster node".into(),
+            )
+        })?;
+        if self.transaction.is_some() {
+            self.failed = true;
+            return Err(Error::ActiveTransaction(
+                "ALTER CLUSTER cannot run inside a transaction block".into(),
+            ));
+        }
+        let steps = cluster.change_membership(change)?;
+        let (columns, rows) = crate::replica::cluster::step_table(&steps);
+        let mut result = QueryResult::rows(columns, rows);
+        result.tag = "ALTER CLUSTER".into();
         Ok(result)
     }
 }
@@ -859,6 +924,7 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::Rollback => "ROLLBACK",
         Statement::Set { .. } => "SET",
         Statement::Show { .. } => "SHOW",
+        Statement::AlterCluster(_) => "ALTER CLUSTER",
         Statement::Explain(_) => "EXPLAIN",
         Statement::Select(_) => "SELECT",
         Statement::Insert(_) => "INSERT",

@@ -10,11 +10,13 @@
 //! never retried here. After a write, the call waits until this replica has applied it,
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
+use super::raft::membership::StepReport;
 use super::raft::node::{GroupStatus, NodeStatus, RaftNode, WriteError, DATA_GROUP};
 use super::raft::types::{Request, Response};
 use super::ReadLevel;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::sql::ast::ClusterChange;
 use crate::sql::planner::OutputColumn;
 use crate::state_machine::{Applied, Operation};
 use crate::storage::Store;
@@ -102,6 +104,42 @@ impl ClusterReplica {
         self.node.store()
     }
 
+    /// Runs an `ALTER CLUSTER` change; returns what each step did.
+    pub fn change_membership(&self, change: &ClusterChange) -> Result<Vec<StepReport>> {
+        let node = Arc::clone(&self.node);
+        let change = change.clone();
+        self.run(async move {
+            match change {
+                ClusterChange::AddNode { raft_address } => node.add_node_at(&raft_address).await,
+                ClusterChange::RemoveNode { node_id } => node.remove_node(node_id).await,
+                ClusterChange::TransferLeader { to, group } => {
+                    let groups: Vec<_> = group.into_iter().collect();
+                    node.transfer_leadership(&groups, to).await
+                }
+            }
+        })?
+        .map_err(write_failed)
+    }
+
+    /// This replica's fingerprint of every group it hosts (SHOW CHECKSUM): node id,
+    /// group, applied index, checksum.
+    pub fn checksums(&self) -> Result<(Vec<OutputColumn>, Vec<Vec<Value>>)> {
+        let node = Arc::clone(&self.node);
+        let sums = self.run(async move { node.checksums().await })??;
+        let rows = sums
+            .into_iter()
+            .map(|(group, applied, sum)| {
+                vec![
+                    Value::BigInt(self.node.id() as i64),
+                    Value::BigInt(group as i64),
+                    applied.map_or(Value::Null, |index| Value::BigInt(index as i64)),
+                    Value::Text(format!("{sum:016x}")),
+                ]
+            })
+            .collect();
+        Ok((checksum_columns(), rows))
+    }
+
     /// Every member's status (SHOW CLUSTER).
     pub fn status(&self) -> Result<Vec<NodeStatus>> {
         let node = Arc::clone(&self.node);
@@ -117,6 +155,7 @@ fn write_failed(error: WriteError) -> Error {
         }
         WriteError::Retry(why) => Error::Retryable(why),
         WriteError::Unknown(why) => Error::OutcomeUnknown(why),
+        WriteError::Refused(why) => Error::ObjectNotInPrerequisiteState(why),
     }
 }
 
@@ -183,6 +222,48 @@ pub fn status_table(statuses: &[NodeStatus]) -> (Vec<OutputColumn>, Vec<Vec<Valu
             rows.push(row);
         }
     }
+    (columns, rows)
+}
+
+/// SHOW CHECKSUM's columns.
+pub fn checksum_columns() -> Vec<OutputColumn> {
+    [
+        ("node_id", DataType::BigInt),
+        ("group_id", DataType::BigInt),
+        ("applied_index", DataType::BigInt),
+        ("checksum", DataType::Text { max_length: None }),
+    ]
+    .into_iter()
+    .map(|(name, data_type)| OutputColumn {
+        name: name.into(),
+        data_type,
+    })
+    .collect()
+}
+
+/// ALTER CLUSTER's columns and rows: one row per step, in the order they ran.
+pub fn step_table(steps: &[StepReport]) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
+    let columns = [
+        ("group_id", DataType::BigInt),
+        ("action", DataType::Text { max_length: None }),
+        ("elapsed_ms", DataType::BigInt),
+    ]
+    .into_iter()
+    .map(|(name, data_type)| OutputColumn {
+        name: name.into(),
+        data_type,
+    })
+    .collect();
+    let rows = steps
+        .iter()
+        .map(|step| {
+            vec![
+                Value::BigInt(step.group as i64),
+                Value::Text(step.action.clone()),
+                Value::BigInt(i64::try_from(step.millis).unwrap_or(i64::MAX)),
+            ]
+        })
+        .collect();
     (columns, rows)
 }
 

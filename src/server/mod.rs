@@ -95,7 +95,7 @@ pub struct ClusterConfig {
     pub join: Option<String>,
     /// Leader heartbeat period in milliseconds (default 100).
     pub heartbeat_ms: Option<u64>,
-    /// Shortest election timeout in milliseconds (default 400; the longest is twice it).
+    /// Shortest election timeout in milliseconds (default 250; the longest is twice it).
     pub election_timeout_ms: Option<u64>,
     /// Entries between snapshots (default 5000).
     pub snapshot_threshold: Option<u64>,

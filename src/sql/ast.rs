@@ -75,6 +75,30 @@ pub enum Statement {
         /// Setting name, lower-cased.
         name: String,
     },
+    /// ALTER CLUSTER: a membership change (Tessera's own statement).
+    AlterCluster(ClusterChange),
+}
+
+/// What `ALTER CLUSTER` changes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterChange {
+    /// `ADD NODE 'raft address'`: the running node there joins every group.
+    AddNode {
+        /// The new node's Raft address.
+        raft_address: String,
+    },
+    /// `REMOVE NODE id`.
+    RemoveNode {
+        /// The node.
+        node_id: u64,
+    },
+    /// `TRANSFER LEADER TO NODE id [FOR GROUP g]`.
+    TransferLeader {
+        /// The node that should lead.
+        to: u64,
+        /// One group, or every group when `None`.
+        group: Option<u64>,
+    },
 }
 
 impl Statement {

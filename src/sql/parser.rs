@@ -9,6 +9,7 @@ use crate::types::{DataType, Value};
 use sqlparser::ast as sp;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 /// Longest statement text accepted, so hostile input cannot exhaust memory in the parser.
 pub const MAX_SQL_BYTES: usize = 16 << 20;
@@ -23,12 +24,91 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             sql.len()
         )));
     }
-    let parsed = Parser::new(&PostgreSqlDialect {})
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_RECURSION_DEPTH)
         .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements())
         .map_err(|e| syntax_error(sql, e))?;
-    parsed.into_iter().map(translate_statement).collect()
+    let mut statements = Vec::new();
+    // sqlparser's statement loop, with Tessera's own ALTER CLUSTER recognised first.
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        let next = parser.peek_token();
+        if next.token == Token::EOF {
+            break;
+        }
+        if expecting_delimiter {
+            let error = parser.expected::<()>("end of statement", next);
+            return Err(syntax_error(sql, error.unwrap_err()));
+        }
+        let statement = if is_word(&next, "alter") && is_word(&parser.peek_nth_token(1), "cluster")
+        {
+            parse_alter_cluster(&mut parser).map_err(|e| syntax_error(sql, e))?
+        } else {
+            let parsed = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
+            translate_statement(parsed)?
+        };
+        statements.push(statement);
+        expecting_delimiter = true;
+    }
+    Ok(statements)
+}
+
+fn is_word(token: &TokenWithSpan, word: &str) -> bool {
+    matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+/// Consumes `word` (any case, unquoted) or fails naming what was expected.
+fn expect_word(parser: &mut Parser, word: &str) -> std::result::Result<(), ParserError> {
+    let next = parser.peek_token();
+    if is_word(&next, word) {
+        parser.next_token();
+        Ok(())
+    } else {
+        parser.expected(&word.to_uppercase(), next)
+    }
+}
+
+/// `ALTER CLUSTER ADD NODE 'raft address' | REMOVE NODE id |
+/// TRANSFER LEADER TO NODE id [FOR GROUP g]`: membership changes, Tessera's own
+/// statement (sqlparser knows no such syntax, so it is parsed here).
+fn parse_alter_cluster(parser: &mut Parser) -> std::result::Result<Statement, ParserError> {
+    expect_word(parser, "alter")?;
+    expect_word(parser, "cluster")?;
+    let next = parser.peek_token();
+    let change = if is_word(&next, "add") {
+        parser.next_token();
+        expect_word(parser, "node")?;
+        ClusterChange::AddNode {
+            raft_address: parser.parse_literal_string()?,
+        }
+    } else if is_word(&next, "remove") {
+        parser.next_token();
+        expect_word(parser, "node")?;
+        ClusterChange::RemoveNode {
+            node_id: parser.parse_literal_uint()?,
+        }
+    } else if is_word(&next, "transfer") {
+        parser.next_token();
+        expect_word(parser, "leader")?;
+        expect_word(parser, "to")?;
+        expect_word(parser, "node")?;
+        let to = parser.parse_literal_uint()?;
+        let group = if is_word(&parser.peek_token(), "for") {
+            parser.next_token();
+            expect_word(parser, "group")?;
+            Some(parser.parse_literal_uint()?)
+        } else {
+            None
+        };
+        ClusterChange::TransferLeader { to, group }
+    } else {
+        return parser.expected("ADD NODE, REMOVE NODE or TRANSFER LEADER", next);
+    };
+    Ok(Statement::AlterCluster(change))
 }
 
 fn syntax_error(sql: &str, error: ParserError) -> Error {

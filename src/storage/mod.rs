@@ -329,6 +329,11 @@ impl StoreSnapshot<'_> {
         }
         Ok(())
     }
+
+    /// The value of `key` as of the view.
+    pub fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snapshot.get_cf(self.store.handle(space)?, key)?)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! that SQL results are checked against) and process cleanup guards.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,6 +188,19 @@ pub fn spawn_until_ready(
     label: &str,
     echo_marker: Option<&'static str>,
 ) -> ChildGuard {
+    let discarded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    spawn_logged(command, limit, label, echo_marker, discarded, 0)
+}
+
+/// [`spawn_until_ready`], also keeping the last `keep` log lines in `log`.
+pub fn spawn_logged(
+    command: &mut Command,
+    limit: std::time::Duration,
+    label: &str,
+    echo_marker: Option<&'static str>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    keep: usize,
+) -> ChildGuard {
     let child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -206,6 +221,13 @@ pub fn spawn_until_ready(
             }
             if echo_marker.is_some_and(|marker| line.contains(marker)) {
                 eprintln!("{owned_label}: {line}");
+            }
+            if keep > 0 {
+                let mut lines = log.lock().unwrap_or_else(|poison| poison.into_inner());
+                if lines.len() >= keep {
+                    lines.remove(0);
+                }
+                lines.push(line);
             }
         }
     });

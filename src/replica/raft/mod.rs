@@ -1,12 +1,14 @@
 //! Replication: each group is a Raft group (openraft 0.9) whose replicas keep their log,
 //! vote and state in the node's RocksDB.
 //!
-//! Work in progress for the replication issue: [`types`] (the shared type
-//! configuration), [`log_store`] (the log and vote of every hosted group),
-//! [`state_machine`] (applying committed entries) and [`snapshot`] (snapshot files) are
-//! built; the transport and cluster node follow.
+//! [`types`] is the type configuration every group shares; [`log_store`] keeps the log
+//! and vote of every hosted group; [`state_machine`] applies committed entries and
+//! [`snapshot`] writes and reads snapshot files; [`transport`] and [`network`] carry
+//! Raft and node calls between peers; [`node`] hosts the groups, routes writes and
+//! reads; [`membership`] adds and removes nodes and moves leadership.
 
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod snapshot;

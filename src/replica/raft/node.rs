@@ -30,6 +30,7 @@
 //! lease read before that entry is committed.
 
 use super::log_store::{LogStore, LogSyncer};
+use super::membership::{MembershipStep, StepReport};
 use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
 use super::state_machine::{AppliedView, GroupKind, GroupStateMachine};
 use super::transport::{self, CallError, Handler};
@@ -55,6 +56,8 @@ const MAX_WRITE_ATTEMPTS: usize = 100;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Timestamps reserved through the metadata group at once.
 const RESERVATION: u64 = 100_000;
+/// Longest a starting node keeps trying to join its cluster.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest wait for any call to a peer that is not bounded otherwise.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,7 +80,7 @@ impl Default for RaftSettings {
     fn default() -> RaftSettings {
         RaftSettings {
             heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(400),
+            election_timeout: Duration::from_millis(250),
             snapshot_threshold: 5000,
             logs_kept_after_snapshot: 1000,
             write_timeout: Duration::from_secs(10),
@@ -117,7 +120,8 @@ pub enum Bootstrap {
     InitialMembers(BTreeMap<NodeId, Node>),
     /// Ask the member at this Raft address to add this node.
     Join(String),
-    /// Already a member: everything is in the data directory.
+    /// Already a member (everything is in the data directory), or waiting to be added
+    /// by `ALTER CLUSTER ADD NODE`.
     Restart,
 }
 
@@ -147,6 +151,9 @@ pub enum WriteError {
     Retry(String),
     /// May or may not have been applied.
     Unknown(String),
+    /// Will not be done as asked (bad input, or it would break the cluster); asking
+    /// again the same way fails again.
+    Refused(String),
 }
 
 /// A node-level call between peers.
@@ -174,6 +181,27 @@ pub enum NodeRequest {
     },
     /// The receiving node's view of itself and its groups.
     Status,
+    /// Run a membership step; the receiver must lead the group.
+    Membership {
+        /// The group.
+        group: GroupId,
+        /// The step.
+        step: MembershipStep,
+    },
+    /// Add the sending node to the cluster (it was started with `--join`).
+    Join {
+        /// The new node's id.
+        node_id: NodeId,
+        /// Where it is reached.
+        node: Node,
+    },
+    /// Campaign for the group's leadership (a transfer to the receiver).
+    Campaign {
+        /// The group.
+        group: GroupId,
+        /// How long to keep trying.
+        within_millis: u64,
+    },
 }
 
 /// The answer to a [`NodeRequest`].
@@ -187,6 +215,12 @@ pub enum NodeResponse {
     ReadIndex(std::result::Result<u64, WriteError>),
     /// To Status.
     Status(NodeStatus),
+    /// To Membership: what the step did.
+    Membership(std::result::Result<String, WriteError>),
+    /// To Join: what each step did.
+    Joined(std::result::Result<Vec<StepReport>, WriteError>),
+    /// To Campaign: whether the receiver leads now.
+    Campaigned(std::result::Result<(), String>),
 }
 
 /// One node's report for SHOW CLUSTER.
@@ -228,11 +262,52 @@ pub struct GroupStatus {
 }
 
 /// One hosted group.
-struct Group {
-    raft: Raft<TypeConfig>,
+pub(super) struct Group {
+    pub(super) raft: Raft<TypeConfig>,
+    kind: GroupKind,
     view: Arc<AppliedView>,
     /// When this replica last knew it had applied everything the leader had committed.
     fresh_as_of: Mutex<Option<Instant>>,
+    /// When a leader last replicated to this replica successfully.
+    last_leader_contact: Mutex<Option<Instant>>,
+    /// While this leader hands its leadership to that node: no writes, no lease reads,
+    /// no timestamps (the successor may be elected at once, before any lease runs out).
+    moving_to: Mutex<Option<NodeId>>,
+}
+
+impl Group {
+    /// Holds writes, lease reads and timestamps back until the guard is dropped.
+    pub(super) fn hold_writes(&self, to: NodeId) -> WriteHold<'_> {
+        *self
+            .moving_to
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(to);
+        WriteHold { group: self }
+    }
+
+    /// The node leadership is moving to, while a transfer runs.
+    fn moving_to(&self) -> Option<NodeId> {
+        *self
+            .moving_to
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Writes held back on a group during a leadership transfer; released on drop, so an
+/// early return or an error never leaves the group stuck.
+pub(super) struct WriteHold<'a> {
+    group: &'a Group,
+}
+
+impl Drop for WriteHold<'_> {
+    fn drop(&mut self) {
+        *self
+            .group
+            .moving_to
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = None;
+    }
 }
 
 /// The oracle's in-memory window, valid for one leadership term.
@@ -292,8 +367,11 @@ impl RaftNode {
             .map_err(|error| Error::Internal(format!("cannot start group {group}: {error}")))?;
             let group_state = Group {
                 raft,
+                kind,
                 view,
                 fresh_as_of: Mutex::new(None),
+                last_leader_contact: Mutex::new(None),
+                moving_to: Mutex::new(None),
             };
             groups.insert(group, Arc::new(group_state));
         }
@@ -318,6 +396,7 @@ impl RaftNode {
             node.stop.clone(),
         ));
         node.bootstrap().await?;
+        tokio::spawn(watch_leaders(Arc::downgrade(&node), node.stop.clone()));
         Ok(node)
     }
 
@@ -344,10 +423,75 @@ impl RaftNode {
                 }
                 Ok(())
             }
-            Bootstrap::Join(_) => Err(Error::FeatureNotSupported(
-                "joining a running cluster is not built yet".into(),
-            )),
+            Bootstrap::Join(address) => self.join(address).await,
             Bootstrap::Restart => Ok(()),
+        }
+    }
+
+    /// Asks the member at `address` to add this node to every group, unless it already
+    /// is a voter of all of them (a restart after joining). Retried while the member
+    /// cannot be reached or has no leader, up to [`JOIN_TIMEOUT`].
+    async fn join(&self, address: &str) -> Result<()> {
+        let mut joined = true;
+        for group in self.group_ids() {
+            let raft = &self.group(group)?.raft;
+            let voter = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|voter| voter == self.id());
+            joined &= voter;
+        }
+        if joined {
+            return Ok(());
+        }
+        let me = Node {
+            raft_address: self.config.raft_address.clone(),
+            sql_address: self.config.sql_address.clone(),
+        };
+        let member = Node {
+            raft_address: address.to_string(),
+            sql_address: String::new(),
+        };
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        tracing::info!(
+            through = address,
+            "joining the cluster (learner, catch up, voter)"
+        );
+        loop {
+            let request = NodeRequest::Join {
+                node_id: self.id(),
+                node: me.clone(),
+            };
+            let timeout = super::membership::CATCH_UP_TIMEOUT * 2;
+            let why = match self.call_node(&member, request, timeout).await {
+                Ok(NodeResponse::Joined(Ok(steps))) => {
+                    for step in steps {
+                        tracing::info!(group = step.group, millis = step.millis, "{}", step.action);
+                    }
+                    tracing::info!("joined the cluster as a voter of every group");
+                    return Ok(());
+                }
+                Ok(NodeResponse::Joined(Err(WriteError::Refused(why)))) => {
+                    return Err(Error::ObjectNotInPrerequisiteState(format!(
+                        "the cluster refused to add node {}: {why}",
+                        self.id()
+                    )))
+                }
+                Ok(NodeResponse::Joined(Err(error))) => format!("{error:?}"),
+                Ok(other) => format!("unexpected answer {other:?}"),
+                Err(error) => error.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Io(format!(
+                    "could not join the cluster through {address} within {} s: {why}",
+                    JOIN_TIMEOUT.as_secs()
+                )));
+            }
+            tracing::warn!(through = address, %why, "join not done yet; trying again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -366,12 +510,36 @@ impl RaftNode {
         self.catalog.current()
     }
 
+    /// Every hosted group's fingerprint on this replica: group, applied index and
+    /// checksum (see [`super::state_machine::checksum`]). Reads every key: slow on a
+    /// large group, and run off the runtime's workers.
+    pub async fn checksums(&self) -> Result<Vec<(GroupId, Option<u64>, u64)>> {
+        let mut sums = Vec::new();
+        for id in self.group_ids() {
+            let kind = self.group(id)?.kind;
+            let store = Arc::clone(&self.store);
+            let (applied, sum) = tokio::task::spawn_blocking(move || {
+                super::state_machine::checksum(&store, id, kind)
+            })
+            .await
+            .map_err(|error| Error::Internal(format!("checksum task: {error}")))??;
+            sums.push((id, applied, sum));
+        }
+        Ok(sums)
+    }
+
     /// Commit timestamp of the last change the data group applied on this replica.
     pub fn applied_commit_ts(&self) -> Result<u64> {
         Ok(self.group(DATA_GROUP)?.view.commit_ts())
     }
 
-    fn group_ids(&self) -> Vec<GroupId> {
+    /// This node's Raft timing.
+    pub(super) fn settings(&self) -> &RaftSettings {
+        &self.config.settings
+    }
+
+    /// Every hosted group, in id order.
+    pub(super) fn group_ids(&self) -> Vec<GroupId> {
         let mut ids: Vec<GroupId> = self
             .groups
             .read()
@@ -383,7 +551,8 @@ impl RaftNode {
         ids
     }
 
-    fn group(&self, group: GroupId) -> Result<Arc<Group>> {
+    /// A hosted group.
+    pub(super) fn group(&self, group: GroupId) -> Result<Arc<Group>> {
         self.groups
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -416,17 +585,19 @@ impl RaftNode {
             if remaining.is_zero() {
                 break;
             }
-            let leader = self.leader_of(group);
-            let outcome = match leader {
-                Some((leader, _)) if leader == self.id() => {
+            let outcome = match self.live_leader_of(group) {
+                Ok((leader, _)) if leader == self.id() => {
                     self.write_here(group, request.clone(), remaining).await
                 }
-                Some((leader, node)) => {
+                Ok((leader, node)) => {
                     let call = NodeRequest::Propose {
                         group,
                         request: request.clone(),
                     };
-                    match self.call_node(&node, call, remaining).await {
+                    match self
+                        .call_leader(group, leader, &node, call, remaining)
+                        .await
+                    {
                         Ok(NodeResponse::Proposed(outcome)) => outcome,
                         Ok(other) => Err(WriteError::Unknown(format!(
                             "node {leader} answered a proposal with {other:?}"
@@ -437,7 +608,7 @@ impl RaftNode {
                         ))),
                     }
                 }
-                None => Err(WriteError::Retry(format!("group {group} has no leader"))),
+                Err(why) => Err(why),
             };
             match outcome {
                 Err(WriteError::NotLeader(_)) => last_refusal = "the leader changed".into(),
@@ -459,12 +630,15 @@ impl RaftNode {
         request: Request,
         timeout: Duration,
     ) -> std::result::Result<(LogId, Response), WriteError> {
-        let raft = self
+        let state = self
             .group(group)
-            .map_err(|error| WriteError::Retry(error.to_string()))?
-            .raft
-            .clone();
-        match tokio::time::timeout(timeout, raft.client_write(request)).await {
+            .map_err(|error| WriteError::Retry(error.to_string()))?;
+        if let Some(to) = state.moving_to() {
+            return Err(WriteError::Retry(format!(
+                "leadership of group {group} is moving to node {to}"
+            )));
+        }
+        match tokio::time::timeout(timeout, state.raft.client_write(request)).await {
             Ok(Ok(written)) => Ok((written.log_id, written.data)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                 let leader = forward.leader_id.zip(forward.leader_node);
@@ -479,7 +653,7 @@ impl RaftNode {
     }
 
     /// The group's leader as this replica knows it, with its address.
-    fn leader_of(&self, group: GroupId) -> Option<(NodeId, Node)> {
+    pub(super) fn leader_of(&self, group: GroupId) -> Option<(NodeId, Node)> {
         let group = self.group(group).ok()?;
         // Borrowed, not cloned: this runs for every write and read.
         let receiver = group.raft.metrics();
@@ -493,7 +667,90 @@ impl RaftNode {
         Some((leader, node))
     }
 
-    async fn call_node(
+    /// The group's leader if this replica has heard from it within an election timeout
+    /// (or is it). A leader silent for longer is probably gone, and a call sent to it
+    /// would hang until a timeout, leaving a write's outcome unknown; waiting for the
+    /// election that is surely coming is better.
+    fn live_leader_of(&self, group: GroupId) -> std::result::Result<(NodeId, Node), WriteError> {
+        let Some((leader, node)) = self.leader_of(group) else {
+            return Err(WriteError::Retry(format!("group {group} has no leader")));
+        };
+        if leader == self.id() {
+            return Ok((leader, node));
+        }
+        let state = self
+            .group(group)
+            .map_err(|error| WriteError::Retry(error.to_string()))?;
+        let contact = *state
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match contact {
+            Some(time) if time.elapsed() > self.config.settings.election_timeout => {
+                Err(WriteError::Retry(format!(
+                    "the leader of group {group} (node {leader}) has been silent for {} ms",
+                    time.elapsed().as_millis()
+                )))
+            }
+            _ => Ok((leader, node)),
+        }
+    }
+
+    /// Calls the group's leader, giving up early (as a broken call) if this replica
+    /// learns of another leader meanwhile: the call was then sent to a deposed or dead
+    /// leader and may never be answered.
+    async fn call_leader(
+        &self,
+        group: GroupId,
+        leader: NodeId,
+        node: &Node,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> std::result::Result<NodeResponse, CallError> {
+        let Ok(state) = self.group(group) else {
+            return self.call_node(node, request, timeout).await;
+        };
+        let waiter = state.raft.wait(Some(timeout));
+        let replaced = waiter.metrics(
+            |metrics| {
+                metrics
+                    .current_leader
+                    .is_some_and(|current| current != leader)
+            },
+            "another leader",
+        );
+        tokio::select! {
+            answer = self.call_node(node, request, timeout) => answer,
+            outcome = replaced => match outcome {
+                Ok(_) => Err(CallError::Broken(format!(
+                    "node {leader} was replaced as leader of group {group} while the call was in flight"
+                ))),
+                Err(_) => Err(CallError::Timeout),
+            },
+        }
+    }
+
+    /// For a follower (a voter) whose leader has been silent longer than the longest
+    /// election timeout plus its stagger: that wait, after which it should campaign.
+    fn campaign_due(&self, group: GroupId) -> Option<Duration> {
+        let state = self.group(group).ok()?;
+        let contact = (*state
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()))?;
+        let receiver = state.raft.metrics();
+        let metrics = receiver.borrow();
+        if metrics.state != ServerState::Follower {
+            return None;
+        }
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let place = voters.iter().position(|voter| *voter == self.id())? as u32;
+        let wait = self.config.settings.election_timeout * 2 + CAMPAIGN_STAGGER * place;
+        (contact.elapsed() > wait).then_some(wait)
+    }
+
+    /// Calls a peer's node-level handler.
+    pub(super) async fn call_node(
         &self,
         node: &Node,
         request: NodeRequest,
@@ -513,11 +770,12 @@ impl RaftNode {
     pub async fn timestamp(&self) -> std::result::Result<u64, WriteError> {
         let deadline = Instant::now() + self.config.settings.write_timeout;
         loop {
-            let outcome = match self.leader_of(METADATA_GROUP) {
-                Some((leader, _)) if leader == self.id() => self.hand_out_timestamps(1).await,
-                Some((_, node)) => {
+            let outcome = match self.live_leader_of(METADATA_GROUP) {
+                Ok((leader, _)) if leader == self.id() => self.hand_out_timestamps(1).await,
+                Ok((leader, node)) => {
+                    let request = NodeRequest::Timestamps { count: 1 };
                     match self
-                        .call_node(&node, NodeRequest::Timestamps { count: 1 }, CALL_TIMEOUT)
+                        .call_leader(METADATA_GROUP, leader, &node, request, CALL_TIMEOUT)
                         .await
                     {
                         Ok(NodeResponse::Timestamps(outcome)) => outcome,
@@ -526,7 +784,7 @@ impl RaftNode {
                         Err(error) => Err(WriteError::Retry(error.to_string())),
                     }
                 }
-                None => Err(WriteError::Retry("the metadata group has no leader".into())),
+                Err(why) => Err(why),
             };
             match outcome {
                 Ok(timestamp) => return Ok(timestamp),
@@ -584,8 +842,19 @@ impl RaftNode {
         Ok(first)
     }
 
+    /// Drops the oracle's in-memory window: the next timestamp needs a fresh start
+    /// (an entry of the current term committed, then the highest committed bound).
+    pub(super) async fn forget_oracle_window(&self) {
+        *self.oracle.lock().await = OracleWindow::default();
+    }
+
     /// The current term if this node leads `group` and its lease holds.
     fn check_lease(&self, group: &Group) -> std::result::Result<u64, WriteError> {
+        if let Some(to) = group.moving_to() {
+            return Err(WriteError::Retry(format!(
+                "leadership is moving to node {to}"
+            )));
+        }
         let receiver = group.raft.metrics();
         let metrics = receiver.borrow();
         if metrics.current_leader != Some(self.id()) {
@@ -648,11 +917,12 @@ impl RaftNode {
         group: GroupId,
         level: ReadLevel,
     ) -> std::result::Result<u64, WriteError> {
-        match self.leader_of(group) {
-            Some((leader, _)) if leader == self.id() => self.read_index_here(group, level).await,
-            Some((leader, node)) => {
+        match self.live_leader_of(group) {
+            Ok((leader, _)) if leader == self.id() => self.read_index_here(group, level).await,
+            Ok((leader, node)) => {
+                let request = NodeRequest::ReadIndex { group, level };
                 match self
-                    .call_node(&node, NodeRequest::ReadIndex { group, level }, CALL_TIMEOUT)
+                    .call_leader(group, leader, &node, request, CALL_TIMEOUT)
                     .await
                 {
                     Ok(NodeResponse::ReadIndex(outcome)) => outcome,
@@ -662,7 +932,7 @@ impl RaftNode {
                     ))),
                 }
             }
-            None => Err(WriteError::Retry(format!("group {group} has no leader"))),
+            Err(why) => Err(why),
         }
     }
 
@@ -821,6 +1091,48 @@ impl RaftNode {
     }
 }
 
+/// How often the leader watch looks at every group.
+const WATCH_PERIOD: Duration = Duration::from_millis(25);
+/// Extra wait per place in the voter list before a follower campaigns, so the
+/// followers of a dead leader do not all campaign at once and split the vote.
+const CAMPAIGN_STAGGER: Duration = Duration::from_millis(40);
+
+/// Starts an election as soon as it can succeed once a group's leader falls silent.
+///
+/// openraft's followers refuse to vote while they heard from a leader within the
+/// longest election timeout (their leader lease), but a follower's own election timer
+/// fires earlier, at a random point between the shortest and the longest timeout: its
+/// first campaign is refused, and the election only succeeds a whole timeout later.
+/// Campaigning right after the longest timeout (staggered by place among the voters)
+/// usually wins the first round, so writes resume about one longest timeout after the
+/// leader's last heartbeat instead of two. Starting an election is always safe in
+/// Raft; only its timing is chosen here.
+async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken) {
+    let mut last_campaign: HashMap<GroupId, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_PERIOD) => {}
+        }
+        let Some(node) = node.upgrade() else { return };
+        for group in node.group_ids() {
+            if let Some(when) = node.campaign_due(group) {
+                let recently = last_campaign
+                    .get(&group)
+                    .is_some_and(|last| last.elapsed() < when);
+                if recently {
+                    continue;
+                }
+                last_campaign.insert(group, Instant::now());
+                if let Ok(state) = node.group(group) {
+                    tracing::debug!(group, "the leader is silent; campaigning");
+                    let _ = state.raft.trigger().elect().await;
+                }
+            }
+        }
+    }
+}
+
 fn role_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "leader",
@@ -836,9 +1148,11 @@ fn read_refused(group: GroupId, error: WriteError) -> Error {
         WriteError::NotLeader(_) => {
             Error::Retryable(format!("group {group}: the leader changed during the read"))
         }
-        WriteError::Retry(why) | WriteError::Unknown(why) => Error::Retryable(format!(
-            "group {group}: cannot confirm a consistent read: {why}"
-        )),
+        WriteError::Retry(why) | WriteError::Unknown(why) | WriteError::Refused(why) => {
+            Error::Retryable(format!(
+                "group {group}: cannot confirm a consistent read: {why}"
+            ))
+        }
     }
 }
 
@@ -865,6 +1179,10 @@ impl Handler<PeerRequest, PeerResponse> for RaftNode {
                 let leader_commit = rpc.leader_commit.map(|log_id| log_id.index);
                 let answer = state.raft.append_entries(rpc).await;
                 if answer.as_ref().is_ok_and(|response| response.is_success()) {
+                    *state
+                        .last_leader_contact
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
                     self.note_leader_contact(&state, leader_commit);
                 }
                 PeerResponse::AppendEntries(answer)
@@ -896,6 +1214,20 @@ impl RaftNode {
                 NodeResponse::ReadIndex(self.read_index_here(group, level).await)
             }
             NodeRequest::Status => NodeResponse::Status(self.status().await),
+            NodeRequest::Membership { group, step } => {
+                NodeResponse::Membership(self.run_step(group, &step).await)
+            }
+            NodeRequest::Join { node_id, node } => {
+                // Boxed: adding a node calls peers' handlers, this one included.
+                NodeResponse::Joined(Box::pin(self.add_node(node_id, node)).await)
+            }
+            NodeRequest::Campaign {
+                group,
+                within_millis,
+            } => NodeResponse::Campaigned(
+                self.campaign(group, Duration::from_millis(within_millis))
+                    .await,
+            ),
         }
     }
 }

@@ -314,6 +314,53 @@ fn install(
     Ok(applied)
 }
 
+/// A replica's fingerprint of a group, read from one point-in-time view: the index it
+/// has applied and a checksum of its applied state (log id, membership, oracle bound)
+/// and of every key and value its state machine owns. Replicas at the same applied
+/// index must agree; a difference is divergence.
+pub fn checksum(store: &Store, group: GroupId, kind: GroupKind) -> Result<(Option<u64>, u64)> {
+    store.with_snapshot(|view| {
+        let mut hash = Fnv64::default();
+        let applied_key = state_key(group, StateTag::Applied);
+        let applied: AppliedState = match view.get(Space::RaftState, &applied_key)? {
+            Some(bytes) => {
+                hash.add(&bytes);
+                encoding::decode(&bytes)?
+            }
+            None => AppliedState::default(),
+        };
+        for range in ranges_of(kind) {
+            hash.add(&[range.space.code()]);
+            view.for_each(range.space, &range.start, &range.end, |key, value| {
+                hash.add(key);
+                hash.add(value);
+                Ok(())
+            })?;
+        }
+        Ok((applied.last_applied.map(|log_id| log_id.index), hash.0))
+    })
+}
+
+/// 64-bit FNV-1a over length-prefixed pieces: stable across builds and platforms (so
+/// replicas running different builds compare), not meant to resist tampering.
+struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Fnv64 {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    fn add(&mut self, piece: &[u8]) {
+        let length = (piece.len() as u64).to_be_bytes();
+        for byte in length.iter().chain(piece) {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// The key ranges a kind of group owns in the store.
 fn ranges_of(kind: GroupKind) -> Vec<KeyRange> {
     match kind {
@@ -493,6 +540,12 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         .await
         .map_err(|error| fail(Error::Internal(error.to_string())))?
         .map_err(fail)?;
+        tracing::info!(
+            group,
+            snapshot = %meta.snapshot_id,
+            last_log = ?meta.last_log_id.map(|log_id| log_id.index),
+            "installed a snapshot from the leader"
+        );
         self.adopt_installed(stored, applied).map_err(fail)
     }
 
