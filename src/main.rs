@@ -73,6 +73,14 @@ enum Command {
         #[arg(long)]
         join: Option<String>,
     },
+    /// Start a throwaway local cluster (127.0.0.1 .. 127.0.0.N) and open the shell on
+    /// it; `\node stop N` / `\node start N` in the shell kill and restart a node, to
+    /// watch failover. Everything is removed when the shell exits.
+    Demo {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
     /// Inspect or change a running cluster through any member's SQL address
     /// (runs SHOW CLUSTER or ALTER CLUSTER there).
     Cluster {
@@ -209,6 +217,10 @@ fn main() {
                 2
             }
         },
+        Command::Demo { nodes } => {
+            init_logging(LogFormat::Human, "warn");
+            run_demo(nodes)
+        }
         Command::Cluster { connect, action } => {
             init_logging(LogFormat::Human, "warn");
             run_shell(
@@ -309,6 +321,28 @@ fn run_shell(
     };
     let description = format!("embedded, data in {}", data.display());
     Shell::new(database.session(), format, description).run(input)
+}
+
+fn run_demo(nodes: usize) -> i32 {
+    let cluster = match tessera::shell::demo::DemoCluster::start(nodes) {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            eprintln!("tessera demo: {e}");
+            return 1;
+        }
+    };
+    let input = if std::io::stdin().is_terminal() {
+        Input::Interactive
+    } else {
+        Input::Stdin
+    };
+    let description =
+        format!("a {nodes}-node demo cluster (\\cluster shows it; \\node stop N kills a node)");
+    let mut shell = Shell::over(Box::new(cluster), OutputFormat::Table, description);
+    // The shell owns the cluster: dropping it here stops every node before exit.
+    let code = shell.run(input);
+    drop(shell);
+    code
 }
 
 /// The URL as shown in the banner: a password in it is replaced by `***`.

@@ -177,3 +177,86 @@ fn a_node_far_behind_catches_up_by_snapshot() {
     );
     cluster.assert_converged();
 }
+
+/// `tessera demo --nodes 3` starts a cluster and a shell on it: a table made through
+/// the shell survives `\node stop 1` (the shell moves to another node and keeps
+/// working), `\node start 1` brings it back, `\cluster` lists three nodes, and on exit
+/// the demo's directory (data and logs) is gone.
+#[test]
+fn demo_runs_a_cluster_and_survives_a_stopped_node() {
+    use std::io::Write;
+    let script = "CREATE TABLE t (id INT PRIMARY KEY);\n\
+                  INSERT INTO t VALUES (1);\n\
+                  \\node stop 1\n\
+                  INSERT INTO t VALUES (2);\n\
+                  \\node start 1\n\
+                  \\node\n\
+                  SELECT count(*) AS rows_after_failover FROM t;\n\
+                  \\cluster\n";
+    let mut child = common::ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["demo", "--nodes", "3"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the demo"),
+    );
+    child
+        .0
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write the script");
+    let started = Instant::now();
+    while child.0.try_wait().expect("poll").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the demo did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert!(
+        child.0.wait().expect("status").success(),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("node 1 killed"), "{stdout}");
+    assert!(stdout.contains("node 1 restarted"), "{stdout}");
+    assert!(
+        stdout.contains("rows_after_failover \n---------------------\n                   2"),
+        "{stdout}"
+    );
+    let leaders = stdout
+        .lines()
+        .filter(|line| line.split('|').nth(4).map(str::trim) == Some("leader"))
+        .count();
+    assert_eq!(leaders, 2, "one leader per group: {stdout}");
+    let log = stdout
+        .split_whitespace()
+        .find(|word| word.contains("tessera-demo-"))
+        .expect("the demo's directory is shown");
+    let directory = std::path::Path::new(log).parent().expect("directory");
+    assert!(
+        !directory.exists(),
+        "{} is left behind",
+        directory.display()
+    );
+}

@@ -27,6 +27,10 @@ pub trait Backend {
     fn execute_each(&mut self, sql: &str, on_result: &mut dyn FnMut(QueryResult)) -> Result<()>;
     /// Where the connection stands with respect to transactions (for the prompt).
     fn transaction_status(&self) -> TransactionStatus;
+    /// The nodes' controls, when the backend runs a local cluster (`tessera demo`).
+    fn node_control(&mut self) -> Option<&mut dyn super::demo::NodeControl> {
+        None
+    }
 }
 
 impl Backend for Session {

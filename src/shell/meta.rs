@@ -1,4 +1,5 @@
-//! Backslash meta-commands: `\?`, `\q`, `\d`, `\d NAME`, `\dt`, `\di`, `\timing`, `\x`.
+//! Backslash meta-commands: `\?`, `\q`, `\d`, `\d NAME`, `\dt`, `\di`, `\timing`, `\x`,
+//! `\cluster`, and `\node` in a demo cluster.
 //! Listings are built as ordinary query results so they print in every output format.
 
 use crate::error::{Error, Result};
@@ -33,6 +34,12 @@ Informational
   \\dt                    list tables
   \\di                    list indexes
 
+Cluster
+  \\cluster               nodes and groups: role, term, leader, indexes, lag
+  \\node                  (tessera demo) the demo's nodes, running or stopped
+  \\node stop N           (tessera demo) kill node N, as in a crash
+  \\node start N          (tessera demo) start node N again from its data
+
 Formatting
   \\x                     toggle expanded output (one record per block)
   \\timing                toggle printing how long each statement took
@@ -47,6 +54,9 @@ pub fn run(line: &str, backend: &mut dyn Backend) -> Result<MetaAction> {
     let mut words = line.split_whitespace();
     let command = words.next().unwrap_or_default();
     let argument = words.next();
+    if command == "\\node" {
+        return node_command(backend, argument, words.next());
+    }
     match (command, argument) {
         ("\\q" | "\\quit", _) => Ok(MetaAction::Quit),
         ("\\?" | "\\help", _) => Ok(MetaAction::Print(HELP.to_string())),
@@ -56,12 +66,50 @@ pub fn run(line: &str, backend: &mut dyn Backend) -> Result<MetaAction> {
             Ok(MetaAction::Show(vec![list_tables(backend)?]))
         }
         ("\\di" | "\\di+", None) => Ok(MetaAction::Show(vec![list_indexes(backend)?])),
+        ("\\cluster", None) => {
+            let mut results = Vec::new();
+            backend.execute_each("SHOW CLUSTER", &mut |result| results.push(result))?;
+            Ok(MetaAction::Show(results))
+        }
         ("\\d" | "\\d+", Some(name)) => describe(backend, &name.to_lowercase().replace('"', "")),
         _ => Err(Error::Syntax {
             message: format!("invalid command {command}; try \\? for help"),
             position: None,
         }),
     }
+}
+
+/// `\node`, `\node stop N`, `\node start N`: only in a demo cluster.
+fn node_command(
+    backend: &mut dyn Backend,
+    action: Option<&str>,
+    node: Option<&str>,
+) -> Result<MetaAction> {
+    let Some(control) = backend.node_control() else {
+        return Err(Error::FeatureNotSupported(
+            "\\node works in a cluster started by `tessera demo`; elsewhere use `tessera cluster`"
+                .into(),
+        ));
+    };
+    let id = || {
+        node.and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| Error::Syntax {
+                message: "expected a node number, e.g. \\node stop 2".into(),
+                position: None,
+            })
+    };
+    let text = match action {
+        None => control.describe(),
+        Some("stop") => control.stop(id()?)?,
+        Some("start") => control.start(id()?)?,
+        Some(other) => {
+            return Err(Error::Syntax {
+                message: format!("\\node {other}: expected stop or start"),
+                position: None,
+            })
+        }
+    };
+    Ok(MetaAction::Print(format!("{text}\n")))
 }
 
 fn listing(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> QueryResult {

@@ -7,6 +7,7 @@
 //! at the first error, prints it on stderr with its SQLSTATE, and exits non-zero.
 
 pub mod backend;
+pub mod demo;
 pub mod format;
 pub mod meta;
 pub mod splitter;
