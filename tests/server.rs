@@ -1347,3 +1347,44 @@ fn shell_connects_to_a_server() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// Settings given at connection time in the `options` startup parameter (libpq's
+/// PGOPTIONS) are the session's own: SHOW reports them and RESET returns to them; an
+/// unknown or invalid one refuses the connection with the setting named.
+#[tokio::test]
+async fn startup_options_set_session_settings() {
+    let server = Server::start();
+    let url = format!(
+        "{} options='-c read_consistency=lease -c statement_timeout=5s'",
+        server.url()
+    );
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let shown = client
+        .simple_query("SHOW read_consistency")
+        .await
+        .expect("show");
+    let value = shown.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("lease"));
+    for bad in ["-c no_such_setting=1", "-c read_consistency=sometimes"] {
+        let url = format!("{} options='{bad}'", server.url());
+        let outcome = async {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+            tokio::spawn(connection);
+            client.simple_query("SELECT 1").await
+        }
+        .await;
+        let error = outcome.expect_err(bad);
+        let message = error
+            .as_db_error()
+            .map(|db| db.message().to_string())
+            .unwrap_or_else(|| error.to_string());
+        assert!(
+            message.contains("read_consistency") || message.contains("no_such_setting"),
+            "{bad}: {message}"
+        );
+    }
+}

@@ -359,6 +359,26 @@ fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
 }
 
 impl Startup {
+    /// Settings from the `options` startup parameter (libpq's `PGOPTIONS`, e.g.
+    /// `-c read_consistency=lease`) become the session's defaults. Applied when the
+    /// startup message arrives, before authentication completes, so a bad option
+    /// refuses the connection with the reason, as in PostgreSQL.
+    fn apply_options(&self, startup: &pgwire::messages::startup::Startup) -> PgWireResult<()> {
+        let Some(options) = startup.parameters.get("options") else {
+            return Ok(());
+        };
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (name, value) in startup_options(options).map_err(|e| fatal("22023", e))? {
+            session
+                .set_default(&name, &value)
+                .map_err(|error| fatal(error.sqlstate(), error.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Once the client is in: identity for the session, pid for cancel requests.
     fn on_ready<C: ClientInfo>(&self, client: &C) {
         let metadata = client.metadata();
@@ -379,6 +399,31 @@ impl Startup {
     }
 }
 
+/// The `name=value` settings of an `options` startup parameter: `-c name=value`,
+/// `-cname=value` or `--name=value`, separated by spaces.
+fn startup_options(options: &str) -> Result<Vec<(String, String)>, String> {
+    let mut settings = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let assignment = if word == "-c" {
+            words
+                .next()
+                .ok_or_else(|| "options: -c needs name=value".to_string())?
+        } else if let Some(rest) = word.strip_prefix("-c").or_else(|| word.strip_prefix("--")) {
+            rest
+        } else {
+            return Err(format!(
+                "options: unsupported \"{word}\" (use -c name=value)"
+            ));
+        };
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("options: \"{assignment}\" is not name=value"))?;
+        settings.push((name.replace('-', "_"), value.to_string()));
+    }
+    Ok(settings)
+}
+
 #[async_trait]
 impl StartupHandler for Startup {
     async fn on_startup<C>(
@@ -396,6 +441,9 @@ impl StartupHandler for Startup {
                 "28000",
                 "this server accepts only TLS connections (use sslmode=require)",
             ));
+        }
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            self.apply_options(startup)?;
         }
         match (&*self.authentication, message) {
             (Authentication::Trust, PgWireFrontendMessage::Startup(ref startup)) => {
@@ -736,4 +784,28 @@ async fn send_error(socket: &mut Connection, info: ErrorInfo) -> std::io::Result
 async fn send_fatal(socket: &mut Connection, code: &str, message: &str) -> std::io::Result<()> {
     send_error(socket, fatal_info(code, message)).await?;
     socket.close().await.map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_options;
+
+    /// libpq's forms of `-c` all parse; anything else is refused, not ignored.
+    #[test]
+    fn startup_options_forms() {
+        let parsed =
+            startup_options("-c read_consistency=lease  -cstatement_timeout=5s --max-staleness=1s");
+        assert_eq!(
+            parsed.unwrap(),
+            vec![
+                ("read_consistency".to_string(), "lease".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("max_staleness".to_string(), "1s".to_string()),
+            ]
+        );
+        assert!(startup_options("-c").is_err());
+        assert!(startup_options("-c novalue").is_err());
+        assert!(startup_options("-x foo").is_err());
+        assert_eq!(startup_options("").unwrap(), Vec::new());
+    }
 }

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Replicated writes, measured: a 3-node Tessera cluster against a single Tessera server
+# and against PostgreSQL 15 with one synchronous standby (streaming replication,
+# synchronous_commit = on), all on this machine, in the same run, with the same pgbench
+# scripts (benches/pgbench/). Then read TPS on the cluster at each read consistency,
+# and failover time over KILLS leader kills.
+#
+# Prints Markdown tables ready for docs/performance.md: TPS and p50/p99 latency (from
+# pgbench's per-transaction log) for each system, and the ratios.
+#
+# Usage: benches/cluster-vs-postgres.sh   (DURATION=seconds per run, default 10;
+#        ROWS=accounts rows, default 10000; CLIENTS="1 8 32"; KILLS=10)
+# Everything it starts is stopped by pid when it exits, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+DURATION=${DURATION:-10}
+ROWS=${ROWS:-10000}
+read -r -a CLIENTS <<< "${CLIENTS:-1 8 32}"
+KILLS=${KILLS:-10}
+
+work=$(mktemp -d /tmp/tessera-cluster-vs-pg.XXXXXX)
+pids=()
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+cleanup() {
+  for pid_file in "$work"/*.pid; do
+    [ -f "$pid_file" ] && kill -KILL "$(cat "$pid_file")" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for dir in primary standby; do
+    if [ -f "$work/$dir/postmaster.pid" ]; then
+      as_postgres "$pg_bin/pg_ctl" -D "$work/$dir" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { # host
+  python3 -c "import socket; s=socket.socket(); s.bind(('$1',0)); print(s.getsockname()[1]); s.close()"
+}
+wait_for_log() { # file text
+  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1" >&2; tail -5 "$1" >&2; exit 1
+}
+
+echo "building tessera (optimized)..." >&2
+cargo build --profile bench --quiet --bin tessera
+tessera=target/release/tessera
+
+# PostgreSQL: a primary and a synchronous standby.
+[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+primary_port=$(free_port 127.0.0.1)
+standby_port=$(free_port 127.0.0.1)
+as_postgres "$pg_bin/initdb" -D "$work/primary" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+cat >> "$work/primary/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+max_connections = 100
+wal_level = replica
+max_wal_senders = 4
+synchronous_standby_names = 'standby1'
+synchronous_commit = on
+EOF
+as_postgres "$pg_bin/pg_ctl" -D "$work/primary" -l "$work/primary.log" -w \
+  -o "-p $primary_port -k $work" start >/dev/null
+as_postgres "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
+  -D "$work/standby" -X stream -R >/dev/null
+echo "primary_conninfo = 'host=127.0.0.1 port=$primary_port user=postgres application_name=standby1'" \
+  | as_postgres tee -a "$work/standby/postgresql.auto.conf" >/dev/null
+as_postgres "$pg_bin/pg_ctl" -D "$work/standby" -l "$work/standby.log" -w \
+  -o "-p $standby_port -k $work" start >/dev/null
+for _ in $(seq 1 100); do
+  state=$(psql -X -A -t -h 127.0.0.1 -p "$primary_port" -U postgres -d postgres \
+    -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'")
+  [ "$state" = "sync" ] && break
+  sleep 0.1
+done
+[ "$state" = "sync" ] || { echo "the standby is not synchronous ($state)" >&2; exit 1; }
+
+# Tessera, one server.
+single_port=$(free_port 127.0.0.1)
+"$tessera" server --data "$work/single" --listen "127.0.0.1:$single_port" 2>"$work/single.log" &
+pids+=($!)
+wait_for_log "$work/single.log" "tessera server ready"
+
+# Tessera, three nodes on 127.0.0.1-3. start_node is also the failover test's restart.
+members=""
+declare -a sql_address raft_address
+for i in 0 1 2; do
+  host="127.0.0.$((i + 1))"
+  sql_address[i]="$host:$(free_port "$host")"
+  raft_address[i]="$host:$(free_port "$host")"
+  members="$members${members:+,}$((i + 1))=${raft_address[i]}"
+done
+start_node() { # index
+  local i=$1
+  : > "$work/node$i.log"
+  "$tessera" server --data "$work/node$i" --listen "${sql_address[i]}" --node-id $((i + 1)) \
+    --raft-listen "${raft_address[i]}" --initial-members "$members" 2>>"$work/node$i.log" &
+  echo $! > "$work/node$i.pid"
+  wait_for_log "$work/node$i.log" "tessera server ready"
+}
+for i in 0 1 2; do start_node "$i"; done
+
+load() { # host port
+  local values
+  values=$(python3 -c "print(', '.join(f'({i}, 0)' for i in range(1, $ROWS + 1)))")
+  psql -X -q -h "$1" -p "$2" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -f benches/pgbench/schema.sql -c "INSERT INTO accounts VALUES $values" >/dev/null
+}
+load 127.0.0.1 "$primary_port"
+load 127.0.0.1 "$single_port"
+load 127.0.0.1 "${sql_address[0]##*:}"
+
+run() { # host port script clients [PGOPTIONS] -> "tps p50_ms p99_ms"
+  local logs="$work/log.$RANDOM"
+  mkdir -p "$logs"
+  local out
+  out=$(cd "$logs" && PGOPTIONS="${5:-}" pgbench -n -h "$1" -p "$2" -U postgres -M prepared \
+    -c "$4" -j "$(( $4 < 2 ? $4 : 2 ))" -T "$DURATION" -D "rows=$ROWS" --max-tries=100 \
+    -l -f "$OLDPWD/benches/pgbench/$3.sql" postgres 2>&1) || true
+  local tps
+  tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+  if [ -z "$tps" ]; then echo "pgbench failed on $1:$2 ($3, $4 clients):" >&2; echo "$out" >&2; exit 1; fi
+  local percentiles
+  percentiles=$(cat "$logs"/pgbench_log.* | python3 -c '
+import sys
+latencies = sorted(int(line.split()[2]) for line in sys.stdin if line.strip())
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000
+print(f"{pick(0.50):.2f} {pick(0.99):.2f}")')
+  rm -rf "$logs"
+  echo "$tps $percentiles"
+}
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+
+cluster_host=${sql_address[0]%:*}
+cluster_port=${sql_address[0]##*:}
+
+echo "### Writes"
+echo
+echo "| script | clients | 3-node TPS | p50 / p99 ms | single TPS | p50 / p99 ms | PG + sync standby TPS | p50 / p99 ms | 3-node / PG sync | 3-node / single |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for script in update insert; do
+  for clients in "${CLIENTS[@]}"; do
+    read -r c_tps c_p50 c_p99 < <(run "$cluster_host" "$cluster_port" "$script" "$clients")
+    read -r s_tps s_p50 s_p99 < <(run 127.0.0.1 "$single_port" "$script" "$clients")
+    read -r p_tps p_p50 p_p99 < <(run 127.0.0.1 "$primary_port" "$script" "$clients")
+    printf '| %s | %s | %.0f | %s / %s | %.0f | %s / %s | %.0f | %s / %s | %s× | %s× |\n' \
+      "$script" "$clients" "$c_tps" "$c_p50" "$c_p99" "$s_tps" "$s_p50" "$s_p99" \
+      "$p_tps" "$p_p50" "$p_p99" "$(ratio "$c_tps" "$p_tps")" "$(ratio "$c_tps" "$s_tps")"
+  done
+done
+
+echo
+echo "### Point reads on the cluster by read consistency (8 clients, through node 1)"
+echo
+echo "| read_consistency | TPS | p50 / p99 ms | / PG primary |"
+echo "|---|---:|---:|---:|"
+read -r p_tps p_p50 p_p99 < <(run 127.0.0.1 "$primary_port" select 8)
+for level in linearizable lease stale; do
+  read -r r_tps r_p50 r_p99 < <(run "$cluster_host" "$cluster_port" select 8 "-c read_consistency=$level")
+  printf '| %s | %.0f | %s / %s | %s× |\n' "$level" "$r_tps" "$r_p50" "$r_p99" "$(ratio "$r_tps" "$p_tps")"
+done
+printf '| (PostgreSQL primary) | %.0f | %s / %s | 1.00× |\n' "$p_tps" "$p_p50" "$p_p99"
+
+echo
+echo "### Failover: writes resume after a SIGKILL of the data leader ($KILLS kills)"
+echo
+addresses=$(IFS=,; echo "${sql_address[*]}")
+pid_files="$work/node0.pid,$work/node1.pid,$work/node2.pid"
+export -f start_node wait_for_log
+export work tessera members
+export sql_address_0="${sql_address[0]}" sql_address_1="${sql_address[1]}" sql_address_2="${sql_address[2]}"
+export raft_address_0="${raft_address[0]}" raft_address_1="${raft_address[1]}" raft_address_2="${raft_address[2]}"
+restart='i={i}; sql_address=("$sql_address_0" "$sql_address_1" "$sql_address_2"); raft_address=("$raft_address_0" "$raft_address_1" "$raft_address_2"); start_node $i; sleep 1'
+read -r f_p50 f_max < <(target/pyenv/bin/python benches/cluster_failover.py "$KILLS" \
+  "bash -c '$restart'" "$addresses" "$pid_files")
+echo "| kills | p50 ms | max ms | target |"
+echo "|---:|---:|---:|---|"
+echo "| $KILLS | $f_p50 | $f_max | p50 ≤ 1000, max ≤ 3000 |"
