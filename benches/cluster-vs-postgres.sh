@@ -86,7 +86,7 @@ single_port=$(free_port 127.0.0.1)
 pids+=($!)
 wait_for_log "$work/single.log" "tessera server ready"
 
-# Tessera, three nodes on 127.0.0.1-3. start_node is also the failover test's restart.
+# Tessera, three nodes on 127.0.0.1-3.
 members=""
 declare -a sql_address raft_address
 for i in 0 1 2; do
@@ -171,13 +171,14 @@ echo "### Failover: writes resume after a SIGKILL of the data leader ($KILLS kil
 echo
 addresses=$(IFS=,; echo "${sql_address[*]}")
 pid_files="$work/node0.pid,$work/node1.pid,$work/node2.pid"
-export -f start_node wait_for_log
-export work tessera members
-export sql_address_0="${sql_address[0]}" sql_address_1="${sql_address[1]}" sql_address_2="${sql_address[2]}"
-export raft_address_0="${raft_address[0]}" raft_address_1="${raft_address[1]}" raft_address_2="${raft_address[2]}"
-restart='i={i}; sql_address=("$sql_address_0" "$sql_address_1" "$sql_address_2"); raft_address=("$raft_address_0" "$raft_address_1" "$raft_address_2"); start_node $i; sleep 1'
+restarts=()
+for i in 0 1 2; do
+  restarts+=("'$tessera' server --data '$work/node$i' --listen '${sql_address[i]}' --node-id $((i + 1)) \
+--raft-listen '${raft_address[i]}' --initial-members '$members' 2>>'$work/node$i.log' & echo \$! > '$work/node$i.pid'")
+done
+restart_commands=$(printf '%s\n' "${restarts[@]}")
 read -r f_p50 f_max < <(target/pyenv/bin/python benches/cluster_failover.py "$KILLS" \
-  "bash -c '$restart'" "$addresses" "$pid_files")
+  "$restart_commands" "$addresses" "$pid_files")
 echo "| kills | p50 ms | max ms | target |"
 echo "|---:|---:|---:|---|"
 echo "| $KILLS | $f_p50 | $f_max | p50 ≤ 1000, max ≤ 3000 |"

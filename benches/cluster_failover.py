@@ -55,9 +55,25 @@ def wait_for_write(address, next_id):
     raise SystemExit(f"writes did not resume within {KILL_LIMIT_S} s")
 
 
+def wait_until_serving(address):
+    """Waits until the restarted node answers a linearizable read (it has caught up
+    with the leader), then a moment more for its replication to settle."""
+    deadline = time.monotonic() + KILL_LIMIT_S
+    while time.monotonic() < deadline:
+        try:
+            with connect(address) as conn:
+                conn.execute("SELECT count(*) FROM failover").fetchall()
+                time.sleep(1)
+                return
+        except psycopg.Error:
+            time.sleep(0.1)
+    raise SystemExit(f"the restarted node at {address} did not serve within {KILL_LIMIT_S} s")
+
+
 def main():
     kills = int(sys.argv[1])
-    restart_command = sys.argv[2]  # shell command; {i} is replaced by the node index
+    # One shell command per line, line i restarting node i (in the background).
+    restart_commands = sys.argv[2].splitlines()
     addresses = sys.argv[3].split(",")
     pid_files = sys.argv[4].split(",")
     with connect(addresses[0]) as conn:
@@ -84,7 +100,8 @@ def main():
         times.append(elapsed_ms)
         print(f"kill {kill + 1}: node {leader + 1}, writes resumed after {elapsed_ms:.0f} ms",
               file=sys.stderr)
-        subprocess.run(restart_command.replace("{i}", str(leader)), shell=True, check=True)
+        subprocess.run(restart_commands[leader], shell=True, check=True)
+        wait_until_serving(addresses[leader])
     times.sort()
     p50 = times[len(times) // 2] if len(times) % 2 else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
     print(f"{p50:.0f} {times[-1]:.0f}")
