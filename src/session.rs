@@ -803,52 +803,51 @@ impl Session {
 }
 
 impl Session {
+    /// The cluster node behind this session; `statement` names what needs one.
+    fn cluster_node(&self, statement: &str) -> Result<&crate::replica::cluster::ClusterReplica> {
+        self.replica.cluster().ok_or_else(|| {
+            Error::FeatureNotSupported(format!(
+                "{statement}: this is an embedded database, not a cluster node"
+            ))
+        })
+    }
+
     /// SHOW CLUSTER: every node's view of every group it hosts.
     fn show_cluster(&self) -> Result<QueryResult> {
-        let cluster = self.replica.cluster().ok_or_else(|| {
-            Error::FeatureNotSupported(
-                "SHOW CLUSTER: this is an embedded database, not a cluster node".into(),
-            )
-        })?;
-        let (columns, rows) = crate::replica::cluster::status_table(&cluster.status()?);
-        let mut result = QueryResult::rows(columns, rows);
-        result.tag = "SHOW".into();
-        Ok(result)
+        let statuses = self.cluster_node("SHOW CLUSTER")?.status()?;
+        let (columns, rows) = crate::replica::cluster::status_table(&statuses);
+        Ok(tagged_rows("SHOW", columns, rows))
     }
 
     /// SHOW CHECKSUM: this replica's fingerprint of each group, to compare replicas.
     fn show_checksum(&self) -> Result<QueryResult> {
-        let cluster = self.replica.cluster().ok_or_else(|| {
-            Error::FeatureNotSupported(
-                "SHOW CHECKSUM: this is an embedded database, not a cluster node".into(),
-            )
-        })?;
-        let (columns, rows) = cluster.checksums()?;
-        let mut result = QueryResult::rows(columns, rows);
-        result.tag = "SHOW".into();
-        Ok(result)
+        let (columns, rows) = self.cluster_node("SHOW CHECKSUM")?.checksums()?;
+        Ok(tagged_rows("SHOW", columns, rows))
     }
 
     /// ALTER CLUSTER: runs the membership change group by group and lists each step.
     /// Not inside a transaction block: it cannot be rolled back.
     fn alter_cluster(&mut self, change: &ClusterChange) -> Result<QueryResult> {
-        let cluster = self.replica.cluster().ok_or_else(|| {
-            Error::FeatureNotSupported(
-                "ALTER CLUSTER: this is an embedded database, not a cluster node".into(),
-            )
-        })?;
+        self.cluster_node("ALTER CLUSTER")?;
         if self.transaction.is_some() {
             self.failed = true;
             return Err(Error::ActiveTransaction(
                 "ALTER CLUSTER cannot run inside a transaction block".into(),
             ));
         }
-        let steps = cluster.change_membership(change)?;
+        let steps = self
+            .cluster_node("ALTER CLUSTER")?
+            .change_membership(change)?;
         let (columns, rows) = crate::replica::cluster::step_table(&steps);
-        let mut result = QueryResult::rows(columns, rows);
-        result.tag = "ALTER CLUSTER".into();
-        Ok(result)
+        Ok(tagged_rows("ALTER CLUSTER", columns, rows))
     }
+}
+
+/// Rows with their own command tag (SHOW, ALTER CLUSTER) instead of SELECT's.
+fn tagged_rows(tag: &str, columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> QueryResult {
+    let mut result = QueryResult::rows(columns, rows);
+    result.tag = tag.into();
+    result
 }
 
 fn validate_setting(name: &str, value: &str) -> Result<String> {

@@ -163,7 +163,7 @@ fn write_failed(error: WriteError) -> Error {
 /// lag the group's leader reports for that node.
 pub fn status_table(statuses: &[NodeStatus]) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
     let text = DataType::Text { max_length: None };
-    let columns = [
+    let columns = columns(&[
         ("node_id", DataType::BigInt),
         ("raft_address", text),
         ("sql_address", text),
@@ -175,13 +175,7 @@ pub fn status_table(statuses: &[NodeStatus]) -> (Vec<OutputColumn>, Vec<Vec<Valu
         ("commit_index", DataType::BigInt),
         ("applied_index", DataType::BigInt),
         ("lag", DataType::BigInt),
-    ]
-    .into_iter()
-    .map(|(name, data_type)| OutputColumn {
-        name: name.into(),
-        data_type,
-    })
-    .collect();
+    ]);
     let number = |value: Option<u64>| match value {
         Some(value) => Value::BigInt(i64::try_from(value).unwrap_or(i64::MAX)),
         None => Value::Null,
@@ -225,35 +219,34 @@ pub fn status_table(statuses: &[NodeStatus]) -> (Vec<OutputColumn>, Vec<Vec<Valu
     (columns, rows)
 }
 
+/// Output columns from (name, type) pairs.
+fn columns(named: &[(&str, DataType)]) -> Vec<OutputColumn> {
+    named
+        .iter()
+        .map(|(name, data_type)| OutputColumn {
+            name: (*name).into(),
+            data_type: *data_type,
+        })
+        .collect()
+}
+
 /// SHOW CHECKSUM's columns.
 pub fn checksum_columns() -> Vec<OutputColumn> {
-    [
+    columns(&[
         ("node_id", DataType::BigInt),
         ("group_id", DataType::BigInt),
         ("applied_index", DataType::BigInt),
         ("checksum", DataType::Text { max_length: None }),
-    ]
-    .into_iter()
-    .map(|(name, data_type)| OutputColumn {
-        name: name.into(),
-        data_type,
-    })
-    .collect()
+    ])
 }
 
 /// ALTER CLUSTER's columns and rows: one row per step, in the order they ran.
 pub fn step_table(steps: &[StepReport]) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
-    let columns = [
+    let columns = columns(&[
         ("group_id", DataType::BigInt),
         ("action", DataType::Text { max_length: None }),
         ("elapsed_ms", DataType::BigInt),
-    ]
-    .into_iter()
-    .map(|(name, data_type)| OutputColumn {
-        name: name.into(),
-        data_type,
-    })
-    .collect();
+    ]);
     let rows = steps
         .iter()
         .map(|step| {

@@ -181,16 +181,17 @@ impl RaftNode {
         groups: &[GroupId],
         to: NodeId,
     ) -> Result<Vec<StepReport>, WriteError> {
+        let hosted = self.group_ids();
+        if let Some(missing) = groups.iter().find(|group| !hosted.contains(group)) {
+            return Err(WriteError::Refused(format!("there is no group {missing}")));
+        }
         let groups = if groups.is_empty() {
-            self.group_ids()
+            hosted
         } else {
             groups.to_vec()
         };
         let mut reports = Vec::new();
         for group in groups {
-            if !self.group_ids().contains(&group) {
-                return Err(WriteError::Refused(format!("there is no group {group}")));
-            }
             let step = MembershipStep::TransferLeader { to };
             reports.push(self.step_on_leader(group, step).await?);
         }
