@@ -31,6 +31,15 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// How many bytes [`encode`] would make of `value`, without making them (to bound a
+/// batch before building it).
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize> {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut counter, config())
+        .map_err(|e| Error::Internal(format!("cannot encode value: {e}")))?;
+    Ok(1 + counter.bytes_written)
+}
+
 /// Decodes a value written by [`encode`]; unknown versions and trailing bytes are
 /// corruption, not panics.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -74,5 +83,16 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert!(decode::<Vec<Value>>(&long).is_err());
+    }
+
+    /// The length counted without encoding is the length of the encoding.
+    #[test]
+    fn encoded_len_matches_encode() {
+        let row = vec![
+            Value::Integer(1),
+            Value::Text("a longer text value".into()),
+            Value::Null,
+        ];
+        assert_eq!(encoded_len(&row).unwrap(), encode(&row).unwrap().len());
     }
 }

@@ -11,8 +11,8 @@
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
 use super::raft::membership::StepReport;
-use super::raft::node::{GroupStatus, NodeStatus, RaftNode, WriteError, DATA_GROUP};
-use super::raft::types::{Request, Response};
+use super::raft::node::{GroupStatus, NodeStatus, Proposal, RaftNode, WriteError, DATA_GROUP};
+use super::raft::types::Response;
 use super::ReadLevel;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -57,12 +57,8 @@ impl ClusterReplica {
         let node = Arc::clone(&self.node);
         let (log_id, response) = self
             .run(async move {
-                let timestamp = node.timestamp().await?;
-                let request = Request::Data {
-                    timestamp,
-                    operation,
-                };
-                let written = node.write(DATA_GROUP, request).await?;
+                // The leader stamps the change (one oracle call per batch of changes).
+                let written = node.write(DATA_GROUP, Proposal::Change(operation)).await?;
                 // Read-your-writes on this replica; a replica that cannot catch up in time
                 // does not undo a committed write, so only a warning.
                 if let Err(error) = node.wait_applied(DATA_GROUP, written.0.index).await {
@@ -73,8 +69,8 @@ impl ClusterReplica {
             .map_err(write_failed)?;
         match response {
             Response::Data(outcome) => outcome.map(|(applied, _commit_ts)| applied),
-            Response::Done => Err(Error::Internal(format!(
-                "the data group answered entry {log_id} with no result"
+            other => Err(Error::Internal(format!(
+                "the data group answered entry {log_id} with {other:?}"
             ))),
         }
     }

@@ -215,6 +215,19 @@ impl Cluster {
         leader
     }
 
+    /// Waits until node `via` sees one node leading both the metadata and the data
+    /// group (the metadata leadership follows the data leader by itself); returns it.
+    pub fn wait_for_co_located_leaders(&self, via: usize) -> usize {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            match (self.leader(0, via), self.leader(1, via)) {
+                (Some(metadata), Some(data)) if metadata == data => return data,
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        panic!("the metadata and data leaders were still apart after 30 s");
+    }
+
     /// Waits until node `via` sees a leader of `group` other than `not`; returns it.
     pub fn wait_for_leader(&self, group: i64, via: usize, not: Option<usize>) -> usize {
         let started = Instant::now();

@@ -11,6 +11,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod rounds;
 pub mod snapshot;
 pub mod state_machine;
 pub mod transport;
@@ -34,6 +35,8 @@ pub(crate) enum StateTag {
     Snapshot = 5,
     /// A snapshot whose installation began and has not finished: redone at start.
     Installing = 6,
+    /// How far a crash interrupted the apply of a batch entry (see the state machine).
+    BatchProgress = 7,
 }
 
 /// The `raft_state` key of one piece of a group's state.

@@ -69,6 +69,15 @@ struct SnapshotHeader {
     applied: AppliedState,
 }
 
+/// How far the apply of a batch entry got before a crash (see `apply_batch`).
+#[derive(Debug, Serialize, Deserialize)]
+struct BatchProgress {
+    /// The entry's log index.
+    index: u64,
+    /// How many of its changes are applied.
+    applied: u64,
+}
+
 /// The snapshot a group currently serves: its metadata and its file's name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -116,6 +125,9 @@ pub struct GroupStateMachine {
     /// The current snapshot, shared with builders that finish while applying goes on.
     current: Arc<Mutex<Option<StoredSnapshot>>>,
     view: Arc<AppliedView>,
+    /// A batch entry a crash interrupted, found at start: its changes already applied
+    /// are skipped when openraft applies it again.
+    interrupted_batch: Option<BatchProgress>,
 }
 
 fn storage_error(subject: ErrorSubject<u64>, verb: ErrorVerb, error: &Error) -> StorageError {
@@ -157,6 +169,7 @@ impl GroupStateMachine {
             GroupKind::Metadata => Contents::Metadata,
             GroupKind::Data => Contents::Data(StateMachine::open(Arc::clone(&store))?),
         };
+        let interrupted_batch = read_tag(&store, group, StateTag::BatchProgress)?;
         let machine = GroupStateMachine {
             group,
             store,
@@ -165,6 +178,7 @@ impl GroupStateMachine {
             contents,
             current: Arc::new(Mutex::new(current.clone())),
             view: Arc::new(AppliedView::default()),
+            interrupted_batch,
         };
         machine.publish();
         // Nothing is being built or received yet: every other file is left over.
@@ -215,8 +229,13 @@ impl GroupStateMachine {
         Ok(batch)
     }
 
-    /// Applies one entry whose log id is already recorded in `self.applied`.
-    fn apply_entry(&mut self, payload: EntryPayload<TypeConfig>) -> Result<Response> {
+    /// Applies one entry whose log id is already recorded in `self.applied`; `previous`
+    /// is the log id applied before it.
+    fn apply_entry(
+        &mut self,
+        previous: Option<LogId>,
+        payload: EntryPayload<TypeConfig>,
+    ) -> Result<Response> {
         let request = match payload {
             EntryPayload::Blank => {
                 self.store.write_unsynced(self.applied_batch()?)?;
@@ -230,6 +249,81 @@ impl GroupStateMachine {
             }
             EntryPayload::Normal(request) => request,
         };
+        match request {
+            Request::Batch(requests) => self.apply_batch(previous, requests),
+            request => {
+                let record = self.applied_batch()?;
+                self.apply_request(request, record)
+            }
+        }
+    }
+
+    /// Applies a batch entry's changes one by one, each in its own RocksDB write with a
+    /// record of how far the batch got: until the last change, the applied log id stays
+    /// `previous` and a [`BatchProgress`] says how many changes are in. After a crash
+    /// openraft applies the entry again and the changes already in are skipped, so
+    /// none is applied twice or lost, whatever prefix of the writes survived.
+    fn apply_batch(&mut self, previous: Option<LogId>, requests: Vec<Request>) -> Result<Response> {
+        let index = self.applied.last_applied.map_or(0, |log_id| log_id.index);
+        let already = match self.interrupted_batch.take() {
+            Some(progress) if progress.index == index => progress.applied as usize,
+            _ => 0,
+        };
+        let count = requests.len();
+        let mut responses = Vec::with_capacity(count);
+        for (position, request) in requests.into_iter().enumerate() {
+            if position < already {
+                // Applied before the crash; nobody is waiting for its answer any more.
+                responses.push(Response::Done);
+                continue;
+            }
+            let record = if position + 1 == count {
+                let mut record = self.applied_batch()?;
+                record.delete(
+                    Space::RaftState,
+                    state_key(self.group, StateTag::BatchProgress),
+                );
+                record
+            } else {
+                self.batch_progress_record(previous, index, position + 1)?
+            };
+            responses.push(self.apply_request(request, record)?);
+        }
+        Ok(Response::Batch(responses))
+    }
+
+    /// The record written with change `applied - 1` of batch entry `index` (not its
+    /// last): the entry before it as last applied, and how many changes are in.
+    fn batch_progress_record(
+        &self,
+        previous: Option<LogId>,
+        index: u64,
+        applied: usize,
+    ) -> Result<Batch> {
+        let state = AppliedState {
+            last_applied: previous,
+            ..self.applied.clone()
+        };
+        let progress = BatchProgress {
+            index,
+            applied: applied as u64,
+        };
+        let mut record = Batch::default();
+        record.put(
+            Space::RaftState,
+            state_key(self.group, StateTag::Applied),
+            encoding::encode(&state)?,
+        );
+        record.put(
+            Space::RaftState,
+            state_key(self.group, StateTag::BatchProgress),
+            encoding::encode(&progress)?,
+        );
+        Ok(record)
+    }
+
+    /// Applies one request, writing `record` (the applied-state record) with its effect.
+    fn apply_request(&mut self, request: Request, record: Batch) -> Result<Response> {
         match (request, &mut self.contents) {
             (
                 Request::Data {
@@ -239,20 +333,11 @@ impl GroupStateMachine {
                 Contents::Data(machine),
             ) => {
                 let commit_ts = timestamp.max(machine.last_applied_ts() + 1);
-                let extra = {
-                    let mut batch = Batch::default();
-                    batch.put(
-                        Space::RaftState,
-                        state_key(self.group, StateTag::Applied),
-                        encoding::encode(&self.applied)?,
-                    );
-                    batch
-                };
                 let command = Command {
                     commit_ts,
                     operation,
                 };
-                match machine.apply_with(&command, None, extra) {
+                match machine.apply_with(&command, None, record) {
                     Ok(applied) => Ok(Response::Data(Ok((applied, commit_ts)))),
                     Err(error) if !error.is_deterministic() => Err(error),
                     Err(error) => Ok(Response::Data(Err(error))),
@@ -260,13 +345,15 @@ impl GroupStateMachine {
             }
             (Request::ReserveTimestamps { up_to }, Contents::Metadata) => {
                 self.applied.oracle_reserved = self.applied.oracle_reserved.max(up_to);
+                // Encoded after the change: the bound is part of the applied state.
                 self.store.write_unsynced(self.applied_batch()?)?;
                 Ok(Response::Done)
             }
             (request, _) => {
-                // A request routed to the wrong kind of group: a bug of the proposer,
-                // answered alike on every replica and changing nothing.
-                self.store.write_unsynced(self.applied_batch()?)?;
+                // A request routed to the wrong kind of group, or a batch inside a
+                // batch: a bug of the proposer, answered alike on every replica and
+                // changing nothing.
+                self.store.write_unsynced(record)?;
                 Ok(Response::Data(Err(Error::Internal(format!(
                     "group {} cannot apply {request:?}",
                     self.group
@@ -278,6 +365,8 @@ impl GroupStateMachine {
     /// Takes over an installed snapshot's applied state and makes it current.
     fn adopt_installed(&mut self, stored: StoredSnapshot, applied: AppliedState) -> Result<()> {
         self.applied = applied;
+        // The snapshot covers whatever batch a crash interrupted.
+        self.interrupted_batch = None;
         if let Contents::Data(machine) = &mut self.contents {
             machine.reload()?;
         }
@@ -495,9 +584,9 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     {
         let mut responses = Vec::new();
         for entry in entries {
-            self.applied.last_applied = Some(entry.log_id);
+            let previous = self.applied.last_applied.replace(entry.log_id);
             let response = self
-                .apply_entry(entry.payload)
+                .apply_entry(previous, entry.payload)
                 .map_err(|error| state_machine_error(ErrorVerb::Write, &error))?;
             responses.push(response);
         }
@@ -863,6 +952,95 @@ mod tests {
             .current()
             .table("t")
             .is_some());
+    }
+
+    fn batch(index: u64, changes: Vec<(u64, Operation)>) -> Entry {
+        let requests = changes
+            .into_iter()
+            .map(|(timestamp, operation)| Request::Data {
+                timestamp,
+                operation,
+            })
+            .collect();
+        entry(index, EntryPayload::Normal(Request::Batch(requests)))
+    }
+
+    /// A batch entry applies its changes in order, each with its own commit timestamp
+    /// and its own answer: a failing change in the middle fails alone.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn batch_entries_answer_each_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut machine = open(dir.path(), GroupKind::Data);
+        machine.apply([data(1, 10, create_table())]).await.unwrap();
+        let changes = vec![
+            (20, insert(&machine, 1, 10)),
+            // Begun after the first committed: a unique violation, not a conflict.
+            (21, insert(&machine, 1, 20)),
+            (22, insert(&machine, 2, 10)),
+        ];
+        let responses = machine.apply([batch(2, changes)]).await.unwrap();
+        let Response::Batch(answers) = &responses[0] else {
+            panic!("a batch answered {responses:?}");
+        };
+        assert_eq!(committed_ts(&answers[0]), 20);
+        assert!(matches!(
+            &answers[1],
+            Response::Data(Err(Error::UniqueViolation { .. }))
+        ));
+        assert_eq!(committed_ts(&answers[2]), 22);
+        assert_eq!(rows(&machine).len(), 2);
+        assert_eq!(
+            machine.applied_state().await.unwrap().0,
+            Some(log_id(1, 1, 2))
+        );
+    }
+
+    /// A crash in the middle of a batch entry (its first two changes written, the rest
+    /// not) leaves the entry before it as applied; openraft applies the entry again after
+    /// the restart and only the missing changes are applied: none twice, none lost.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn batch_interrupted_by_a_crash_is_finished_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut machine = open(dir.path(), GroupKind::Data);
+        machine.apply([data(1, 10, create_table())]).await.unwrap();
+        let changes: Vec<(u64, Operation)> = (0..4)
+            .map(|id| (20 + id as u64, insert(&machine, id, 10)))
+            .collect();
+        // What the apply of entry 2 had written when the process died.
+        machine.applied.last_applied = Some(log_id(1, 1, 2));
+        for (position, (timestamp, operation)) in changes.iter().take(2).enumerate() {
+            let record = machine
+                .batch_progress_record(Some(log_id(1, 1, 1)), 2, position + 1)
+                .unwrap();
+            let request = Request::Data {
+                timestamp: *timestamp,
+                operation: operation.clone(),
+            };
+            machine.apply_request(request, record).unwrap();
+        }
+        drop(machine);
+        let mut reopened = open(dir.path(), GroupKind::Data);
+        assert_eq!(
+            reopened.applied_state().await.unwrap().0,
+            Some(log_id(1, 1, 1))
+        );
+        assert_eq!(rows(&reopened).len(), 2);
+        let responses = reopened.apply([batch(2, changes)]).await.unwrap();
+        let Response::Batch(answers) = &responses[0] else {
+            panic!("a batch answered {responses:?}");
+        };
+        assert_eq!(answers[0], Response::Done);
+        assert_eq!(answers[1], Response::Done);
+        assert_eq!(committed_ts(&answers[2]), 22);
+        assert_eq!(committed_ts(&answers[3]), 23);
+        assert_eq!(rows(&reopened).len(), 4);
+        assert_eq!(
+            reopened.applied_state().await.unwrap().0,
+            Some(log_id(1, 1, 2))
+        );
+        let progress: Option<BatchProgress> =
+            read_tag(&reopened.store, 1, StateTag::BatchProgress).unwrap();
+        assert!(progress.is_none(), "the progress record outlived its batch");
     }
 
     async fn build(machine: &mut GroupStateMachine) -> Snapshot {

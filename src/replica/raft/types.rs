@@ -53,6 +53,10 @@ pub enum Request {
         /// New bound (exclusive).
         up_to: u64,
     },
+    /// Several data changes in one entry (the leader batches concurrent proposals, so
+    /// the per-entry costs of Raft are shared). Applied in order, each as if it were an
+    /// entry of its own: its own commit timestamp and its own answer.
+    Batch(Vec<Request>),
 }
 
 /// What applying an entry answered.
@@ -63,6 +67,8 @@ pub enum Response {
     /// A data change: what it did, at which commit timestamp, or the deterministic
     /// error it failed with (the state is unchanged on every replica alike).
     Data(Result<(Applied, u64), Error>),
+    /// A batch: one answer per change, in the batch's order.
+    Batch(Vec<Response>),
 }
 
 openraft::declare_raft_types!(
