@@ -12,6 +12,7 @@ use crate::sql::ast::{ClusterChange, Statement};
 use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
 use crate::sql::parser;
+use crate::sql::planner::expression::Expression;
 pub use crate::sql::planner::expression::Identity;
 use crate::sql::planner::expression::ParameterTypes;
 use crate::sql::planner::plan::Plan;
@@ -481,6 +482,9 @@ impl Session {
                 self.execute_ddl(ddl)
             }
             other => {
+                if let Some(answer) = self.try_blind_insert(other, params) {
+                    return answer;
+                }
                 self.run_in_transaction(|session, txn| session.execute_plan(other, params, txn))
             }
         }
@@ -606,14 +610,68 @@ impl Session {
         txn: &mut Transaction,
     ) -> Result<QueryResult> {
         let (plan, columns) = self.plan(statement, params, txn)?;
-        Ok(
-            match execution::execute(&plan, txn, &self.replica, &self.interrupt)? {
-                Outcome::Rows(rows) => QueryResult::rows(columns, rows),
-                Outcome::Inserted(n) => affected(format!("INSERT 0 {n}"), n),
-                Outcome::Updated(n) => affected(format!("UPDATE {n}"), n),
-                Outcome::Deleted(n) => affected(format!("DELETE {n}"), n),
-            },
-        )
+        let outcome = execution::execute(&plan, txn, &self.replica, &self.interrupt)?;
+        Ok(query_result(outcome, columns))
+    }
+
+    /// In a cluster, an autocommit INSERT of constant rows at the `linearizable` or
+    /// `lease` level runs on this replica's snapshot as it is, skipping the round that
+    /// confirms the snapshot fresh. That is safe because such an INSERT reads nothing
+    /// but whether its keys are taken, and its commit checks exactly that against the
+    /// latest state, at the commit's place in the log (a key taken is a unique
+    /// violation; a key changed since the snapshot, a conflict): the answer is the one a
+    /// fresh snapshot would have given at the commit point. What a stale snapshot can
+    /// get wrong is only a refusal — a table or a key it does not see yet, a key it
+    /// still sees, a conflict with a change it missed — and every such refusal means
+    /// nothing was written, so the statement then runs again the ordinary way. Returns
+    /// `None` when the statement does not qualify or must run again.
+    ///
+    /// Only while the leader was heard from within two heartbeats: the skipped round
+    /// also finds a leader that is gone (as a retryable error) before anything is sent
+    /// to it; without it a write sent to a paused or cut-off leader ends with its
+    /// outcome unknown (40003). Checking that the leader was heard from recently keeps
+    /// that window to a heartbeat or two after a fault.
+    fn try_blind_insert(
+        &self,
+        statement: &Statement,
+        params: &[Value],
+    ) -> Option<Result<QueryResult>> {
+        let qualifies = self.transaction.is_none()
+            && matches!(statement, Statement::Insert(_))
+            && self
+                .replica
+                .cluster()
+                .is_some_and(|cluster| cluster.leader_recently_heard())
+            && matches!(
+                self.read_level(),
+                Ok(ReadLevel::Linearizable | ReadLevel::Lease)
+            );
+        if !qualifies {
+            return None;
+        }
+        let as_it_is = ReadLevel::Stale {
+            max_staleness: None,
+        };
+        let mut txn = Transaction::begin(Arc::clone(&self.replica), as_it_is).ok()?;
+        let (plan, columns) = self.plan(statement, params, &txn).ok()?;
+        if !inserts_constant_rows(&plan) {
+            return None;
+        }
+        let outcome = execution::execute(&plan, &mut txn, &self.replica, &self.interrupt).ok()?;
+        match txn.commit() {
+            Ok(()) => Some(Ok(query_result(outcome, columns))),
+            // Refused, certainly without effect (a deterministic failure of the commit
+            // leaves every replica untouched; a retryable one was never applied): ask
+            // again the ordinary way, which gives the answer of the latest state.
+            Err(error)
+                if error.is_deterministic() && !matches!(error, Error::OutcomeUnknown(_)) =>
+            {
+                tracing::debug!(%error, "an insert on this replica's snapshot runs again on a fresh one");
+                None
+            }
+            // Anything else (an outcome unknown above all) is the statement's answer.
+            Err(error) => Some(Err(error)),
+        }
     }
 
     fn explain(&mut self, statement: &Statement, params: &[Value]) -> Result<QueryResult> {
@@ -903,6 +961,30 @@ fn parse_timeout(value: &str) -> Result<Option<std::time::Duration>> {
         _ => return Err(invalid()),
     };
     Ok((millis > 0).then(|| std::time::Duration::from_millis(millis)))
+}
+
+/// The client's answer to an executed plan.
+fn query_result(outcome: Outcome, columns: Vec<OutputColumn>) -> QueryResult {
+    match outcome {
+        Outcome::Rows(rows) => QueryResult::rows(columns, rows),
+        Outcome::Inserted(n) => affected(format!("INSERT 0 {n}"), n),
+        Outcome::Updated(n) => affected(format!("UPDATE {n}"), n),
+        Outcome::Deleted(n) => affected(format!("DELETE {n}"), n),
+    }
+}
+
+/// Whether `plan` inserts rows of constants only (VALUES or DEFAULT VALUES with every
+/// parameter bound): it reads nothing but whether its keys are taken.
+fn inserts_constant_rows(plan: &Plan) -> bool {
+    let Plan::Insert { source, .. } = plan else {
+        return false;
+    };
+    let Plan::Values { rows } = source.as_ref() else {
+        return false;
+    };
+    rows.iter()
+        .flatten()
+        .all(|expression| matches!(expression, Expression::Constant(_)))
 }
 
 fn affected(tag: String, count: u64) -> QueryResult {

@@ -8,25 +8,48 @@ mod common;
 use common::cluster::{count, is_outcome_unknown, is_retryable, Cluster};
 use std::time::{Duration, Instant};
 
-/// Writes through node `via` until one succeeds; only 40001 is acceptable meanwhile.
-/// Returns how long it took and how many rows were acknowledged.
-fn write_until_accepted(cluster: &Cluster, via: usize, table: &str, first_id: i32) -> Duration {
+/// Writes through node `via` until one succeeds. Meanwhile only 40001 (certainly not
+/// done) or, for a write sent to the leader just as it went silent, 40003 (outcome
+/// unknown) is acceptable. Returns how long it took and how many outcomes were unknown.
+fn write_until_accepted(
+    cluster: &Cluster,
+    via: usize,
+    table: &str,
+    first_id: i32,
+) -> (Duration, i64) {
     let started = Instant::now();
     let mut client = cluster.connect(via);
     let mut id = first_id;
+    let mut unknown = 0;
     loop {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "writes did not resume within 20 s"
         );
         match client.execute(&format!("INSERT INTO {table} VALUES ($1)"), &[&id]) {
-            Ok(_) => return started.elapsed(),
+            Ok(_) => return (started.elapsed(), unknown),
             Err(error) => {
-                assert!(is_retryable(&error), "{error}");
+                assert!(
+                    is_retryable(&error) || is_outcome_unknown(&error),
+                    "{error}"
+                );
+                unknown += i64::from(is_outcome_unknown(&error));
+                // A new connection: one whose statement's outcome is unknown may be
+                // broken.
+                client = cluster.connect(via);
                 id += 1;
             }
         }
     }
+}
+
+/// Every acknowledged row is there (`acknowledged`), and at most `unknown` more.
+fn assert_rows(client: &mut postgres::Client, table: &str, acknowledged: i64, unknown: i64) {
+    let rows = count(client, table);
+    assert!(
+        (acknowledged..=acknowledged + unknown).contains(&rows),
+        "{rows} rows in {table}: {acknowledged} acknowledged, {unknown} unknown"
+    );
 }
 
 fn setup(cluster: &Cluster, table: &str) {
@@ -52,13 +75,13 @@ fn writes_resume_after_the_leader_is_paused() {
     let leader = cluster.leader(1, 0).expect("a leader");
     let survivor = (leader + 1) % 3;
     cluster.signal(leader, "STOP");
-    let resumed = write_until_accepted(&cluster, survivor, "paused", 1000);
+    let (resumed, unknown) = write_until_accepted(&cluster, survivor, "paused", 1000);
     eprintln!("writes resumed {} ms after the pause", resumed.as_millis());
     assert!(resumed < Duration::from_secs(3), "{resumed:?}");
     cluster.signal(leader, "CONT");
     let new_leader = cluster.wait_for_leader(1, leader, Some(leader));
     assert_ne!(new_leader, leader);
-    assert_eq!(count(&mut cluster.connect(leader), "paused"), 11);
+    assert_rows(&mut cluster.connect(leader), "paused", 11, unknown);
     cluster.assert_converged();
 }
 
@@ -71,7 +94,7 @@ fn writes_resume_when_the_leader_is_cut_off() {
     let leader = cluster.leader(1, 0).expect("a leader");
     let survivor = (leader + 1) % 3;
     let partition = cluster.isolate(leader);
-    let resumed = write_until_accepted(&cluster, survivor, "cut", 1000);
+    let (resumed, unknown) = write_until_accepted(&cluster, survivor, "cut", 1000);
     eprintln!(
         "writes resumed {} ms after the partition",
         resumed.as_millis()
@@ -79,7 +102,7 @@ fn writes_resume_when_the_leader_is_cut_off() {
     assert!(resumed < Duration::from_secs(3), "{resumed:?}");
     partition.heal();
     cluster.wait_for_leader(1, leader, Some(leader));
-    assert_eq!(count(&mut cluster.connect(leader), "cut"), 11);
+    assert_rows(&mut cluster.connect(leader), "cut", 11, unknown);
     cluster.assert_converged();
 }
 

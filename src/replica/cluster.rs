@@ -75,6 +75,13 @@ impl ClusterReplica {
         }
     }
 
+    /// Whether the data group's leader was heard from within two heartbeats (see
+    /// [`RaftNode::leader_heard_within`]).
+    pub fn leader_recently_heard(&self) -> bool {
+        let within = self.node.settings().heartbeat * 2;
+        self.node.leader_heard_within(DATA_GROUP, within)
+    }
+
     /// A number never handed out before: a timestamp from the oracle.
     pub fn unique_id(&self) -> Result<u64> {
         let node = Arc::clone(&self.node);

@@ -587,7 +587,7 @@ impl RaftNode {
     }
 
     /// This node's Raft timing.
-    pub(super) fn settings(&self) -> &RaftSettings {
+    pub fn settings(&self) -> &RaftSettings {
         &self.config.settings
     }
 
@@ -830,6 +830,28 @@ impl RaftNode {
             }
             _ => Ok((leader, node)),
         }
+    }
+
+    /// Whether this replica heard from the group's leader (or, leading, from a quorum)
+    /// within `within`: it then probably still leads, and a proposal sent to it now is
+    /// unlikely to be left hanging by a leader that is already gone.
+    pub fn leader_heard_within(&self, group: GroupId, within: Duration) -> bool {
+        let Ok(state) = self.group(group) else {
+            return false;
+        };
+        let receiver = state.raft.metrics();
+        let metrics = receiver.borrow();
+        if metrics.current_leader == Some(self.id()) {
+            return metrics
+                .millis_since_quorum_ack
+                .is_some_and(|elapsed| u128::from(elapsed) < within.as_millis());
+        }
+        drop(metrics);
+        let contact = *state
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        contact.is_some_and(|contact| contact.elapsed() < within)
     }
 
     /// Calls the group's leader, giving up early (as a broken call) if this replica
