@@ -48,6 +48,10 @@ def wait_for_write(address, next_id):
             return next_id + 1
         except psycopg.errors.SerializationFailure:
             next_id += 1
+        except psycopg.errors.StatementCompletionUnknown:
+            # Sent to the leader as it died: maybe applied; never reuse the id.
+            next_id += 1
+            conn = connect(address)
         except psycopg.OperationalError:
             next_id += 1
             time.sleep(0.01)
