@@ -1259,16 +1259,6 @@ const WATCH_PERIOD: Duration = Duration::from_millis(25);
 /// followers of a dead leader do not all campaign at once and split the vote.
 const CAMPAIGN_STAGGER: Duration = Duration::from_millis(40);
 
-/// Starts an election as soon as it can succeed once a group's leader falls silent.
-///
-/// openraft's followers refuse to vote while they heard from a leader within the
-/// longest election timeout (their leader lease), but a follower's own election timer
-/// fires earlier, at a random point between the shortest and the longest timeout: its
-/// first campaign is refused, and the election only succeeds a whole timeout later.
-/// Campaigning right after the longest timeout (staggered by place among the voters)
-/// usually wins the first round, so writes resume about one longest timeout after the
-/// leader's last heartbeat instead of two. Starting an election is always safe in
-/// Raft; only its timing is chosen here.
 /// The rounds that batch a data group's changes on this node (see `propose_round`).
 fn proposal_rounds(
     node: Weak<RaftNode>,
@@ -1310,6 +1300,17 @@ fn read_rounds(
     Rounds::start(READ_ROUNDS, stop, run)
 }
 
+/// Starts an election as soon as it can succeed once a group's leader falls silent.
+///
+/// openraft's followers refuse to vote while they heard from a leader within the
+/// longest election timeout (their leader lease), but a follower's own election timer
+/// fires earlier, at a random point between the shortest and the longest timeout: its
+/// first campaign is refused, and the election only succeeds a whole timeout later.
+/// Campaigning right after the longest timeout (staggered by place among the voters)
+/// usually wins the first round, so writes resume about one longest timeout after the
+/// leader's last heartbeat instead of two. Starting an election is always safe in
+/// Raft; only its timing is chosen here. The same task keeps the metadata leadership
+/// with the data leader (see [`CoLocation`]).
 async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken) {
     let mut last_campaign: HashMap<GroupId, Instant> = HashMap::new();
     let mut co_location = CoLocation::default();
