@@ -41,6 +41,12 @@ impl Database {
         }
     }
 
+    /// The replica under the sessions, for the engine's own tests.
+    #[cfg(test)]
+    pub(crate) fn replica(&self) -> Arc<Replica> {
+        Arc::clone(&self.replica)
+    }
+
     /// Starts a session: the unit that holds settings and a transaction.
     pub fn session(&self) -> Session {
         Session::new(Arc::clone(&self.replica))

@@ -12,7 +12,6 @@ use crate::sql::ast::{ClusterChange, Statement};
 use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
 use crate::sql::parser;
-use crate::sql::planner::expression::Expression;
 pub use crate::sql::planner::expression::Identity;
 use crate::sql::planner::expression::ParameterTypes;
 use crate::sql::planner::plan::Plan;
@@ -482,10 +481,13 @@ impl Session {
                 self.execute_ddl(ddl)
             }
             other => {
-                if let Some(answer) = self.try_blind_insert(other, params) {
-                    return answer;
-                }
-                self.run_in_transaction(|session, txn| session.execute_plan(other, params, txn))
+                let writes = matches!(
+                    other,
+                    Statement::Insert(_) | Statement::Update { .. } | Statement::Delete { .. }
+                );
+                self.run_in_transaction(writes, |session, txn| {
+                    session.execute_plan(other, params, txn)
+                })
             }
         }
     }
@@ -494,7 +496,7 @@ impl Session {
         let notice = if self.transaction.is_some() {
             Some("there is already a transaction in progress".to_string())
         } else {
-            self.transaction = Some(self.begin_transaction()?);
+            self.transaction = Some(self.begin_unconfirmed()?);
             None
         };
         Ok(QueryResult::command("BEGIN").with_notice(notice))
@@ -513,6 +515,28 @@ impl Session {
     /// A new transaction at the session's read consistency.
     fn begin_transaction(&self) -> Result<Transaction> {
         Transaction::begin(Arc::clone(&self.replica), self.read_level()?)
+    }
+
+    /// A new transaction that, where it may, starts on this replica's snapshot as it is
+    /// and confirms it only when a statement reads what its commit will not check (see
+    /// [`crate::txn`]): in a cluster, at the `linearizable` or `lease` level, while the
+    /// leader was heard from within two heartbeats. The round it skips also finds a
+    /// leader that is gone (a retryable error) before anything is sent to it; without
+    /// it a commit sent to a paused or cut-off leader ends with its outcome unknown
+    /// (40003), and requiring a recent heartbeat keeps that window to a heartbeat or two
+    /// after a fault.
+    fn begin_unconfirmed(&self) -> Result<Transaction> {
+        let level = self.read_level()?;
+        let may_skip = matches!(level, ReadLevel::Linearizable | ReadLevel::Lease)
+            && self
+                .replica
+                .cluster()
+                .is_some_and(|cluster| cluster.leader_recently_heard());
+        if may_skip {
+            Transaction::begin_unconfirmed(Arc::clone(&self.replica), level)
+        } else {
+            Transaction::begin(Arc::clone(&self.replica), level)
+        }
     }
 
     /// The read consistency the session's settings ask for.
@@ -548,15 +572,18 @@ impl Session {
     }
 
     /// Runs `work` in the open transaction block (undoing it on error and failing the
-    /// block) or, in autocommit mode, in a transaction of its own.
+    /// block) or, in autocommit mode, in a transaction of its own — one that skips the
+    /// snapshot's confirmation round where it may when the statement `writes` (a read
+    /// alone always needs the round, so trying without it would only cost).
     fn run_in_transaction(
         &mut self,
-        work: impl FnOnce(&Session, &mut Transaction) -> Result<QueryResult>,
+        writes: bool,
+        work: impl Fn(&Session, &mut Transaction) -> Result<QueryResult>,
     ) -> Result<QueryResult> {
         match self.transaction.take() {
             Some(mut txn) => {
                 let savepoint = txn.savepoint();
-                let result = work(self, &mut txn);
+                let result = self.run_statement(&mut txn, &work);
                 if result.is_err() {
                     txn.rollback_to(savepoint);
                     self.failed = true;
@@ -564,12 +591,64 @@ impl Session {
                 self.transaction = Some(txn);
                 result
             }
+            None if writes => self.autocommit_unconfirmed(&work),
             None => {
                 let mut txn = self.begin_transaction()?;
                 let result = work(self, &mut txn)?;
                 txn.commit()?;
                 Ok(result)
             }
+        }
+    }
+
+    /// Runs one statement of `txn`. On an unconfirmed snapshot, a statement that failed
+    /// (perhaps only because the snapshot is old: a table or row it does not see yet)
+    /// or read what the commit will not check is rolled back and run again once the
+    /// snapshot is confirmed, so no answer rests on an old snapshot.
+    fn run_statement(
+        &self,
+        txn: &mut Transaction,
+        work: &impl Fn(&Session, &mut Transaction) -> Result<QueryResult>,
+    ) -> Result<QueryResult> {
+        let savepoint = txn.savepoint();
+        let result = work(self, txn);
+        if !txn.is_unconfirmed() || (result.is_ok() && !txn.needs_confirmation()) {
+            return result;
+        }
+        txn.rollback_to(savepoint);
+        txn.confirm()?;
+        work(self, txn)
+    }
+
+    /// An autocommit write on an unconfirmed snapshot. Its commit checks everything the
+    /// statement read, at the commit's place in the log, so a success is the answer a
+    /// fresh snapshot would have given. What an old snapshot can get wrong is only a
+    /// refusal (a conflict with a change it missed, a key it still sees), and every
+    /// refusal means nothing was written, so the statement then runs again the
+    /// ordinary way.
+    fn autocommit_unconfirmed(
+        &self,
+        work: &impl Fn(&Session, &mut Transaction) -> Result<QueryResult>,
+    ) -> Result<QueryResult> {
+        let mut txn = self.begin_unconfirmed()?;
+        let result = self.run_statement(&mut txn, work)?;
+        let unconfirmed = txn.is_unconfirmed();
+        match txn.commit() {
+            Ok(()) => Ok(result),
+            // Refused, certainly without effect (a deterministic failure of the commit
+            // leaves every replica untouched; a retryable one was never applied).
+            Err(error)
+                if unconfirmed
+                    && error.is_deterministic()
+                    && !matches!(error, Error::OutcomeUnknown(_)) =>
+            {
+                tracing::debug!(%error, "a write on this replica's snapshot runs again on a fresh one");
+                let mut txn = self.begin_transaction()?;
+                let result = work(self, &mut txn)?;
+                txn.commit()?;
+                Ok(result)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -614,66 +693,6 @@ impl Session {
         Ok(query_result(outcome, columns))
     }
 
-    /// In a cluster, an autocommit INSERT of constant rows at the `linearizable` or
-    /// `lease` level runs on this replica's snapshot as it is, skipping the round that
-    /// confirms the snapshot fresh. That is safe because such an INSERT reads nothing
-    /// but whether its keys are taken, and its commit checks exactly that against the
-    /// latest state, at the commit's place in the log (a key taken is a unique
-    /// violation; a key changed since the snapshot, a conflict): the answer is the one a
-    /// fresh snapshot would have given at the commit point. What a stale snapshot can
-    /// get wrong is only a refusal — a table or a key it does not see yet, a key it
-    /// still sees, a conflict with a change it missed — and every such refusal means
-    /// nothing was written, so the statement then runs again the ordinary way. Returns
-    /// `None` when the statement does not qualify or must run again.
-    ///
-    /// Only while the leader was heard from within two heartbeats: the skipped round
-    /// also finds a leader that is gone (as a retryable error) before anything is sent
-    /// to it; without it a write sent to a paused or cut-off leader ends with its
-    /// outcome unknown (40003). Checking that the leader was heard from recently keeps
-    /// that window to a heartbeat or two after a fault.
-    fn try_blind_insert(
-        &self,
-        statement: &Statement,
-        params: &[Value],
-    ) -> Option<Result<QueryResult>> {
-        let qualifies = self.transaction.is_none()
-            && matches!(statement, Statement::Insert(_))
-            && self
-                .replica
-                .cluster()
-                .is_some_and(|cluster| cluster.leader_recently_heard())
-            && matches!(
-                self.read_level(),
-                Ok(ReadLevel::Linearizable | ReadLevel::Lease)
-            );
-        if !qualifies {
-            return None;
-        }
-        let as_it_is = ReadLevel::Stale {
-            max_staleness: None,
-        };
-        let mut txn = Transaction::begin(Arc::clone(&self.replica), as_it_is).ok()?;
-        let (plan, columns) = self.plan(statement, params, &txn).ok()?;
-        if !inserts_constant_rows(&plan) {
-            return None;
-        }
-        let outcome = execution::execute(&plan, &mut txn, &self.replica, &self.interrupt).ok()?;
-        match txn.commit() {
-            Ok(()) => Some(Ok(query_result(outcome, columns))),
-            // Refused, certainly without effect (a deterministic failure of the commit
-            // leaves every replica untouched; a retryable one was never applied): ask
-            // again the ordinary way, which gives the answer of the latest state.
-            Err(error)
-                if error.is_deterministic() && !matches!(error, Error::OutcomeUnknown(_)) =>
-            {
-                tracing::debug!(%error, "an insert on this replica's snapshot runs again on a fresh one");
-                None
-            }
-            // Anything else (an outcome unknown above all) is the statement's answer.
-            Err(error) => Some(Err(error)),
-        }
-    }
-
     fn explain(&mut self, statement: &Statement, params: &[Value]) -> Result<QueryResult> {
         if statement.is_ddl()
             || !matches!(
@@ -690,7 +709,7 @@ impl Session {
             )));
         }
         let consistency = self.setting("read_consistency");
-        self.run_in_transaction(|session, txn| {
+        self.run_in_transaction(false, |session, txn| {
             let (plan, _) = session.plan(statement, params, txn)?;
             let mut lines = plan.explain();
             lines.push(format!("Read Consistency: {consistency}"));
@@ -975,18 +994,6 @@ fn query_result(outcome: Outcome, columns: Vec<OutputColumn>) -> QueryResult {
 
 /// Whether `plan` inserts rows of constants only (VALUES or DEFAULT VALUES with every
 /// parameter bound): it reads nothing but whether its keys are taken.
-fn inserts_constant_rows(plan: &Plan) -> bool {
-    let Plan::Insert { source, .. } = plan else {
-        return false;
-    };
-    let Plan::Values { rows } = source.as_ref() else {
-        return false;
-    };
-    rows.iter()
-        .flatten()
-        .all(|expression| matches!(expression, Expression::Constant(_)))
-}
-
 fn affected(tag: String, count: u64) -> QueryResult {
     let mut result = QueryResult::command(tag);
     result.affected = Some(count);

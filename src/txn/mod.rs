@@ -10,6 +10,15 @@
 //! Each statement inside a transaction takes a savepoint of the write buffer, so a failing
 //! statement is undone whole even inside an open transaction block.
 //!
+//! In a cluster a transaction may start on this replica's snapshot as it is, without
+//! the round that confirms it fresh ([`Transaction::begin_unconfirmed`]): what it reads
+//! of a row it also writes needs no such round, because the commit refuses it if the row
+//! changed since the snapshot, so the value read is the latest at the commit. It records
+//! every other read; the session confirms the snapshot (the round, then a check that no
+//! row written so far changed since) before any such read is answered, and reruns the
+//! statement on the confirmed snapshot. That spares the round in the common write
+//! transaction that reads only the rows it updates.
+//!
 //! Snapshot isolation allows write skew (two transactions each read what the other
 //! writes, and both commit); serializable isolation is a later goal.
 
@@ -25,6 +34,7 @@ use crate::state_machine::{
 use crate::storage::keys::{self, IndexId, TableId};
 use crate::storage::mvcc;
 use crate::types::Value;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -51,6 +61,18 @@ pub struct Transaction {
     unique_written: HashMap<(IndexId, Vec<u8>), Vec<Vec<u8>>>,
     /// What each buffered write replaced, newest last, for [`Transaction::rollback_to`].
     undo: Vec<(RowId, Option<PendingWrite>)>,
+    /// Set while the snapshot is not yet known to be fresh enough for `level`.
+    unconfirmed: Option<Unconfirmed>,
+}
+
+/// What a transaction on an unconfirmed snapshot has read that its commit may not check.
+struct Unconfirmed {
+    /// The read consistency the snapshot must be confirmed at.
+    level: ReadLevel,
+    /// Rows read from the snapshot (by primary key): fine while each is also written.
+    rows_read: RefCell<Vec<RowId>>,
+    /// A range or index scan was asked for: its phantoms no commit check covers.
+    scanned: Cell<bool>,
 }
 
 /// A point in a transaction's writes that a failed statement rolls back to.
@@ -69,7 +91,83 @@ impl Transaction {
             writes: BTreeMap::new(),
             unique_written: HashMap::new(),
             undo: Vec::new(),
+            unconfirmed: None,
         })
+    }
+
+    /// Begins a transaction on this replica's snapshot as it is, to be confirmed at
+    /// `level` before anything its commit does not check is answered (see the module
+    /// doc): the caller runs each statement, then [`Transaction::needs_confirmation`]
+    /// says whether to roll the statement back, [`Transaction::confirm`] and rerun it.
+    pub fn begin_unconfirmed(replica: Arc<Replica>, level: ReadLevel) -> Result<Transaction> {
+        let as_it_is = ReadLevel::Stale {
+            max_staleness: None,
+        };
+        let mut txn = Self::begin(replica, as_it_is)?;
+        txn.unconfirmed = Some(Unconfirmed {
+            level,
+            rows_read: RefCell::new(Vec::new()),
+            scanned: Cell::new(false),
+        });
+        Ok(txn)
+    }
+
+    /// Whether the snapshot is still unconfirmed (see [`Transaction::begin_unconfirmed`]).
+    pub fn is_unconfirmed(&self) -> bool {
+        self.unconfirmed.is_some()
+    }
+
+    /// Whether the transaction has read, on its unconfirmed snapshot, something its
+    /// commit will not check: a scan, or a row it does not write.
+    pub fn needs_confirmation(&self) -> bool {
+        let Some(unconfirmed) = &self.unconfirmed else {
+            return false;
+        };
+        unconfirmed.scanned.get()
+            || unconfirmed
+                .rows_read
+                .borrow()
+                .iter()
+                .any(|row| !self.writes.contains_key(row))
+    }
+
+    /// Confirms the snapshot: takes a fresh one at the transaction's read consistency
+    /// and moves the transaction onto it, which is sound only if no row written so far
+    /// changed in between (what was computed from them still holds); otherwise fails
+    /// with 40001, as the commit would have. Reads recorded since the last statement
+    /// that needed no confirmation are forgotten: the caller has rolled that statement
+    /// back and runs it again.
+    pub fn confirm(&mut self) -> Result<()> {
+        let Some(unconfirmed) = self.unconfirmed.take() else {
+            return Ok(());
+        };
+        let fresh_ts = self.replica.read_timestamp(unconfirmed.level)?;
+        let written: Vec<&RowId> = self.writes.keys().collect();
+        for chunk in written.chunks(CONFIRM_CHUNK) {
+            let catalog = self.replica.catalog();
+            let mut prefixes = Vec::with_capacity(chunk.len());
+            for (table_id, pk) in chunk {
+                let table = catalog.table_by_id(*table_id).ok_or_else(|| {
+                    crate::error::Error::SerializationFailure(
+                        "a table this transaction writes was dropped concurrently".into(),
+                    )
+                })?;
+                let shard = keys::shard_for(pk, table.shard_count);
+                prefixes.push(keys::row_prefix(shard, table.id, pk));
+            }
+            let latest = mvcc::read_latest_versions(self.replica.store(), &prefixes)?;
+            if latest
+                .iter()
+                .flatten()
+                .any(|(version_ts, _)| *version_ts > self.start_ts)
+            {
+                return Err(crate::error::Error::SerializationFailure(
+                    "a row this transaction wrote was changed by a concurrent transaction".into(),
+                ));
+            }
+        }
+        self.start_ts = fresh_ts;
+        Ok(())
     }
 
     /// The snapshot timestamp.
@@ -98,6 +196,7 @@ impl Transaction {
 
     /// Reads one row from the snapshot only, ignoring own writes.
     pub fn get_committed(&self, table: &Table, pk: &[u8]) -> Result<Option<Vec<Value>>> {
+        self.record_row_read(table, pk);
         let shard = keys::shard_for(pk, table.shard_count);
         let prefix = keys::row_prefix(shard, table.id, pk);
         match mvcc::read_live(self.replica.store(), &prefix, self.start_ts)? {
@@ -108,6 +207,7 @@ impl Transaction {
 
     /// Whether a live row with this key is in the snapshot (without decoding it).
     fn exists_committed(&self, table: &Table, pk: &[u8]) -> Result<bool> {
+        self.record_row_read(table, pk);
         let shard = keys::shard_for(pk, table.shard_count);
         let prefix = keys::row_prefix(shard, table.id, pk);
         Ok(mvcc::read_live(self.replica.store(), &prefix, self.start_ts)?.is_some())
@@ -134,9 +234,27 @@ impl Transaction {
         mvcc::VersionedScan::new(start, end, self.start_ts)
     }
 
-    /// Fetches the next batch of a scan started with [`Transaction::scan`].
+    /// Fetches the next batch of a scan started with [`Transaction::scan`]. On an
+    /// unconfirmed snapshot it fails at once (40001, which the session catches: it
+    /// confirms the snapshot and reruns the statement), so no scan runs twice.
     pub fn next_batch(&self, scan: &mut mvcc::VersionedScan) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if let Some(unconfirmed) = &self.unconfirmed {
+            unconfirmed.scanned.set(true);
+            return Err(crate::error::Error::SerializationFailure(
+                "a scan needs a confirmed snapshot".into(),
+            ));
+        }
         scan.next_batch(self.replica.store())
+    }
+
+    /// Notes a row read from an unconfirmed snapshot.
+    fn record_row_read(&self, table: &Table, pk: &[u8]) {
+        if let Some(unconfirmed) = &self.unconfirmed {
+            unconfirmed
+                .rows_read
+                .borrow_mut()
+                .push((table.id, pk.to_vec()));
+        }
     }
 
     /// Buffers a new row; fails with 23505 if its primary key or a unique index value is
@@ -261,9 +379,11 @@ impl Transaction {
             let Some(end) = keycode::prefix_end(&start) else {
                 continue;
             };
+            // The commit checks unique values again against the latest state, so this
+            // scan needs no confirmed snapshot.
             let mut scan = self.scan(start.clone(), end);
             while !scan.is_done() {
-                for (entry, _) in self.next_batch(&mut scan)? {
+                for (entry, _) in scan.next_batch(self.replica.store())? {
                     pks.push(entry[start.len()..].to_vec());
                 }
             }
@@ -317,6 +437,9 @@ impl Transaction {
     }
 }
 
+/// Written rows checked per batched lookup when a snapshot is confirmed.
+const CONFIRM_CHUNK: usize = 4096;
+
 /// The encoded primary key of a full row.
 pub fn encode_primary_key(table: &Table, row: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
@@ -324,4 +447,104 @@ pub fn encode_primary_key(table: &Table, row: &[Value]) -> Vec<u8> {
         keycode::encode_value(&mut out, &row[column]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::Database;
+
+    /// A database with table `kv (k INT PRIMARY KEY, v INT)` holding rows 1 and 2, and
+    /// its replica.
+    fn setup() -> (Database, Arc<Replica>, Table) {
+        let db = Database::temporary().expect("temporary database");
+        db.session()
+            .execute("CREATE TABLE kv (k INT PRIMARY KEY, v INT); INSERT INTO kv VALUES (1, 10), (2, 20)")
+            .expect("setup");
+        let replica = db.replica();
+        let table = replica.catalog().table("kv").expect("table").clone();
+        (db, replica, table)
+    }
+
+    fn key(k: i32) -> Vec<u8> {
+        keycode::encode_values(&[Value::Integer(k)])
+    }
+
+    fn row(k: i32, v: i32) -> Vec<Value> {
+        vec![Value::Integer(k), Value::Integer(v)]
+    }
+
+    fn unconfirmed(replica: &Arc<Replica>) -> Transaction {
+        Transaction::begin_unconfirmed(Arc::clone(replica), ReadLevel::Linearizable).expect("begin")
+    }
+
+    /// A row read and then written is checked by the commit, so it needs no
+    /// confirmation; a row only read does, until the transaction writes it.
+    #[test]
+    fn only_reads_of_rows_not_written_need_confirmation() {
+        let (_db, replica, table) = setup();
+        let mut txn = unconfirmed(&replica);
+        assert!(txn.is_unconfirmed());
+        assert!(txn.get(&table, &key(1)).expect("read").is_some());
+        assert!(txn.needs_confirmation(), "row 1 read, not written");
+        txn.update(&table, &key(1), row(1, 11)).expect("update");
+        assert!(!txn.needs_confirmation(), "row 1 now written");
+        txn.insert(&table, row(3, 30)).expect("insert");
+        assert!(
+            !txn.needs_confirmation(),
+            "the insert's key check is its own write"
+        );
+        txn.delete(&table, &key(3)).expect("delete");
+        assert!(
+            txn.needs_confirmation(),
+            "the insert's key check is no longer covered once the insert is undone"
+        );
+    }
+
+    /// A scan on an unconfirmed snapshot fails at once and asks for confirmation; after
+    /// it, scans run.
+    #[test]
+    fn scans_wait_for_confirmation() {
+        let (_db, replica, table) = setup();
+        let mut txn = unconfirmed(&replica);
+        let prefix = keys::table_rows_prefix(0, table.id);
+        let end = keycode::prefix_end(&prefix).expect("end");
+        let mut scan = txn.scan(prefix.clone(), end.clone());
+        let error = txn.next_batch(&mut scan).expect_err("refused");
+        assert_eq!(error.sqlstate(), "40001");
+        assert!(txn.needs_confirmation());
+        txn.confirm().expect("confirm");
+        assert!(!txn.is_unconfirmed() && !txn.needs_confirmation());
+        let mut scan = txn.scan(prefix, end);
+        assert_eq!(txn.next_batch(&mut scan).expect("scan").len(), 2);
+    }
+
+    /// Confirming moves the snapshot to the latest state when no row written so far
+    /// changed meanwhile, and refuses (40001) when one did: what was computed from it
+    /// no longer holds.
+    #[test]
+    fn confirmation_refuses_a_written_row_changed_since_the_snapshot() {
+        let (db, replica, table) = setup();
+        let mut unchanged = unconfirmed(&replica);
+        let mut changed = unconfirmed(&replica);
+        unchanged
+            .update(&table, &key(2), row(2, 21))
+            .expect("update 2");
+        changed
+            .update(&table, &key(1), row(1, 11))
+            .expect("update 1");
+        db.session()
+            .execute("UPDATE kv SET v = 12 WHERE k = 1")
+            .expect("concurrent update");
+        let before = unchanged.start_ts();
+        unchanged.confirm().expect("row 2 did not change");
+        assert!(unchanged.start_ts() > before, "the snapshot moved on");
+        assert_eq!(
+            unchanged.get(&table, &key(1)).expect("read"),
+            Some(row(1, 12)),
+            "the confirmed snapshot sees the concurrent update"
+        );
+        let error = changed.confirm().expect_err("row 1 changed");
+        assert_eq!(error.sqlstate(), "40001");
+    }
 }

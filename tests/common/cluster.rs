@@ -57,7 +57,8 @@ impl Cluster {
         Cluster::start_with(size, "")
     }
 
-    /// Starts `size` nodes with these extra `[cluster]` TOML settings.
+    /// Starts `size` nodes with these extra `[cluster]` TOML settings; returns once
+    /// every node knows the leader of both groups (the cluster has formed).
     pub fn start_with(size: u64, settings: &str) -> Cluster {
         let data = tempfile::tempdir().expect("temp dir");
         let mut cluster = Cluster {
@@ -79,6 +80,11 @@ impl Cluster {
         }
         for i in 0..cluster.nodes.len() {
             cluster.launch(i);
+        }
+        for i in 0..cluster.nodes.len() {
+            for group in [0, 1] {
+                cluster.wait_for_leader(group, i, None);
+            }
         }
         cluster
     }

@@ -13,13 +13,14 @@ use super::types::{GroupId, Node, NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A call from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,6 +78,8 @@ pub struct GroupNetwork {
     pub group: GroupId,
     /// The node's outgoing connections.
     pub peers: Arc<PeerClient>,
+    /// How long a link waits before calling an unreachable peer again.
+    pub retry_unreachable: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
@@ -89,6 +92,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             target,
             address: node.raft_address.clone(),
             peers: Arc::clone(&self.peers),
+            retry_unreachable: self.retry_unreachable,
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct PeerLink {
     target: NodeId,
     address: String,
     peers: Arc<PeerClient>,
+    retry_unreachable: Duration,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -148,6 +153,14 @@ impl PeerLink {
 }
 
 impl RaftNetwork<TypeConfig> for PeerLink {
+    /// Retries an unreachable peer every heartbeat, not openraft's default 500 ms: a
+    /// node that comes up (started, restarted, or back from a partition) must hear
+    /// from the leader before its election timeout runs out, or it starts an election
+    /// and deposes a healthy leader, failing the writes in flight there.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_unreachable))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -393,6 +393,7 @@ impl RaftNode {
                 node_id: config.node_id,
                 group,
                 peers: Arc::clone(&peers),
+                retry_unreachable: config.settings.heartbeat,
             };
             let log = LogStore::new(Arc::clone(&store), group, Arc::clone(&syncer));
             let raft = Raft::new(
@@ -453,25 +454,32 @@ impl RaftNode {
         Ok(node)
     }
 
+    /// Forms the cluster on first start. Only the member with the smallest id
+    /// initializes the groups at once (openraft then campaigns immediately); the others
+    /// wait for its leader to reach them, which initializes them through replication.
+    /// Were every member to initialize, one started later would campaign on arrival
+    /// and, its vote outranking the leader's in the same term, depose it. A member
+    /// still not reached after [`INITIALIZE_GRACE`] (the first member is down)
+    /// initializes itself.
     async fn bootstrap(&self) -> Result<()> {
         match &self.config.bootstrap {
             Bootstrap::InitialMembers(members) => {
+                let first = members.keys().next() == Some(&self.id());
                 for group in self.group_ids() {
                     let raft = self.group(group)?.raft.clone();
                     // A restarted member already has its membership in its log.
                     if raft.is_initialized().await.unwrap_or(false) {
                         continue;
                     }
-                    match raft.initialize(members.clone()).await {
-                        Ok(()) => tracing::info!(group, "initialized the group"),
-                        Err(RaftError::APIError(_)) => {
-                            tracing::debug!(group, "group already initialized")
-                        }
-                        Err(error) => {
-                            return Err(Error::Internal(format!(
-                                "cannot initialize group {group}: {error}"
-                            )))
-                        }
+                    if first {
+                        initialize_group(&raft, group, members).await?;
+                    } else {
+                        tokio::spawn(initialize_unless_reached(
+                            raft,
+                            group,
+                            members.clone(),
+                            self.stop.clone(),
+                        ));
                     }
                 }
                 Ok(())
@@ -1250,6 +1258,58 @@ impl RaftNode {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
         }
+    }
+}
+
+/// How long a member other than the first waits to be reached by a leader before it
+/// initializes the groups itself (see [`RaftNode::bootstrap`]).
+const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
+
+/// Initializes `group` with the initial members; one already initialized is left as is.
+async fn initialize_group(
+    raft: &Raft<TypeConfig>,
+    group: GroupId,
+    members: &BTreeMap<NodeId, Node>,
+) -> Result<()> {
+    match raft.initialize(members.clone()).await {
+        Ok(()) => {
+            tracing::info!(group, "initialized the group");
+            Ok(())
+        }
+        Err(RaftError::APIError(_)) => {
+            tracing::debug!(group, "group already initialized");
+            Ok(())
+        }
+        Err(error) => Err(Error::Internal(format!(
+            "cannot initialize group {group}: {error}"
+        ))),
+    }
+}
+
+/// Waits up to [`INITIALIZE_GRACE`] for a leader to reach this member; initializes the
+/// group itself if none did.
+async fn initialize_unless_reached(
+    raft: Raft<TypeConfig>,
+    group: GroupId,
+    members: BTreeMap<NodeId, Node>,
+    stop: CancellationToken,
+) {
+    let deadline = tokio::time::Instant::now() + INITIALIZE_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        if raft.is_initialized().await.unwrap_or(false) {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_PERIOD) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+    tracing::info!(
+        group,
+        "no leader reached this member: initializing the group itself"
+    );
+    if let Err(error) = initialize_group(&raft, group, &members).await {
+        tracing::error!(%error, "cannot initialize group {group}");
     }
 }
 
