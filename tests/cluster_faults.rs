@@ -112,14 +112,7 @@ fn writes_resume_when_the_leader_is_cut_off() {
 #[test]
 fn a_partitioned_old_leader_refuses_linearizable_and_lease_reads() {
     let cluster = Cluster::start(3);
-    cluster
-        .connect(0)
-        .batch_execute(
-            "CREATE TABLE register (id INT PRIMARY KEY, v INT); INSERT INTO register VALUES (1, 1)",
-        )
-        .expect("create");
-    // One node leads both groups, so cutting it off leaves the majority whole.
-    let leader = cluster.one_leader_for_all();
+    let leader = register_with_one_leader(&cluster);
     let mut linearizable = cluster.connect(leader);
     let mut lease = cluster.connect(leader);
     lease
@@ -165,6 +158,73 @@ fn a_partitioned_old_leader_refuses_linearizable_and_lease_reads() {
         .expect("read after healing")
         .get(0);
     assert!(value == 2 || value == 99, "{value}");
+}
+
+/// The lease rests on the leader's clock, and `ALTER CLUSTER SET CLOCK RATE` really
+/// skews it: a cut-off leader whose clock runs at a twentieth of real time believes its
+/// lease holds twenty times too long and answers a `lease` read with the old value
+/// after the majority has taken a new one — the anomaly the Jepsen suite's clock
+/// nemesis must be able to find. Its `linearizable` reads still refuse. A node started
+/// without `test_faults` refuses the statement.
+#[test]
+fn a_slow_clock_lets_a_cut_off_leader_serve_stale_lease_reads() {
+    let refused = Cluster::start(1)
+        .connect(0)
+        .batch_execute("ALTER CLUSTER SET CLOCK RATE 0.5")
+        .expect_err("clock skew without test_faults");
+    let message = refused
+        .as_db_error()
+        .map(|error| error.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("test_faults")),
+        "{refused:?}"
+    );
+
+    let cluster = Cluster::start_with(3, "test_faults = true");
+    let leader = register_with_one_leader(&cluster);
+    let mut lease = cluster.connect(leader);
+    lease
+        .batch_execute("ALTER CLUSTER SET CLOCK RATE 0.05; SET read_consistency = 'lease'")
+        .expect("skew the leader's clock");
+    let mut linearizable = cluster.connect(leader);
+    let partition = cluster.isolate(leader);
+    let survivor = (leader + 1) % 3;
+    let cut_at = Instant::now();
+    assert!(
+        write_new_value(&cluster, survivor),
+        "the majority did not take the write"
+    );
+    // The lease is 3/4 of the 250 ms election timeout; at a twentieth of real time it
+    // seems to hold for 3.75 s after the cut.
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(3),
+        "the new value took too long to check the old lease: {:?}",
+        cut_at.elapsed()
+    );
+    let stale: i32 = lease
+        .query_one("SELECT v FROM register WHERE id = 1", &[])
+        .expect("the skewed lease still holds")
+        .get(0);
+    assert_eq!(stale, 1, "the cut-off leader's lease read should be stale");
+    let error = linearizable
+        .query_one("SELECT v FROM register WHERE id = 1", &[])
+        .expect_err("a linearizable read needs a quorum");
+    assert!(is_retryable(&error), "{error:?}");
+    drop(partition);
+}
+
+/// Creates the register (row 1 holding 1) and moves every group's leadership to one
+/// node, so that cutting it off leaves the majority whole; returns that node.
+fn register_with_one_leader(cluster: &Cluster) -> usize {
+    cluster
+        .connect(0)
+        .batch_execute(
+            "CREATE TABLE register (id INT PRIMARY KEY, v INT); INSERT INTO register VALUES (1, 1)",
+        )
+        .expect("create");
+    cluster.one_leader_for_all()
 }
 
 /// Sets the register to 2 through node `via`, retrying while the majority elects (a

@@ -107,7 +107,8 @@ impl ClusterReplica {
         self.node.store()
     }
 
-    /// Runs an `ALTER CLUSTER` change; returns what each step did.
+    /// Runs an `ALTER CLUSTER` change (a clock rate: on this node only); returns what
+    /// each step did.
     pub fn change_membership(&self, change: &ClusterChange) -> Result<Vec<StepReport>> {
         let node = Arc::clone(&self.node);
         let change = change.clone();
@@ -119,6 +120,7 @@ impl ClusterReplica {
                     let groups: Vec<_> = group.into_iter().collect();
                     node.transfer_leadership(&groups, to).await
                 }
+                ClusterChange::ClockRate { rate } => node.set_clock_rate(rate),
             }
         })?
         .map_err(write_failed)

@@ -99,6 +99,10 @@ pub struct ClusterConfig {
     pub election_timeout_ms: Option<u64>,
     /// Entries between snapshots (default 5000).
     pub snapshot_threshold: Option<u64>,
+    /// Accept fault-injection commands meant for tests (`ALTER CLUSTER SET CLOCK
+    /// RATE`). Never in production: a skewed clock breaks `lease` reads.
+    #[serde(default)]
+    pub test_faults: bool,
 }
 
 impl ClusterConfig {
@@ -153,6 +157,7 @@ impl ClusterConfig {
             sql_address: sql_address.to_string(),
             bootstrap,
             settings,
+            test_faults: self.test_faults,
         })
     }
 }

@@ -75,7 +75,7 @@ pub enum Statement {
         /// Setting name, lower-cased.
         name: String,
     },
-    /// ALTER CLUSTER: a membership change (Tessera's own statement).
+    /// ALTER CLUSTER: a membership change, or a test fault (Tessera's own statement).
     AlterCluster(ClusterChange),
 }
 
@@ -98,6 +98,12 @@ pub enum ClusterChange {
         to: u64,
         /// One group, or every group when `None`.
         group: Option<u64>,
+    },
+    /// `SET CLOCK RATE r`: the node this session is on measures time `r` times as fast
+    /// as the system's clock (a fault for tests; refused unless the node allows it).
+    ClockRate {
+        /// The rate, 1.0 being the system's.
+        rate: f64,
     },
 }
 

@@ -73,8 +73,9 @@ fn expect_word(parser: &mut Parser, word: &str) -> std::result::Result<(), Parse
 }
 
 /// `ALTER CLUSTER ADD NODE 'raft address' | REMOVE NODE id |
-/// TRANSFER LEADER TO NODE id [FOR GROUP g]`: membership changes, Tessera's own
-/// statement (sqlparser knows no such syntax, so it is parsed here).
+/// TRANSFER LEADER TO NODE id [FOR GROUP g] | SET CLOCK RATE r`: membership changes and
+/// a test fault, Tessera's own statement (sqlparser knows no such syntax, so it is
+/// parsed here).
 fn parse_alter_cluster(parser: &mut Parser) -> std::result::Result<Statement, ParserError> {
     expect_word(parser, "alter")?;
     expect_word(parser, "cluster")?;
@@ -105,10 +106,31 @@ fn parse_alter_cluster(parser: &mut Parser) -> std::result::Result<Statement, Pa
             None
         };
         ClusterChange::TransferLeader { to, group }
+    } else if is_word(&next, "set") {
+        parser.next_token();
+        expect_word(parser, "clock")?;
+        expect_word(parser, "rate")?;
+        ClusterChange::ClockRate {
+            rate: parse_literal_number(parser)?,
+        }
     } else {
-        return parser.expected("ADD NODE, REMOVE NODE or TRANSFER LEADER", next);
+        return parser.expected(
+            "ADD NODE, REMOVE NODE, TRANSFER LEADER or SET CLOCK RATE",
+            next,
+        );
     };
     Ok(Statement::AlterCluster(change))
+}
+
+/// A number literal (`2`, `0.5`) as a float.
+fn parse_literal_number(parser: &mut Parser) -> std::result::Result<f64, ParserError> {
+    let next = parser.next_token();
+    match &next.token {
+        Token::Number(text, _) => text
+            .parse()
+            .map_err(|_| ParserError::ParserError(format!("invalid number {text}"))),
+        _ => parser.expected("a number", next),
+    }
 }
 
 fn syntax_error(sql: &str, error: ParserError) -> Error {
@@ -1262,6 +1284,35 @@ mod tests {
         let err = parse("SELECT 1;\nSELEC x").unwrap_err();
         assert_eq!(err.sqlstate(), "42601");
         assert_eq!(err.position(), Some(11));
+    }
+
+    /// ALTER CLUSTER's statements parse to their changes; a clock rate takes any
+    /// number, and anything else after SET CLOCK RATE is a syntax error.
+    #[test]
+    fn alter_cluster_statements() {
+        let parsed = parse(
+            "ALTER CLUSTER TRANSFER LEADER TO NODE 2 FOR GROUP 1; alter cluster set clock rate 0.25; ALTER CLUSTER SET CLOCK RATE 3",
+        )
+        .expect("parse");
+        assert_eq!(
+            parsed,
+            vec![
+                Statement::AlterCluster(ClusterChange::TransferLeader {
+                    to: 2,
+                    group: Some(1)
+                }),
+                Statement::AlterCluster(ClusterChange::ClockRate { rate: 0.25 }),
+                Statement::AlterCluster(ClusterChange::ClockRate { rate: 3.0 }),
+            ]
+        );
+        for bad in [
+            "ALTER CLUSTER SET CLOCK RATE 'fast'",
+            "ALTER CLUSTER SET CLOCK 2",
+            "ALTER CLUSTER SET CLOCK RATE",
+        ] {
+            let error = parse(bad).expect_err(bad);
+            assert_eq!(error.sqlstate(), "42601", "{bad}: {error}");
+        }
     }
 
     /// Unsupported SQL is refused with 0A000, not silently misread.

@@ -5,8 +5,10 @@
 //! and vote of every hosted group; [`state_machine`] applies committed entries and
 //! [`snapshot`] writes and reads snapshot files; [`transport`] and [`network`] carry
 //! Raft and node calls between peers; [`node`] hosts the groups, routes writes and
-//! reads; [`membership`] adds and removes nodes and moves leadership.
+//! reads; [`membership`] adds and removes nodes and moves leadership; [`clock`]
+//! measures the spans leases rest on, at a rate tests may skew.
 
+pub mod clock;
 pub mod log_store;
 pub mod membership;
 pub mod network;

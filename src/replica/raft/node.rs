@@ -29,6 +29,7 @@
 //! read index is at least its first entry of its term, so it serves no linearizable or
 //! lease read before that entry is committed.
 
+use super::clock::{Clock, NodeClock};
 use super::log_store::{LogStore, LogSyncer};
 use super::membership::{MembershipStep, StepReport};
 use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
@@ -162,6 +163,8 @@ pub struct NodeConfig {
     pub bootstrap: Bootstrap,
     /// Raft timing.
     pub settings: RaftSettings,
+    /// Whether fault-injection commands meant for tests (a clock rate) are accepted.
+    pub test_faults: bool,
 }
 
 /// Why a write or read did not happen.
@@ -366,6 +369,8 @@ pub struct RaftNode {
     catalog: SharedCatalog,
     store: Arc<Store>,
     stop: CancellationToken,
+    /// Measures the spans leases and staleness bounds rest on.
+    clock: NodeClock,
 }
 
 impl RaftNode {
@@ -442,6 +447,7 @@ impl RaftNode {
                 catalog,
                 store,
                 stop,
+                clock: NodeClock::default(),
             }
         });
         tokio::spawn(transport::serve(
@@ -829,11 +835,11 @@ impl RaftNode {
             .last_leader_contact
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        match contact {
-            Some(time) if time.elapsed() > self.config.settings.election_timeout => {
+        match contact.map(|time| self.clock.since(time)) {
+            Some(silent) if silent > self.config.settings.election_timeout => {
                 Err(WriteError::Retry(format!(
                     "the leader of group {group} (node {leader}) has been silent for {} ms",
-                    time.elapsed().as_millis()
+                    silent.as_millis()
                 )))
             }
             _ => Ok((leader, node)),
@@ -850,16 +856,39 @@ impl RaftNode {
         let receiver = state.raft.metrics();
         let metrics = receiver.borrow();
         if metrics.current_leader == Some(self.id()) {
-            return metrics
-                .millis_since_quorum_ack
-                .is_some_and(|elapsed| u128::from(elapsed) < within.as_millis());
+            return metrics.millis_since_quorum_ack.is_some_and(|elapsed| {
+                self.clock.measure(Duration::from_millis(elapsed)) < within
+            });
         }
         drop(metrics);
         let contact = *state
             .last_leader_contact
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        contact.is_some_and(|contact| contact.elapsed() < within)
+        contact.is_some_and(|contact| self.clock.since(contact) < within)
+    }
+
+    /// Makes this node's clock run `rate` times as fast as the system's (a fault for
+    /// tests: see [`super::clock`]); refused unless the node was started with
+    /// `test_faults`.
+    pub fn set_clock_rate(&self, rate: f64) -> std::result::Result<Vec<StepReport>, WriteError> {
+        if !self.config.test_faults {
+            return Err(WriteError::Refused(
+                "clock skew is a fault for tests: start the node with test_faults = true".into(),
+            ));
+        }
+        self.clock.set_rate(rate).map_err(WriteError::Refused)?;
+        tracing::warn!(rate, "this node's clock now runs at a skewed rate");
+        let action = format!("node {} measures leases at {rate}x real time", self.id());
+        Ok(self
+            .group_ids()
+            .into_iter()
+            .map(|group| StepReport {
+                group,
+                action: action.clone(),
+                millis: 0,
+            })
+            .collect())
     }
 
     /// Calls the group's leader, giving up early (as a broken call) if this replica
@@ -1035,8 +1064,11 @@ impl RaftNode {
             });
             return Err(WriteError::NotLeader(leader));
         }
-        let lease = self.config.settings.lease().as_millis() as u64;
-        match metrics.millis_since_quorum_ack {
+        let lease = self.config.settings.lease();
+        let since_quorum = metrics
+            .millis_since_quorum_ack
+            .map(|elapsed| self.clock.measure(Duration::from_millis(elapsed)));
+        match since_quorum {
             Some(elapsed) if elapsed < lease => Ok(metrics.current_term),
             _ => Err(WriteError::Retry(
                 "the leader has not heard from a quorum recently".into(),
@@ -1147,11 +1179,11 @@ impl RaftNode {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
         };
-        match fresh_as_of {
-            Some(time) if time.elapsed() <= max_staleness => Ok(()),
-            Some(time) => Err(Error::Retryable(format!(
+        match fresh_as_of.map(|time| self.clock.since(time)) {
+            Some(behind) if behind <= max_staleness => Ok(()),
+            Some(behind) => Err(Error::Retryable(format!(
                 "this replica may be {} ms behind, more than max_staleness ({} ms)",
-                time.elapsed().as_millis(),
+                behind.as_millis(),
                 max_staleness.as_millis()
             ))),
             None => Err(Error::Retryable(
@@ -1605,6 +1637,7 @@ mod tests {
                 sql_address: String::new(),
                 bootstrap: Bootstrap::InitialMembers(members.clone()),
                 settings: RaftSettings::default(),
+                test_faults: false,
             })
         });
         futures::future::try_join_all(starts).await.unwrap()
