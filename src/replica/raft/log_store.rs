@@ -13,19 +13,33 @@
 //! be undone by a crash under entries appended after it); a purge persists the new
 //! purge point first and then deletes, so a crash in between only leaves entries
 //! openraft ignores.
+//!
+//! A leader's own appends are pipelined (Raft thesis §10.2.1: the leader writes to its
+//! disk in parallel with replicating): while [`LeaderPipelining`] allows it, `append`
+//! reports the leader's new entries flushed at once, so openraft sends them to the
+//! followers during the leader's sync instead of after it. openraft then counts the
+//! leader's copy early, so the network layer holds every follower's acknowledgement
+//! back until the leader's own copy is durable ([`Durability::wait_durable`]): an entry
+//! still commits only once a majority has it on disk. That is sound only when no
+//! quorum is the leader alone, which the node checks before allowing it (see
+//! `RaftNode`'s leader watch).
 
 use super::types::{
-    Entry, GroupId, LogId, LogState, StorageError, StorageIOError, TypeConfig, Vote,
+    Entry, GroupId, LogId, LogState, NodeId, StorageError, StorageIOError, TypeConfig, Vote,
 };
 use super::{state_key, StateTag};
 use crate::encoding;
 use crate::storage::{Batch, Space, Store};
+use openraft::entry::RaftPayload;
 use openraft::storage::{LogFlushed, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogId};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Entries read from RocksDB per scan while serving a range.
 const READ_CHUNK: usize = 1024;
@@ -70,42 +84,128 @@ fn write_error(error: crate::error::Error) -> StorageError {
     StorageIOError::write_logs(&error).into()
 }
 
+/// How far one group's log is on disk: the highest index written and the highest
+/// covered by a completed sync.
+#[derive(Debug)]
+pub struct Durability {
+    written: AtomicU64,
+    durable: tokio::sync::watch::Sender<u64>,
+}
+
+impl Durability {
+    fn new(last_index: u64) -> Durability {
+        Durability {
+            written: AtomicU64::new(last_index),
+            durable: tokio::sync::watch::Sender::new(last_index),
+        }
+    }
+
+    /// Waits until every entry up to `index` is on disk here, at most `timeout`;
+    /// returns whether it is.
+    pub async fn wait_durable(&self, index: u64, timeout: Duration) -> bool {
+        let mut receiver = self.durable.subscribe();
+        let reached = tokio::time::timeout(timeout, receiver.wait_for(|durable| *durable >= index))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        reached
+    }
+
+    /// Marks entries up to `index` written (not yet synced).
+    fn written_up_to(&self, index: u64) {
+        self.written.fetch_max(index, Ordering::SeqCst);
+    }
+
+    /// After a (synced) truncation: nothing from `since` on is written or durable.
+    fn truncated_from(&self, since: u64) {
+        let kept = since.saturating_sub(1);
+        self.written.fetch_min(kept, Ordering::SeqCst);
+        self.durable
+            .send_modify(|durable| *durable = (*durable).min(kept));
+    }
+}
+
+/// Whether a group's leader may report its own appends flushed before its sync (see
+/// the module doc). Off until the node turns it on.
+#[derive(Debug, Default)]
+pub struct LeaderPipelining(AtomicBool);
+
+impl LeaderPipelining {
+    /// Allows or forbids pipelining from the next append on.
+    pub fn set(&self, allowed: bool) {
+        self.0.store(allowed, Ordering::SeqCst);
+    }
+
+    fn allowed(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A sync the syncer owes: a flush to report, or only a sync (a pipelined append).
+enum SyncJob {
+    Flushed(LogFlushed<TypeConfig>),
+    SyncOnly,
+}
+
 /// Completes flush callbacks after WAL syncs, one sync per batch of callbacks.
 pub struct LogSyncer {
-    sender: Mutex<Option<SyncSender<LogFlushed<TypeConfig>>>>,
+    sender: Mutex<Option<SyncSender<SyncJob>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Every group's [`Durability`], updated by the sync thread.
+    groups: Arc<Mutex<HashMap<GroupId, Arc<Durability>>>>,
 }
 
 impl LogSyncer {
-    /// Starts the sync thread for `store`.
+    /// Starts the sync thread for `store`. Syncs the WAL first: a process killed
+    /// before its sync leaves writes in the page cache that reopening shows as if
+    /// durable, and the durability marks start from what the log holds.
     pub fn start(store: Arc<Store>) -> std::io::Result<Arc<LogSyncer>> {
+        store
+            .sync_wal()
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
         let (sender, receiver) = sync_channel(MAX_PENDING_FLUSHES);
+        let groups: Arc<Mutex<HashMap<GroupId, Arc<Durability>>>> = Arc::default();
+        let synced_groups = Arc::clone(&groups);
         let thread = std::thread::Builder::new()
             .name("tessera-log-sync".into())
-            .spawn(move || sync_loop(&store, &receiver))?;
+            .spawn(move || sync_loop(&store, &receiver, &synced_groups))?;
         Ok(Arc::new(LogSyncer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
+            groups,
         }))
+    }
+
+    /// The durability marks of `group`, starting at `last_index` when first asked.
+    fn durability(&self, group: GroupId, last_index: u64) -> Arc<Durability> {
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        Arc::clone(
+            groups
+                .entry(group)
+                .or_insert_with(|| Arc::new(Durability::new(last_index))),
+        )
     }
 
     /// Hands over a callback to complete after the next sync.
     fn submit(&self, callback: LogFlushed<TypeConfig>) {
+        if let Err(SyncJob::Flushed(callback)) = self.send(SyncJob::Flushed(callback)) {
+            callback.log_io_completed(Err(std::io::Error::other(
+                "the log sync thread has stopped",
+            )));
+        }
+    }
+
+    fn send(&self, job: SyncJob) -> Result<(), SyncJob> {
         let sender = self
             .sender
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .clone();
         match sender {
-            Some(sender) => {
-                if let Err(returned) = sender.send(callback) {
-                    returned.0.log_io_completed(Err(std::io::Error::other(
-                        "the log sync thread has stopped",
-                    )));
-                }
-            }
-            None => callback
-                .log_io_completed(Err(std::io::Error::other("the log store is shutting down"))),
+            Some(sender) => sender.send(job).map_err(|returned| returned.0),
+            None => Err(job),
         }
     }
 }
@@ -127,21 +227,41 @@ impl Drop for LogSyncer {
     }
 }
 
-fn sync_loop(store: &Store, receiver: &Receiver<LogFlushed<TypeConfig>>) {
+fn sync_loop(
+    store: &Store,
+    receiver: &Receiver<SyncJob>,
+    groups: &Mutex<HashMap<GroupId, Arc<Durability>>>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut waiting = vec![first];
         while waiting.len() < MAX_PENDING_FLUSHES {
             match receiver.try_recv() {
-                Ok(callback) => waiting.push(callback),
+                Ok(job) => waiting.push(job),
                 Err(_) => break,
             }
         }
+        // What is written before the sync begins is durable once it returns.
+        let covered: Vec<(Arc<Durability>, u64)> = groups
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .values()
+            .map(|group| (Arc::clone(group), group.written.load(Ordering::SeqCst)))
+            .collect();
         let outcome = store.sync_wal();
-        for callback in waiting {
-            callback.log_io_completed(match &outcome {
-                Ok(()) => Ok(()),
-                Err(error) => Err(std::io::Error::other(error.to_string())),
-            });
+        if outcome.is_ok() {
+            for (group, written) in covered {
+                group.durable.send_if_modified(|durable| {
+                    std::mem::replace(durable, (*durable).max(written)) < written
+                });
+            }
+        }
+        for job in waiting {
+            if let SyncJob::Flushed(callback) = job {
+                callback.log_io_completed(match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(std::io::Error::other(error.to_string())),
+                });
+            }
         }
     }
 }
@@ -152,16 +272,62 @@ pub struct LogStore {
     store: Arc<Store>,
     group: GroupId,
     syncer: Arc<LogSyncer>,
+    /// This node, to recognise its own appends as leader.
+    node_id: NodeId,
+    /// The vote last saved or read: appends of entries of a committed vote of this
+    /// node are the leader's own.
+    vote: Arc<Mutex<Option<Vote>>>,
+    durability: Arc<Durability>,
+    pipelining: Arc<LeaderPipelining>,
 }
 
 impl LogStore {
-    /// The log of `group` in `store`; appends are synced by `syncer` (one per store).
-    pub fn new(store: Arc<Store>, group: GroupId, syncer: Arc<LogSyncer>) -> LogStore {
-        LogStore {
+    /// The log of `group` in `store` on node `node_id`; appends are synced by `syncer`
+    /// (one per store), and pipelined as leader while `pipelining` allows.
+    pub fn new(
+        store: Arc<Store>,
+        group: GroupId,
+        syncer: Arc<LogSyncer>,
+        node_id: NodeId,
+        pipelining: Arc<LeaderPipelining>,
+    ) -> crate::error::Result<LogStore> {
+        let mut log = LogStore {
+            durability: Arc::new(Durability::new(0)),
             store,
             group,
             syncer,
+            node_id,
+            vote: Arc::default(),
+            pipelining,
+        };
+        let last_index = log.last_entry_id()?.map_or(0, |id| id.index);
+        log.durability = log.syncer.durability(group, last_index);
+        Ok(log)
+    }
+
+    /// How far this group's log is on disk here.
+    pub fn durability(&self) -> Arc<Durability> {
+        Arc::clone(&self.durability)
+    }
+
+    /// Whether `entries` are this node's own appends as leader, to be pipelined.
+    fn pipelined(&self, entries: &[Entry]) -> bool {
+        if !self.pipelining.allowed() || entries.iter().any(|e| e.get_membership().is_some()) {
+            return false;
         }
+        let vote = *self
+            .vote
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let Some(vote) = vote.filter(|vote| vote.is_committed()) else {
+            return false;
+        };
+        let leader = vote.leader_id();
+        leader.voted_for() == Some(self.node_id)
+            && entries.iter().all(|entry| {
+                let id = &entry.get_log_id().leader_id;
+                id.term == leader.term && id.node_id == self.node_id
+            })
     }
 
     fn read_state<T: serde::de::DeserializeOwned>(
@@ -194,13 +360,17 @@ impl LogStore {
     }
 
     /// Writes entries (unsynced: `append` has them synced before reporting them flushed).
-    fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> crate::error::Result<()> {
+    fn write_entries(&self, entries: &[Entry]) -> crate::error::Result<()> {
         let mut batch = Batch::default();
         for entry in entries {
             let key = entry_key(self.group, entry.get_log_id().index);
-            batch.put(Space::RaftLog, key, encoding::encode(&entry)?);
+            batch.put(Space::RaftLog, key, encoding::encode(entry)?);
         }
-        self.store.write_unsynced(batch)
+        self.store.write_unsynced(batch)?;
+        if let Some(last) = entries.last() {
+            self.durability.written_up_to(last.get_log_id().index);
+        }
+        Ok(())
     }
 
     fn last_entry_id(&self) -> crate::error::Result<Option<LogId>> {
@@ -261,12 +431,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_state(StateTag::Vote, vote, true)
-            .map_err(|error| StorageIOError::write_vote(&error).into())
+            .map_err(|error| StorageIOError::write_vote(&error))?;
+        *self
+            .vote
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_state(StateTag::Vote)
-            .map_err(|error| StorageIOError::read_vote(&error).into())
+        let vote: Option<Vote> = self
+            .read_state(StateTag::Vote)
+            .map_err(|error| StorageIOError::read_vote(&error))?;
+        *self
+            .vote
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = vote;
+        Ok(vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -290,8 +471,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.write_entries(entries).map_err(write_error)?;
-        self.syncer.submit(callback);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.write_entries(&entries).map_err(write_error)?;
+        if self.pipelined(&entries) {
+            // Reported flushed now; the sync still follows at once, and followers'
+            // acknowledgements wait for it (see the module doc).
+            callback.log_io_completed(Ok(()));
+            if self.syncer.send(SyncJob::SyncOnly).is_err() {
+                return Err(write_error(crate::error::Error::Internal(
+                    "the log sync thread has stopped".into(),
+                )));
+            }
+        } else {
+            self.syncer.submit(callback);
+        }
         Ok(())
     }
 
@@ -302,7 +495,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             entry_key(self.group, log_id.index),
             group_end(self.group),
         );
-        self.store.write(batch).map_err(write_error)
+        self.store.write(batch).map_err(write_error)?;
+        self.durability.truncated_from(log_id.index);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -321,11 +516,75 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::testing::{blank_ent, log_id};
+    use openraft::testing::{blank_ent, log_id, membership_ent};
+    use std::collections::BTreeSet;
 
     fn log(store: &Arc<Store>, group: GroupId) -> LogStore {
         let syncer = LogSyncer::start(Arc::clone(store)).unwrap();
-        LogStore::new(Arc::clone(store), group, syncer)
+        LogStore::new(Arc::clone(store), group, syncer, 1, Arc::default()).unwrap()
+    }
+
+    /// A leader pipelines only its own entries of its committed vote, while allowed,
+    /// and never a membership change.
+    #[tokio::test]
+    async fn only_the_leaders_own_entries_are_pipelined() {
+        let store = Arc::new(Store::temporary().unwrap());
+        let pipelining = Arc::new(LeaderPipelining::default());
+        let syncer = LogSyncer::start(Arc::clone(&store)).unwrap();
+        let mut log = LogStore::new(store, 1, syncer, 1, Arc::clone(&pipelining)).unwrap();
+        let own = [blank_ent::<TypeConfig>(3, 1, 1)];
+        log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+        assert!(!log.pipelined(&own), "not allowed yet");
+        pipelining.set(true);
+        assert!(log.pipelined(&own));
+        assert!(
+            !log.pipelined(&[blank_ent::<TypeConfig>(2, 1, 1)]),
+            "an older term's entry"
+        );
+        assert!(
+            !log.pipelined(&[blank_ent::<TypeConfig>(3, 2, 1)]),
+            "another leader's"
+        );
+        let voters = vec![BTreeSet::from([1, 2, 3])];
+        let change = membership_ent::<TypeConfig>(3, 1, 2, voters);
+        assert!(!log.pipelined(&[change]), "a membership change");
+        log.save_vote(&Vote::new(4, 1)).await.unwrap();
+        assert!(
+            !log.pipelined(&[blank_ent::<TypeConfig>(4, 1, 1)]),
+            "a candidate"
+        );
+        log.save_vote(&Vote::new_committed(4, 2)).await.unwrap();
+        assert!(
+            !log.pipelined(&[blank_ent::<TypeConfig>(4, 2, 1)]),
+            "a follower"
+        );
+    }
+
+    /// An entry counts as durable only after a sync that began once it was written;
+    /// a truncation takes the mark back.
+    #[tokio::test]
+    async fn durability_follows_syncs_and_truncations() {
+        let store = Arc::new(Store::temporary().unwrap());
+        let mut log = log(&store, 1);
+        let durability = log.durability();
+        let brief = Duration::from_millis(50);
+        log.write_entries(&blanks(1, 1..=5)).unwrap();
+        assert!(!durability.wait_durable(5, brief).await, "no sync yet");
+        assert!(log.syncer.send(SyncJob::SyncOnly).is_ok());
+        assert!(durability.wait_durable(5, Duration::from_secs(10)).await);
+        log.truncate(log_id(1, 0, 4)).await.unwrap();
+        assert!(
+            !durability.wait_durable(4, brief).await,
+            "entries 4 and 5 are gone"
+        );
+        assert!(durability.wait_durable(3, brief).await);
+    }
+
+    /// Blank entries of `term` (leader node 0) at `indexes`.
+    fn blanks(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indexes
+            .map(|i| blank_ent::<TypeConfig>(term, 0, i))
+            .collect()
     }
 
     fn indexes(entries: &[Entry]) -> Vec<u64> {
@@ -339,10 +598,8 @@ mod tests {
         let store = Arc::new(Store::temporary().unwrap());
         let mut one = log(&store, 1);
         let mut two = log(&store, 2);
-        one.write_entries((1..=10).map(|i| blank_ent::<TypeConfig>(1, 0, i)))
-            .unwrap();
-        two.write_entries((1..=3).map(|i| blank_ent::<TypeConfig>(2, 0, i)))
-            .unwrap();
+        one.write_entries(&blanks(1, 1..=10)).unwrap();
+        two.write_entries(&blanks(2, 1..=3)).unwrap();
         assert_eq!(
             indexes(&one.try_get_log_entries(3..6).await.unwrap()),
             vec![3, 4, 5]
@@ -378,10 +635,8 @@ mod tests {
         let store = Arc::new(Store::temporary().unwrap());
         let mut one = log(&store, 1);
         let mut two = log(&store, 2);
-        one.write_entries((1..=10).map(|i| blank_ent::<TypeConfig>(1, 0, i)))
-            .unwrap();
-        two.write_entries((1..=10).map(|i| blank_ent::<TypeConfig>(1, 0, i)))
-            .unwrap();
+        one.write_entries(&blanks(1, 1..=10)).unwrap();
+        two.write_entries(&blanks(1, 1..=10)).unwrap();
         one.truncate(log_id(1, 0, 7)).await.unwrap();
         assert_eq!(
             indexes(&one.try_get_log_entries(..).await.unwrap()),

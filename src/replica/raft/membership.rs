@@ -286,6 +286,7 @@ impl RaftNode {
             .group(group)
             .map_err(|error| WriteError::Retry(error.to_string()))?;
         let raft = state.raft.clone();
+        let _no_pipelining = state.membership_change();
         match step {
             MembershipStep::AddLearner { node_id, node } => {
                 let (voters, _) = self.members(group);

@@ -7,6 +7,7 @@
 // openraft's RaftNetwork trait dictates its (large) RPCError as the error type.
 #![allow(clippy::result_large_err)]
 
+use super::log_store::Durability;
 use super::node::{NodeRequest, NodeResponse};
 use super::transport::{CallError, Peers};
 use super::types::{GroupId, Node, NodeId, TypeConfig};
@@ -80,6 +81,8 @@ pub struct GroupNetwork {
     pub peers: Arc<PeerClient>,
     /// How long a link waits before calling an unreachable peer again.
     pub retry_unreachable: Duration,
+    /// How far the group's log is on disk here: followers' acknowledgements wait for it.
+    pub durability: Arc<Durability>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
@@ -93,6 +96,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
             address: node.raft_address.clone(),
             peers: Arc::clone(&self.peers),
             retry_unreachable: self.retry_unreachable,
+            durability: Arc::clone(&self.durability),
         }
     }
 }
@@ -105,6 +109,7 @@ pub struct PeerLink {
     address: String,
     peers: Arc<PeerClient>,
     retry_unreachable: Duration,
+    durability: Arc<Durability>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -166,14 +171,34 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        // The follower will acknowledge the log up to here.
+        let acknowledged = rpc
+            .entries
+            .last()
+            .map(|entry| entry.log_id.index)
+            .or(rpc.prev_log_id.map(|id| id.index));
         let request = PeerRequest::AppendEntries {
             group: self.group,
             rpc,
         };
-        match self.call(request, RPCTypes::AppendEntries, &option).await? {
-            PeerResponse::AppendEntries(answer) => self.remote(answer),
-            _ => Err(self.unexpected()),
+        let answer = match self.call(request, RPCTypes::AppendEntries, &option).await? {
+            PeerResponse::AppendEntries(answer) => self.remote(answer)?,
+            _ => return Err(self.unexpected()),
+        };
+        // A pipelined leader's own copy may not be on disk yet, and openraft already
+        // counts it: hold the follower's acknowledgement back until it is, so that a
+        // commit always rests on a majority of copies on disk (see log_store).
+        if let Some(index) = acknowledged {
+            if !self.durability.wait_durable(index, option.hard_ttl()).await {
+                return Err(RPCError::Timeout(Timeout {
+                    action: RPCTypes::AppendEntries,
+                    id: self.node_id,
+                    target: self.target,
+                    timeout: option.hard_ttl(),
+                }));
+            }
         }
+        Ok(answer)
     }
 
     async fn install_snapshot(

@@ -833,7 +833,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
             let syncer = LogSyncer::start(Arc::clone(&store)).unwrap();
-            let log = LogStore::new(Arc::clone(&store), 1, syncer);
+            let log =
+                LogStore::new(Arc::clone(&store), 1, syncer, 1, Arc::default()).expect("log store");
             let machine =
                 GroupStateMachine::open(store, 1, GroupKind::Data, &dir.path().join("snapshots"))
                     .unwrap();
