@@ -64,14 +64,17 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest wait for any call to a peer that is not bounded otherwise.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a leader batches concurrent data changes into entries: up to 64 changes and
-/// 1 MiB per entry, one entry in flight. openraft 0.9 handles one proposal at a time per
-/// group, so a second entry in flight only splits the waiting changes into smaller
-/// entries (measured slower, and no faster with the leader's sync pipelined).
+/// 1 MiB per entry, up to 8 entries in flight. With the leader's own sync pipelined (see
+/// [`super::log_store`]) an entry no longer holds the group's Raft core while it syncs,
+/// so a change need not wait for the previous entry to commit: it goes in the next
+/// entry at once, and replication carries every entry appended meanwhile in one
+/// message. Measured against one entry in flight: about +7% inserts at 8 clients, the
+/// same for updates. Before pipelining, more in flight only split the batches (slower).
 const PROPOSAL_ROUNDS: RoundLimits = RoundLimits {
     queue: 1024,
     per_round: 64,
     weight: 1 << 20,
-    in_flight: 1,
+    in_flight: 8,
 };
 /// A change bigger than this is proposed in an entry of its own.
 const MAX_BATCHED_CHANGE_BYTES: usize = 64 << 10;
