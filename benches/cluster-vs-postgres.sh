@@ -35,6 +35,9 @@ cleanup() {
       as_postgres "$pg_bin/pg_ctl" -D "$work/$dir" -m immediate -w stop >/dev/null 2>&1 || true
     fi
   done
+  if [ -n "${keep_logs:-}" ]; then
+    mkdir -p "$work.logs" && cp "$work"/node*.log "$work.logs/" && echo "node logs kept in $work.logs" >&2
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -185,6 +188,12 @@ for level in linearizable lease stale; do
     "$f_tps" "$f_p50" "$f_p99" "$(ratio "$r_tps" "$p_tps")" "$(ratio "$f_tps" "$p_tps")"
 done
 printf '| (PostgreSQL primary) | %.0f | %s / %s | | | 1.00× | |\n' "$p_tps" "$p_p50" "$p_p99"
+# Figures "via leader" mean nothing if the leadership moved while they were measured.
+if [ "$(data_leader 1)" != "$leader" ] || [ "$(data_leader 0)" != "$leader" ]; then
+  echo
+  echo "**Warning: the leadership moved during the measurements (node $((leader + 1)) led at the start; now group 1: $(( $(data_leader 1) + 1 )), group 0: $(( $(data_leader 0) + 1 ))). The figures above are not comparable; node logs are kept in $work.logs.**"
+  keep_logs=1
+fi
 
 echo
 echo "### Failover: writes resume after a SIGKILL of the data leader ($KILLS kills)"
