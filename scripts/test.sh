@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --lib --bins --tests --no-fail-fast
+  cargo nextest run --workspace --lib --bins --tests --no-fail-fast
 else
-  cargo test --lib --bins --tests --no-fail-fast
+  cargo test --workspace --lib --bins --tests --no-fail-fast
 fi
-cargo test --doc
+cargo test --workspace --doc

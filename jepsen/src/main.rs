@@ -1,0 +1,183 @@
+//! `tessera-jepsen`: runs a test against a real cluster (`test`) or checks a recorded
+//! history (`check`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tessera_jepsen::checker::{self, Validity, Verdict};
+use tessera_jepsen::history;
+use tessera_jepsen::nemesis::Kind;
+use tessera_jepsen::runner::{self, Options};
+
+/// A Jepsen-style consistency suite for Tessera.
+#[derive(Parser)]
+#[command(name = "tessera-jepsen", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Starts a cluster, runs the workload under faults, checks the history. Needs
+    /// root and iptables for partitions.
+    Test {
+        /// What the clients do.
+        #[arg(long, value_enum)]
+        workload: Workload,
+        /// Faults, comma-separated: partition-leader, partition-one, partition-halves,
+        /// kill, kill-leader, pause-leader; or none.
+        #[arg(long, default_value = "none")]
+        nemesis: String,
+        /// Cluster size.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Seconds of workload.
+        #[arg(long, default_value_t = 30)]
+        time: u64,
+        /// Seeds the operations and the fault schedule.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// linearizable, lease or stale.
+        #[arg(long, default_value = "linearizable")]
+        read_consistency: String,
+        /// Concurrent client processes.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// Operations per second, all clients together.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Mean seconds between fault changes.
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+        /// The tessera binary (default: next to this one).
+        #[arg(long)]
+        tessera: Option<PathBuf>,
+        /// Where run directories go.
+        #[arg(long, default_value = "jepsen/store")]
+        store: PathBuf,
+        /// Longest time the checker may search, in seconds.
+        #[arg(long, default_value_t = 60)]
+        check_limit: u64,
+    },
+    /// Checks a history file (JSON lines, Jepsen's format; see jepsen/README.md).
+    Check {
+        /// What the history is of, which decides the checker.
+        #[arg(long, value_enum)]
+        workload: Workload,
+        /// Longest time the checker may search before answering `unknown`, in seconds.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        /// The history.
+        history: PathBuf,
+    },
+}
+
+/// The workloads.
+#[derive(Clone, Copy, ValueEnum)]
+enum Workload {
+    /// Read, write and compare-and-set on independent registers: linearizability.
+    Register,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Test {
+            workload,
+            nemesis,
+            nodes,
+            time,
+            seed,
+            read_consistency,
+            concurrency,
+            rate,
+            interval,
+            tessera,
+            store,
+            check_limit,
+        } => {
+            let nemeses = match parse_nemeses(&nemesis) {
+                Ok(nemeses) => nemeses,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(3);
+                }
+            };
+            let Some(binary) = tessera.or_else(default_tessera) else {
+                eprintln!("no tessera binary next to this one: give --tessera PATH");
+                return ExitCode::from(3);
+            };
+            let options = Options {
+                workload: match workload {
+                    Workload::Register => "register".into(),
+                },
+                nemeses,
+                nodes,
+                time: Duration::from_secs(time),
+                seed,
+                read_consistency,
+                concurrency,
+                rate,
+                interval: Duration::from_secs_f64(interval),
+                binary,
+                store,
+                check_budget: Duration::from_secs(check_limit),
+            };
+            match runner::run(&options) {
+                Ok(outcome) => {
+                    println!("run directory: {}", outcome.directory.display());
+                    report(&outcome.verdict)
+                }
+                Err(error) => {
+                    eprintln!("the test could not run: {error}");
+                    ExitCode::from(3)
+                }
+            }
+        }
+        Command::Check {
+            workload,
+            time_limit,
+            history,
+        } => check(workload, &history, Duration::from_secs(time_limit)),
+    }
+}
+
+fn parse_nemeses(text: &str) -> Result<Vec<Kind>, String> {
+    if text == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',').map(|name| name.trim().parse()).collect()
+}
+
+/// `tessera` in the directory of this executable (both come out of one cargo build).
+fn default_tessera() -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    let candidate = me.parent()?.join("tessera");
+    candidate.exists().then_some(candidate)
+}
+
+/// Prints the verdict; the exit status is 0 for valid, 1 for invalid, 2 for unknown.
+fn report(verdict: &Verdict) -> ExitCode {
+    println!("{}", verdict.summary());
+    match verdict.valid {
+        Validity::Valid => ExitCode::SUCCESS,
+        Validity::Invalid => ExitCode::from(1),
+        Validity::Unknown => ExitCode::from(2),
+    }
+}
+
+/// Checks a history file; 3 when it cannot be read.
+fn check(workload: Workload, path: &Path, budget: Duration) -> ExitCode {
+    let operations = match history::read(path).and_then(|events| history::pair(&events)) {
+        Ok(operations) => operations,
+        Err(error) => {
+            eprintln!("cannot check {}: {error}", path.display());
+            return ExitCode::from(3);
+        }
+    };
+    let verdict = match workload {
+        Workload::Register => checker::linear::check(&operations, budget),
+    };
+    report(&verdict)
+}
