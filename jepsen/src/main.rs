@@ -5,10 +5,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use tessera_jepsen::checker::{self, Validity, Verdict};
+use tessera_jepsen::checker::{Validity, Verdict};
 use tessera_jepsen::history;
 use tessera_jepsen::nemesis::Kind;
 use tessera_jepsen::runner::{self, Options};
+use tessera_jepsen::workload;
 
 /// A Jepsen-style consistency suite for Tessera.
 #[derive(Parser)]
@@ -69,6 +70,10 @@ enum Command {
         /// Longest time the checker may search before answering `unknown`, in seconds.
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
+        /// The read level the history's reads ran at (`stale` reads need not see
+        /// every acknowledged write).
+        #[arg(long, default_value = "linearizable")]
+        read_consistency: String,
         /// The history.
         history: PathBuf,
     },
@@ -79,6 +84,20 @@ enum Command {
 enum Workload {
     /// Read, write and compare-and-set on independent registers: linearizability.
     Register,
+    /// Transfers between accounts: totals conserved, no negative balance.
+    Bank,
+    /// Unique inserts and reads: nothing lost, nothing from nowhere, no stale read.
+    Set,
+}
+
+impl Workload {
+    fn kind(self) -> workload::Kind {
+        match self {
+            Workload::Register => workload::Kind::Register,
+            Workload::Bank => workload::Kind::Bank,
+            Workload::Set => workload::Kind::Set,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -109,9 +128,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(3);
             };
             let options = Options {
-                workload: match workload {
-                    Workload::Register => "register".into(),
-                },
+                workload: workload.kind(),
                 nemeses,
                 nodes,
                 time: Duration::from_secs(time),
@@ -138,8 +155,14 @@ fn main() -> ExitCode {
         Command::Check {
             workload,
             time_limit,
+            read_consistency,
             history,
-        } => check(workload, &history, Duration::from_secs(time_limit)),
+        } => check(
+            workload,
+            &history,
+            read_consistency != "stale",
+            Duration::from_secs(time_limit),
+        ),
     }
 }
 
@@ -168,7 +191,7 @@ fn report(verdict: &Verdict) -> ExitCode {
 }
 
 /// Checks a history file; 3 when it cannot be read.
-fn check(workload: Workload, path: &Path, budget: Duration) -> ExitCode {
+fn check(workload: Workload, path: &Path, linearizable_reads: bool, budget: Duration) -> ExitCode {
     let operations = match history::read(path).and_then(|events| history::pair(&events)) {
         Ok(operations) => operations,
         Err(error) => {
@@ -176,8 +199,10 @@ fn check(workload: Workload, path: &Path, budget: Duration) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let verdict = match workload {
-        Workload::Register => checker::linear::check(&operations, budget),
-    };
+    let verdict = tessera_jepsen::workload::Workload::new(workload.kind()).check(
+        &operations,
+        linearizable_reads,
+        budget,
+    );
     report(&verdict)
 }

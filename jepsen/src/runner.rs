@@ -9,14 +9,14 @@
 //! reads of every key used, then the check. A run whose faults never happened, or
 //! whose final reads failed, is `unknown`, never valid.
 
-use crate::checker::{self, Validity, Verdict};
+use crate::checker::{Validity, Verdict};
 use crate::client::{self, Completion};
 use crate::cluster::Cluster;
 use crate::history::{self, EventType, Process, Recorder};
 use crate::nemesis::{Kind, Nemesis};
 use crate::net::Network;
 use crate::timeline;
-use crate::workload::register;
+use crate::workload::{self, Setup, Workload};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -31,8 +31,8 @@ const NEMESIS_STREAM: u64 = 0x006e_656d_6573_6973;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The workload (only `register` so far).
-    pub workload: String,
+    /// The workload.
+    pub workload: workload::Kind,
     /// Faults to draw from; empty: none.
     pub nemeses: Vec<Kind>,
     /// Cluster size.
@@ -68,9 +68,7 @@ pub struct Outcome {
 
 /// Runs a test; errors are set-up failures (no cluster, no iptables), not verdicts.
 pub fn run(options: &Options) -> Result<Outcome, String> {
-    if options.workload != "register" {
-        return Err(format!("unknown workload {}", options.workload));
-    }
+    let workload = Workload::new(options.workload);
     let directory = run_directory(options)?;
     std::fs::write(directory.join("test.json"), test_description(options))
         .map_err(|error| format!("{}: {error}", directory.display()))?;
@@ -91,7 +89,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the client runtime: {error}"))?;
-    runtime.block_on(setup(&addresses[0]))?;
+    runtime.block_on(setup(&addresses[0], &workload.setup()))?;
     let history_file = std::fs::File::create(directory.join("history.jsonl"))
         .map_err(|error| format!("{}: {error}", directory.display()))?;
     let recorder = Recorder::new(
@@ -100,7 +98,6 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     );
     let cluster = Mutex::new(cluster);
     let network = Mutex::new(network);
-    let generator = Mutex::new(register::Generator::default());
     let stop = AtomicBool::new(false);
     let find_leader = || runtime.block_on(data_leader(&addresses));
     let nemesis = Nemesis {
@@ -124,7 +121,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
             options,
             addresses: &addresses,
             recorder: &recorder,
-            generator: &generator,
+            workload: &workload,
         };
         let outcome = runtime.block_on(workers.run());
         stop.store(true, Ordering::SeqCst);
@@ -134,15 +131,13 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         outcome.and(faults)
     })?;
     nemesis.heal_all()?;
-    let recovered = runtime.block_on(wait_until_all_answer(&addresses, &options.read_consistency));
-    let keys = generator
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .keys_used();
-    let final_ok = runtime.block_on(final_reads(&addresses, &keys, &recorder, options));
+    let table = workload.setup().table;
+    let recovered = runtime.block_on(wait_until_all_answer(&addresses, table));
+    let final_ok = runtime.block_on(final_reads(&addresses, &workload, &recorder, options));
     let events = recorder.events();
+    let linearizable_reads = options.read_consistency != "stale";
     let mut verdict = match history::pair(&events) {
-        Ok(operations) => checker::linear::check(&operations, options.check_budget),
+        Ok(operations) => workload.check(&operations, linearizable_reads, options.check_budget),
         Err(error) => return Err(format!("the recorded history is malformed: {error}")),
     };
     add_vacuity_notes(&mut verdict, options, faults, recovered, final_ok);
@@ -200,7 +195,7 @@ fn run_directory(options: &Options) -> Result<PathBuf, String> {
         .collect();
     let name = format!(
         "{stamp}-{}-{}-{}-seed{}",
-        options.workload,
+        options.workload.name(),
         if faults.is_empty() {
             "none".to_string()
         } else {
@@ -217,7 +212,7 @@ fn run_directory(options: &Options) -> Result<PathBuf, String> {
 
 fn test_description(options: &Options) -> String {
     let description = json!({
-        "workload": options.workload,
+        "workload": options.workload.name(),
         "nemeses": options.nemeses.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>(),
         "nodes": options.nodes,
         "time_seconds": options.time.as_secs_f64(),
@@ -232,11 +227,11 @@ fn test_description(options: &Options) -> String {
 }
 
 /// Creates the schema through node `address`, retrying while the cluster settles.
-async fn setup(address: &str) -> Result<(), String> {
+async fn setup(address: &str, schema: &Setup) -> Result<(), String> {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < Duration::from_secs(60) {
-        match try_setup(address).await {
+        match try_setup(address, schema).await {
             Ok(()) => return Ok(()),
             Err(error) => last = error,
         }
@@ -245,29 +240,19 @@ async fn setup(address: &str) -> Result<(), String> {
     Err(format!("could not create the schema: {last}"))
 }
 
-async fn try_setup(address: &str) -> Result<(), String> {
+/// One attempt; a row insert that finds its rows there (23505: an earlier attempt
+/// got through) counts as done.
+async fn try_setup(address: &str, schema: &Setup) -> Result<(), String> {
     let client = client::connect(address, "linearizable").await?;
-    let exists = client
-        .query_opt("SELECT count(*) FROM registers", &[])
+    client
+        .batch_execute(schema.create)
         .await
-        .is_ok();
-    if !exists {
-        client
-            .batch_execute(register::SETUP)
-            .await
-            .map_err(|error| error.to_string())?;
-    }
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM registers", &[])
-        .await
-        .map_err(|error| error.to_string())?
-        .get(0);
-    if count < register::KEYS {
-        for statement in register::setup_rows() {
-            client
-                .batch_execute(&statement)
-                .await
-                .map_err(|error| error.to_string())?;
+        .map_err(|error| error.to_string())?;
+    for statement in &schema.rows {
+        match client.batch_execute(statement).await {
+            Ok(()) => {}
+            Err(error) if error.code().is_some_and(|c| c.code() == "23505") => {}
+            Err(error) => return Err(error.to_string()),
         }
     }
     Ok(())
@@ -296,16 +281,17 @@ async fn data_leader(addresses: &[String]) -> Option<usize> {
     None
 }
 
-/// Waits (at most a minute) until every node answers a read at `level`.
-async fn wait_until_all_answer(addresses: &[String], level: &str) -> bool {
+/// Waits (at most a minute) until every node answers a linearizable read of `table`.
+async fn wait_until_all_answer(addresses: &[String], table: &str) -> bool {
     let started = Instant::now();
+    let query = format!("SELECT count(*) FROM {table}");
     for address in addresses {
         loop {
             if started.elapsed() > Duration::from_secs(60) {
                 return false;
             }
-            if let Ok(client) = client::connect(address, level).await {
-                let read = client.query_opt("SELECT v FROM registers WHERE id = 0", &[]);
+            if let Ok(client) = client::connect(address, "linearizable").await {
+                let read = client.query_opt(&query, &[]);
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), read).await {
                     break;
                 }
@@ -316,32 +302,28 @@ async fn wait_until_all_answer(addresses: &[String], level: &str) -> bool {
     true
 }
 
-/// Reads every key once more, through the nodes in turn, as fresh processes; returns
-/// whether every read succeeded.
+/// Runs the workload's final reads at `linearizable`, through the nodes in turn, as a
+/// process of its own; returns whether every one succeeded.
 async fn final_reads(
     addresses: &[String],
-    keys: &[i64],
+    workload: &Workload,
     recorder: &Recorder,
     options: &Options,
 ) -> bool {
     let process = 1_000_000 + options.concurrency as u64;
     let mut all_ok = true;
-    for (i, key) in keys.iter().enumerate() {
+    for (i, op) in workload.final_reads().iter().enumerate() {
         let address = &addresses[i % addresses.len()];
-        let Ok(client) = client::connect(address, "linearizable").await else {
+        let Ok(mut client) = client::connect(address, "linearizable").await else {
             all_ok = false;
             continue;
-        };
-        let op = register::Invocation {
-            f: "read",
-            value: json!([key, null]),
         };
         let node = Some(address.clone());
         let record = |kind, value, error| {
             recorder.record(
                 kind,
                 Process::Client(process),
-                "read",
+                op.f,
                 value,
                 node.clone(),
                 error,
@@ -350,7 +332,7 @@ async fn final_reads(
         if record(EventType::Invoke, op.value.clone(), None).is_err() {
             return false;
         }
-        let (completion, _) = register::invoke(&client, &op).await;
+        let (completion, _) = workload.invoke(&mut client, op).await;
         let written = match completion {
             Completion::Ok(value) => record(EventType::Ok, value, None),
             Completion::Fail(why) | Completion::Info(why) => {
@@ -370,7 +352,7 @@ struct Workers<'a> {
     options: &'a Options,
     addresses: &'a [String],
     recorder: &'a Recorder,
-    generator: &'a Mutex<register::Generator>,
+    workload: &'a Workload,
 }
 
 impl Workers<'_> {
@@ -404,7 +386,7 @@ impl Workers<'_> {
             };
             tokio::time::sleep(jitter).await;
             let address = &self.addresses[(process % self.addresses.len() as u64) as usize];
-            let connected = match client.take() {
+            let mut connected = match client.take() {
                 Some(connected) => connected,
                 None => match client::connect(address, &self.options.read_consistency).await {
                     Ok(connected) => connected,
@@ -414,11 +396,7 @@ impl Workers<'_> {
             };
             let op = {
                 let mut rng = rng.lock().unwrap_or_else(|poison| poison.into_inner());
-                let mut generator = self
-                    .generator
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
-                generator.next(&mut *rng)
+                self.workload.next(&mut rng)
             };
             let Some(op) = op else {
                 return Ok(());
@@ -437,7 +415,7 @@ impl Workers<'_> {
                     .map_err(|error| format!("cannot write the history: {error}"))
             };
             record(EventType::Invoke, op.value.clone(), None)?;
-            let (completion, usable) = register::invoke(&connected, &op).await;
+            let (completion, usable) = self.workload.invoke(&mut connected, &op).await;
             match completion {
                 Completion::Ok(value) => {
                     record(EventType::Ok, value, None)?;

@@ -1,7 +1,7 @@
 //! End to end, on real clusters with real faults: a short register run under leader
-//! partitions must be linearizable, and the negative control — `stale` reads under the
-//! same faults — must be caught as not linearizable within a few seeds, proof that the
-//! suite sees what it claims to see. Needs root, iptables and the `tessera` binary
+//! partitions must be linearizable, a bank run under crashes must conserve money, and
+//! the negative control — `stale` reads under leader partitions — must be caught as not
+//! linearizable within a few seeds, proof that the suite sees what it claims to see. Needs root, iptables and the `tessera` binary
 //! built next to the test (`cargo nextest run --workspace` builds it).
 
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use tessera_jepsen::checker::Validity;
 use tessera_jepsen::nemesis::Kind;
 use tessera_jepsen::runner::{run, Options};
+use tessera_jepsen::workload;
 
 /// `target/<profile>/tessera`, next to this test's `deps` directory.
 fn tessera() -> PathBuf {
@@ -28,7 +29,7 @@ fn tessera() -> PathBuf {
 
 fn options(read_consistency: &str, seed: u64, store: &std::path::Path) -> Options {
     Options {
-        workload: "register".into(),
+        workload: workload::Kind::Register,
         nemeses: vec![Kind::PartitionLeader],
         nodes: 3,
         time: Duration::from_secs(20),
@@ -57,6 +58,24 @@ fn registers_stay_linearizable_under_leader_partitions() {
         outcome.directory.display()
     );
     assert!(outcome.verdict.stats.get("faults").copied().unwrap_or(0) > 0);
+}
+
+/// Transfers stay atomic and money is conserved while nodes are SIGKILLed and
+/// restarted.
+#[test]
+fn bank_totals_hold_under_crashes() {
+    let store = tempfile::tempdir().expect("store");
+    let mut bank = options("linearizable", 1, store.path());
+    bank.workload = workload::Kind::Bank;
+    bank.nemeses = vec![Kind::Kill, Kind::KillLeader];
+    let outcome = run(&bank).expect("run");
+    assert_eq!(
+        outcome.verdict.valid,
+        Validity::Valid,
+        "{} ({})",
+        outcome.verdict.summary(),
+        outcome.directory.display()
+    );
 }
 
 /// The negative control: `stale` reads on a cut-off old leader return values the

@@ -5,7 +5,9 @@
 //! when the history is too thin to mean anything (nothing read, every operation
 //! unknown). Unknown is never counted as a pass.
 
+pub mod bank;
 pub mod linear;
+pub mod set;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -8,9 +8,10 @@
 //! unique in the run. A compare-and-set that matched no row certainly did nothing and
 //! is recorded as `fail`.
 
+use super::{Invocation, Setup};
 use crate::client::{with_timeout, Completion};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 
 /// Most operations on one key.
@@ -20,28 +21,21 @@ const ACTIVE_KEYS: usize = 5;
 /// Rows created at setup: enough keys for `KEYS * OPS_PER_KEY` operations.
 pub const KEYS: i64 = 2000;
 
-/// Creates the registers (every one absent: a null value).
-pub const SETUP: &str = "CREATE TABLE registers (id INT PRIMARY KEY, v INT)";
-
-/// The rows inserted at setup, in statements of at most 500 rows.
-pub fn setup_rows() -> Vec<String> {
-    (0..KEYS)
+/// The registers, every one absent (null) at first.
+pub fn setup() -> Setup {
+    let rows = (0..KEYS)
         .collect::<Vec<_>>()
         .chunks(500)
         .map(|chunk| {
             let rows: Vec<String> = chunk.iter().map(|k| format!("({k}, NULL)")).collect();
             format!("INSERT INTO registers VALUES {}", rows.join(", "))
         })
-        .collect()
-}
-
-/// One operation to run: its name and invocation value.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Invocation {
-    /// `read`, `write` or `cas`.
-    pub f: &'static str,
-    /// `[k, null]`, `[k, v]` or `[k, [old, new]]`.
-    pub value: Value,
+        .collect();
+    Setup {
+        table: "registers",
+        create: "CREATE TABLE IF NOT EXISTS registers (id INT PRIMARY KEY, v INT)",
+        rows,
+    }
 }
 
 /// Chooses operations: which key, which kind, which values.
@@ -112,11 +106,16 @@ impl Generator {
         Some(invocation)
     }
 
-    /// Every key used so far, for the final reads.
-    pub fn keys_used(&self) -> Vec<i64> {
+    /// A read of every key used so far.
+    pub fn final_reads(&self) -> Vec<Invocation> {
         let mut keys: Vec<i64> = self.used.keys().copied().collect();
         keys.sort_unstable();
-        keys
+        keys.into_iter()
+            .map(|key| Invocation {
+                f: "read",
+                value: json!([key, null]),
+            })
+            .collect()
     }
 }
 
