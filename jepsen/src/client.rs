@@ -13,7 +13,7 @@ use tokio_postgres::{Client, NoTls};
 /// Longest wait for a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for one operation before it is given up on as unknown.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How an operation ended, for the history.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,8 +74,17 @@ pub async fn with_timeout<F>(work: F, is_read: bool) -> (Completion, bool)
 where
     F: std::future::Future<Output = Result<serde_json::Value, tokio_postgres::Error>>,
 {
+    run_timed(async { work.await.map(Completion::Ok) }, is_read).await
+}
+
+/// [`with_timeout`] for work that decides its own completion (a transfer refused for
+/// want of funds is a `fail` without any error).
+pub async fn run_timed<F>(work: F, is_read: bool) -> (Completion, bool)
+where
+    F: std::future::Future<Output = Result<Completion, tokio_postgres::Error>>,
+{
     match tokio::time::timeout(OPERATION_TIMEOUT, work).await {
-        Ok(Ok(value)) => (Completion::Ok(value), true),
+        Ok(Ok(completion)) => (completion, true),
         Ok(Err(error)) => {
             let usable = !error.is_closed() && error.as_db_error().is_some();
             (classify(&error, is_read), usable)

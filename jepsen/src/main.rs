@@ -88,6 +88,9 @@ enum Workload {
     Bank,
     /// Unique inserts and reads: nothing lost, nothing from nowhere, no stale read.
     Set,
+    /// Elle-style list-append transactions: G0, G1a/b/c, G-single, G2-item, lost,
+    /// duplicated and garbage elements.
+    Append,
 }
 
 impl Workload {
@@ -96,6 +99,7 @@ impl Workload {
             Workload::Register => workload::Kind::Register,
             Workload::Bank => workload::Kind::Bank,
             Workload::Set => workload::Kind::Set,
+            Workload::Append => workload::Kind::Append,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! unknown). Unknown is never counted as a pass.
 
 pub mod bank;
+pub mod elle;
 pub mod linear;
 pub mod set;
 

@@ -7,7 +7,7 @@
 //! `fail` (certainly nothing happened).
 
 use super::{Invocation, Setup};
-use crate::client::{classify, Completion, OPERATION_TIMEOUT};
+use crate::client::{run_timed, Completion};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
@@ -61,22 +61,7 @@ pub async fn invoke(client: &mut tokio_postgres::Client, op: &Invocation) -> (Co
             transfer(client, &op.value).await
         }
     };
-    match tokio::time::timeout(OPERATION_TIMEOUT, work).await {
-        Ok(Ok(completion)) => (completion, true),
-        Ok(Err(error)) => {
-            let usable = !error.is_closed() && error.as_db_error().is_some();
-            (classify(&error, is_read), usable)
-        }
-        Err(_) => {
-            let why = format!("no answer within {} s", OPERATION_TIMEOUT.as_secs());
-            let completion = if is_read {
-                Completion::Fail(why)
-            } else {
-                Completion::Info(why)
-            };
-            (completion, false)
-        }
-    }
+    run_timed(work, is_read).await
 }
 
 async fn read_balances(

@@ -1,6 +1,7 @@
 //! Workloads: what the clients do, how each operation reads and writes Tessera, and
 //! which checker judges the history.
 
+pub mod append;
 pub mod bank;
 pub mod register;
 pub mod set;
@@ -41,6 +42,8 @@ pub enum Kind {
     Bank,
     /// Unique inserts and reads: nothing lost, nothing from nowhere.
     Set,
+    /// Elle's list-append transactions: isolation anomalies.
+    Append,
 }
 
 impl Kind {
@@ -50,6 +53,7 @@ impl Kind {
             Kind::Register => "register",
             Kind::Bank => "bank",
             Kind::Set => "set",
+            Kind::Append => "append",
         }
     }
 }
@@ -59,6 +63,7 @@ pub struct Workload {
     kind: Kind,
     register: Mutex<register::Generator>,
     set: Mutex<set::Generator>,
+    append: Mutex<append::Generator>,
 }
 
 impl Workload {
@@ -68,6 +73,7 @@ impl Workload {
             kind,
             register: Mutex::default(),
             set: Mutex::default(),
+            append: Mutex::default(),
         }
     }
 
@@ -82,6 +88,7 @@ impl Workload {
             Kind::Register => register::setup(),
             Kind::Bank => bank::setup(),
             Kind::Set => set::setup(),
+            Kind::Append => append::setup(),
         }
     }
 
@@ -91,6 +98,7 @@ impl Workload {
             Kind::Register => lock(&self.register).next(rng),
             Kind::Bank => Some(bank::next(rng)),
             Kind::Set => Some(lock(&self.set).next(rng)),
+            Kind::Append => lock(&self.append).next(rng),
         }
     }
 
@@ -105,6 +113,7 @@ impl Workload {
             Kind::Register => register::invoke(client, op).await,
             Kind::Bank => bank::invoke(client, op).await,
             Kind::Set => set::invoke(client, op).await,
+            Kind::Append => append::invoke(client, op).await,
         }
     }
 
@@ -114,6 +123,7 @@ impl Workload {
             Kind::Register => lock(&self.register).final_reads(),
             Kind::Bank => vec![bank::read()],
             Kind::Set => vec![set::final_read()],
+            Kind::Append => lock(&self.append).final_reads(),
         }
     }
 
@@ -129,6 +139,7 @@ impl Workload {
             Kind::Register => checker::linear::check(operations, budget),
             Kind::Bank => checker::bank::check(operations, bank::ACCOUNTS, bank::TOTAL),
             Kind::Set => checker::set::check(operations, linearizable_reads),
+            Kind::Append => checker::elle::check(operations),
         }
     }
 }
