@@ -12,14 +12,14 @@ TIME=${TIME:-60}
 LEVELS=${LEVELS:-"linearizable lease"}
 STORE=${STORE:-jepsen/store}
 WORKLOADS="register bank set append"
-NEMESES="partition-leader partition-one partition-halves kill kill-leader pause-leader kill,partition-halves,pause-leader"
+NEMESES="partition-leader partition-one partition-halves kill kill-leader pause-leader kill,partition-halves,pause-leader clock-skew-leader"
 if [ "${1:-}" = quick ]; then
   SEEDS=1
   TIME=20
-  NEMESES="partition-leader kill-leader pause-leader"
+  NEMESES="partition-leader kill-leader pause-leader clock-skew-leader"
 fi
 
-cargo build --release --bin tessera --bin tessera-jepsen >&2
+cargo build --release --workspace --bins >&2
 bin=target/release/tessera-jepsen
 
 echo "| workload | faults | read level | runs | operations | info | anomalies | verdict |"

@@ -33,24 +33,34 @@ pub enum Kind {
     KillLeader,
     /// SIGSTOP the data leader (long enough for an election); SIGCONT when it stops.
     PauseLeader,
+    /// Make the data leader's clock run at a twentieth of real time (its lease seems
+    /// to last twenty times too long), then cut it off: a clock only matters to a
+    /// leader that is deposed while it still trusts its lease. Healed and reset when
+    /// it stops. `lease` reads may then be stale — outside their guarantee — and
+    /// nothing else may break.
+    ClockSkewLeader,
 }
 
 impl Kind {
     /// Every kind, by its command-line name.
-    pub const ALL: [(&'static str, Kind); 6] = [
+    pub const ALL: [(&'static str, Kind); 7] = [
         ("partition-leader", Kind::PartitionLeader),
         ("partition-one", Kind::PartitionOne),
         ("partition-halves", Kind::PartitionHalves),
         ("kill", Kind::Kill),
         ("kill-leader", Kind::KillLeader),
         ("pause-leader", Kind::PauseLeader),
+        ("clock-skew-leader", Kind::ClockSkewLeader),
     ];
 
     /// Whether it needs iptables.
     pub fn needs_network(self) -> bool {
         matches!(
             self,
-            Kind::PartitionLeader | Kind::PartitionOne | Kind::PartitionHalves
+            Kind::PartitionLeader
+                | Kind::PartitionOne
+                | Kind::PartitionHalves
+                | Kind::ClockSkewLeader
         )
     }
 
@@ -83,6 +93,7 @@ enum Active {
     Cut,
     Killed(usize),
     Paused(usize),
+    Skewed(usize),
 }
 
 /// Drives faults until `stop` is set; shares the cluster and network with the run.
@@ -99,7 +110,12 @@ pub struct Nemesis<'a> {
     pub recorder: &'a Recorder,
     /// Finds the data group's leader (index), asking the nodes over SQL.
     pub find_leader: &'a (dyn Fn() -> Option<usize> + Sync),
+    /// Sets a node's clock rate (`ALTER CLUSTER SET CLOCK RATE` on that node).
+    pub set_clock_rate: &'a (dyn Fn(usize, f64) -> Result<(), String> + Sync),
 }
+
+/// How fast a skewed leader's clock runs.
+const SKEWED_RATE: f64 = 0.05;
 
 impl Nemesis<'_> {
     /// Runs faults until `stop`, then undoes the one in place (the run heals the rest
@@ -144,18 +160,19 @@ impl Nemesis<'_> {
     fn start(&self, kind: Kind, rng: &mut ChaCha8Rng) -> Result<Option<Active>, String> {
         let size = self.lock_cluster().nodes.len();
         let leader = match kind {
-            Kind::PartitionLeader | Kind::KillLeader | Kind::PauseLeader => {
-                match (self.find_leader)() {
-                    Some(leader) => Some(leader),
-                    None => {
-                        self.record(
-                            "skip",
-                            json!({"kind": kind.name(), "why": "no leader known"}),
-                        );
-                        return Ok(None);
-                    }
+            Kind::PartitionLeader
+            | Kind::KillLeader
+            | Kind::PauseLeader
+            | Kind::ClockSkewLeader => match (self.find_leader)() {
+                Some(leader) => Some(leader),
+                None => {
+                    self.record(
+                        "skip",
+                        json!({"kind": kind.name(), "why": "no leader known"}),
+                    );
+                    return Ok(None);
                 }
-            }
+            },
             _ => None,
         };
         let random_node = rng.random_range(0..size);
@@ -199,6 +216,18 @@ impl Nemesis<'_> {
                 self.record("pause", json!({"kind": kind.name(), "node": victim + 1}));
                 Active::Paused(victim)
             }
+            Kind::ClockSkewLeader => {
+                let victim = leader.unwrap_or(random_node);
+                (self.set_clock_rate)(victim, SKEWED_RATE)?;
+                let others: Vec<usize> = (0..size).filter(|&i| i != victim).collect();
+                let cluster = self.lock_cluster();
+                self.lock_network().cut(&cluster, &[victim], &others)?;
+                self.record(
+                    "skew-clock",
+                    json!({"kind": kind.name(), "node": victim + 1, "rate": SKEWED_RATE, "cut_off": true}),
+                );
+                Active::Skewed(victim)
+            }
         };
         Ok(Some(fault))
     }
@@ -216,6 +245,11 @@ impl Nemesis<'_> {
             Active::Paused(node) => {
                 self.lock_cluster().resume(node);
                 self.record("resume", json!({"node": node + 1}));
+            }
+            Active::Skewed(node) => {
+                self.lock_network().heal()?;
+                (self.set_clock_rate)(node, 1.0)?;
+                self.record("reset-clock", json!({"node": node + 1}));
             }
         }
         Ok(())

@@ -100,6 +100,8 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     let network = Mutex::new(network);
     let stop = AtomicBool::new(false);
     let find_leader = || runtime.block_on(data_leader(&addresses));
+    let set_clock_rate =
+        |node: usize, rate: f64| runtime.block_on(set_clock_rate(&addresses[node], rate));
     let nemesis = Nemesis {
         kinds: options.nemeses.clone(),
         interval: options.interval,
@@ -107,6 +109,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         network: &network,
         recorder: &recorder,
         find_leader: &find_leader,
+        set_clock_rate: &set_clock_rate,
     };
     let faults = std::thread::scope(|scope| {
         let faults = scope.spawn(|| {
@@ -281,6 +284,17 @@ async fn data_leader(addresses: &[String]) -> Option<usize> {
     None
 }
 
+/// Makes the node at `address` measure time at `rate` (its own statement, on itself).
+async fn set_clock_rate(address: &str, rate: f64) -> Result<(), String> {
+    let client = client::connect(address, "stale").await?;
+    let statement = format!("ALTER CLUSTER SET CLOCK RATE {rate}");
+    match tokio::time::timeout(client::OPERATION_TIMEOUT, client.batch_execute(&statement)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("{address}: {statement}: {error}")),
+        Err(_) => Err(format!("{address}: {statement}: no answer")),
+    }
+}
+
 /// Waits (at most a minute) until every node answers a linearizable read of `table`.
 async fn wait_until_all_answer(addresses: &[String], table: &str) -> bool {
     let started = Instant::now();
@@ -385,7 +399,10 @@ impl Workers<'_> {
                 pause.mul_f64(rng.random_range(0.5..1.5))
             };
             tokio::time::sleep(jitter).await;
-            let address = &self.addresses[(process % self.addresses.len() as u64) as usize];
+            // Each worker keeps to one node, whatever process it has become (as in
+            // Jepsen, where a process's node is its number modulo the node count and
+            // a new process is the old one plus the concurrency).
+            let address = &self.addresses[(first_process % self.addresses.len() as u64) as usize];
             let mut connected = match client.take() {
                 Some(connected) => connected,
                 None => match client::connect(address, &self.options.read_consistency).await {

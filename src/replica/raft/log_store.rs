@@ -90,6 +90,9 @@ fn write_error(error: crate::error::Error) -> StorageError {
 pub struct Durability {
     written: AtomicU64,
     durable: tokio::sync::watch::Sender<u64>,
+    /// Truncations so far: a sync that began before one must not raise `durable`
+    /// (the indexes it covered may have been rewritten since).
+    truncations: AtomicU64,
 }
 
 impl Durability {
@@ -97,6 +100,7 @@ impl Durability {
         Durability {
             written: AtomicU64::new(last_index),
             durable: tokio::sync::watch::Sender::new(last_index),
+            truncations: AtomicU64::new(0),
         }
     }
 
@@ -117,6 +121,7 @@ impl Durability {
 
     /// After a (synced) truncation: nothing from `since` on is written or durable.
     fn truncated_from(&self, since: u64) {
+        self.truncations.fetch_add(1, Ordering::SeqCst);
         let kept = since.saturating_sub(1);
         self.written.fetch_min(kept, Ordering::SeqCst);
         self.durable
@@ -241,17 +246,30 @@ fn sync_loop(
             }
         }
         // What is written before the sync begins is durable once it returns.
-        let covered: Vec<(Arc<Durability>, u64)> = groups
+        let covered: Vec<(Arc<Durability>, u64, u64)> = groups
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .values()
-            .map(|group| (Arc::clone(group), group.written.load(Ordering::SeqCst)))
+            .map(|group| {
+                let truncations = group.truncations.load(Ordering::SeqCst);
+                (
+                    Arc::clone(group),
+                    group.written.load(Ordering::SeqCst),
+                    truncations,
+                )
+            })
             .collect();
         let outcome = store.sync_wal();
         if outcome.is_ok() {
-            for (group, written) in covered {
+            for (group, written, truncations) in covered {
                 group.durable.send_if_modified(|durable| {
-                    std::mem::replace(durable, (*durable).max(written)) < written
+                    // A truncation meanwhile: the next sync will say what is on disk.
+                    let unchanged = group.truncations.load(Ordering::SeqCst) == truncations;
+                    let raised = unchanged && *durable < written;
+                    if raised {
+                        *durable = written;
+                    }
+                    raised
                 });
             }
         }
