@@ -15,14 +15,7 @@ pub fn check(operations: &[Operation], accounts: u64, total: i64) -> Verdict {
     let mut stats = BTreeMap::new();
     let mut anomalies = Vec::new();
     for operation in operations {
-        let outcome = match operation.outcome {
-            EventType::Ok => "ok",
-            EventType::Fail => "fail",
-            _ => "info",
-        };
-        *stats
-            .entry(format!("{}-{}", operation.f, outcome))
-            .or_default() += 1;
+        super::count(&mut stats, operation);
         if operation.f != "read" || operation.outcome != EventType::Ok {
             continue;
         }

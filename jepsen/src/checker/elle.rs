@@ -70,12 +70,7 @@ pub fn check(operations: &[Operation]) -> Verdict {
     let mut stats: BTreeMap<String, u64> = BTreeMap::new();
     let mut txns = Vec::new();
     for op in operations {
-        let outcome = match op.outcome {
-            EventType::Ok => "ok",
-            EventType::Fail => "fail",
-            _ => "info",
-        };
-        *stats.entry(format!("{}-{outcome}", op.f)).or_default() += 1;
+        super::count(&mut stats, op);
         let value = if op.outcome == EventType::Ok {
             &op.value
         } else {

@@ -114,14 +114,7 @@ fn by_key(
 ) -> Result<BTreeMap<i64, Vec<KeyedOp>>, String> {
     let mut keys: BTreeMap<i64, Vec<KeyedOp>> = BTreeMap::new();
     for operation in operations {
-        let outcome = match operation.outcome {
-            EventType::Ok => "ok",
-            EventType::Fail => "fail",
-            _ => "info",
-        };
-        *stats
-            .entry(format!("{}-{}", operation.f, outcome))
-            .or_default() += 1;
+        super::count(stats, operation);
         if operation.outcome == EventType::Fail {
             continue;
         }

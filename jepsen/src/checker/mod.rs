@@ -10,6 +10,7 @@ pub mod elle;
 pub mod linear;
 pub mod set;
 
+use crate::history::{EventType, Operation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -86,4 +87,16 @@ impl Verdict {
         }
         out
     }
+}
+
+/// Counts `operation` under `<f>-<ok|fail|info>` in a verdict's stats.
+pub(crate) fn count(stats: &mut BTreeMap<String, u64>, operation: &Operation) {
+    let outcome = match operation.outcome {
+        EventType::Ok => "ok",
+        EventType::Fail => "fail",
+        _ => "info",
+    };
+    *stats
+        .entry(format!("{}-{outcome}", operation.f))
+        .or_default() += 1;
 }

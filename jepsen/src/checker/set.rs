@@ -25,14 +25,7 @@ pub fn check(operations: &[Operation], linearizable: bool) -> Verdict {
     let mut reads = Vec::new();
     let mut final_read = None;
     for operation in operations {
-        let outcome = match operation.outcome {
-            EventType::Ok => "ok",
-            EventType::Fail => "fail",
-            _ => "info",
-        };
-        *stats
-            .entry(format!("{}-{}", operation.f, outcome))
-            .or_default() += 1;
+        super::count(&mut stats, operation);
         match (operation.f.as_str(), operation.outcome) {
             ("add", outcome) => {
                 let Some(element) = operation.invoke.as_i64() else {
