@@ -9,7 +9,7 @@
 # pgbench's per-transaction log) for each system, and the ratios.
 #
 # Usage: benches/cluster-vs-postgres.sh   (DURATION=seconds per run, default 10;
-#        ROWS=accounts rows, default 10000; CLIENTS="1 8 32"; KILLS=10)
+#        ROWS=accounts rows, default 10000; CLIENTS="1 8 32"; KILLS=10, 0 skips failover)
 # Everything it starts is stopped by pid when it exits, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -195,6 +195,9 @@ if [ "$(data_leader 1)" != "$leader" ] || [ "$(data_leader 0)" != "$leader" ]; t
   keep_logs=1
 fi
 
+if [ "$KILLS" -eq 0 ]; then
+  exit 0
+fi
 echo
 echo "### Failover: writes resume after a SIGKILL of the data leader ($KILLS kills)"
 echo

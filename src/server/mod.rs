@@ -97,7 +97,8 @@ pub struct ClusterConfig {
     pub heartbeat_ms: Option<u64>,
     /// Shortest election timeout in milliseconds (default 250; the longest is twice it).
     pub election_timeout_ms: Option<u64>,
-    /// Entries between snapshots (default 5000).
+    /// Fewest entries between snapshots (default 5000); a snapshot also waits for a
+    /// log half its size.
     pub snapshot_threshold: Option<u64>,
     /// Accept fault-injection commands meant for tests (`ALTER CLUSTER SET CLOCK
     /// RATE`). Never in production: a skewed clock breaks `lease` reads.

@@ -24,6 +24,7 @@
 //! quorum is the leader alone, which the node checks before allowing it (see
 //! `RaftNode`'s leader watch).
 
+use super::pacing::SnapshotPacing;
 use super::types::{
     Entry, GroupId, LogId, LogState, NodeId, StorageError, StorageIOError, TypeConfig, Vote,
 };
@@ -297,17 +298,21 @@ pub struct LogStore {
     vote: Arc<Mutex<Option<Vote>>>,
     durability: Arc<Durability>,
     pipelining: Arc<LeaderPipelining>,
+    /// Told the size of every append, to pace the group's snapshots.
+    pacing: Arc<SnapshotPacing>,
 }
 
 impl LogStore {
     /// The log of `group` in `store` on node `node_id`; appends are synced by `syncer`
-    /// (one per store), and pipelined as leader while `pipelining` allows.
+    /// (one per store), pipelined as leader while `pipelining` allows, and counted in
+    /// `pacing`.
     pub fn new(
         store: Arc<Store>,
         group: GroupId,
         syncer: Arc<LogSyncer>,
         node_id: NodeId,
         pipelining: Arc<LeaderPipelining>,
+        pacing: Arc<SnapshotPacing>,
     ) -> crate::error::Result<LogStore> {
         let mut log = LogStore {
             durability: Arc::new(Durability::new(0)),
@@ -317,6 +322,7 @@ impl LogStore {
             node_id,
             vote: Arc::default(),
             pipelining,
+            pacing,
         };
         let last_index = log.last_entry_id()?.map_or(0, |id| id.index);
         log.durability = log.syncer.durability(group, last_index);
@@ -380,11 +386,15 @@ impl LogStore {
     /// Writes entries (unsynced: `append` has them synced before reporting them flushed).
     fn write_entries(&self, entries: &[Entry]) -> crate::error::Result<()> {
         let mut batch = Batch::default();
+        let mut bytes = 0;
         for entry in entries {
             let key = entry_key(self.group, entry.get_log_id().index);
-            batch.put(Space::RaftLog, key, encoding::encode(entry)?);
+            let value = encoding::encode(entry)?;
+            bytes += value.len() as u64;
+            batch.put(Space::RaftLog, key, value);
         }
         self.store.write_unsynced(batch)?;
+        self.pacing.appended(bytes);
         if let Some(last) = entries.last() {
             self.durability.written_up_to(last.get_log_id().index);
         }
@@ -539,7 +549,15 @@ mod tests {
 
     fn log(store: &Arc<Store>, group: GroupId) -> LogStore {
         let syncer = LogSyncer::start(Arc::clone(store)).unwrap();
-        LogStore::new(Arc::clone(store), group, syncer, 1, Arc::default()).unwrap()
+        LogStore::new(
+            Arc::clone(store),
+            group,
+            syncer,
+            1,
+            Arc::default(),
+            Arc::default(),
+        )
+        .unwrap()
     }
 
     /// A leader pipelines only its own entries of its committed vote, while allowed,
@@ -549,7 +567,8 @@ mod tests {
         let store = Arc::new(Store::temporary().unwrap());
         let pipelining = Arc::new(LeaderPipelining::default());
         let syncer = LogSyncer::start(Arc::clone(&store)).unwrap();
-        let mut log = LogStore::new(store, 1, syncer, 1, Arc::clone(&pipelining)).unwrap();
+        let mut log =
+            LogStore::new(store, 1, syncer, 1, Arc::clone(&pipelining), Arc::default()).unwrap();
         let own = [blank_ent::<TypeConfig>(3, 1, 1)];
         log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
         assert!(!log.pipelined(&own), "not allowed yet");

@@ -3,16 +3,18 @@
 //!
 //! [`types`] is the type configuration every group shares; [`log_store`] keeps the log
 //! and vote of every hosted group; [`state_machine`] applies committed entries and
-//! [`snapshot`] writes and reads snapshot files; [`transport`] and [`network`] carry
-//! Raft and node calls between peers; [`node`] hosts the groups, routes writes and
-//! reads; [`membership`] adds and removes nodes and moves leadership; [`clock`]
-//! measures the spans leases rest on, at a rate tests may skew.
+//! [`snapshot`] writes and reads snapshot files, whose timing [`pacing`] decides;
+//! [`transport`] and [`network`] carry Raft and node calls between peers; [`node`]
+//! hosts the groups, routes writes and reads; [`membership`] adds and removes nodes and
+//! moves leadership; [`clock`] measures the spans leases rest on, at a rate tests may
+//! skew.
 
 pub mod clock;
 pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod pacing;
 pub mod rounds;
 pub mod snapshot;
 pub mod state_machine;

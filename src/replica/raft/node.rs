@@ -33,6 +33,7 @@ use super::clock::{Clock, NodeClock};
 use super::log_store::{LeaderPipelining, LogStore, LogSyncer};
 use super::membership::{MembershipStep, StepReport};
 use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
+use super::pacing::SnapshotPacing;
 use super::rounds::{RoundError, RoundFn, RoundLimits, Rounds};
 use super::state_machine::{AppliedView, GroupKind, GroupStateMachine};
 use super::transport::{self, CallError, Handler};
@@ -94,7 +95,8 @@ pub struct RaftSettings {
     pub heartbeat: Duration,
     /// Shortest election timeout; the longest is twice it.
     pub election_timeout: Duration,
-    /// Entries applied since the last snapshot that trigger a new one.
+    /// Fewest entries applied between two snapshots; a snapshot also waits for a log
+    /// half its own size (see [`super::pacing`]).
     pub snapshot_threshold: u64,
     /// Entries kept in the log under a snapshot (for followers only a little behind).
     pub logs_kept_after_snapshot: u64,
@@ -129,7 +131,8 @@ impl RaftSettings {
             heartbeat_interval: self.heartbeat.as_millis() as u64,
             election_timeout_min: self.election_timeout.as_millis() as u64,
             election_timeout_max: self.election_timeout.as_millis() as u64 * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_threshold),
+            // Snapshots are triggered by `snapshot_if_due`, paced by size as well.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             ..Default::default()
         };
@@ -324,6 +327,8 @@ pub(super) struct Group {
     /// Membership changes of the group running on this node; the pipelining switch is
     /// set under this lock, so a change starting is never overtaken by a stale check.
     membership_changes: Mutex<usize>,
+    /// When this replica's next snapshot is due (see [`super::pacing`]).
+    pacing: Arc<SnapshotPacing>,
 }
 
 impl Group {
@@ -428,6 +433,7 @@ impl RaftNode {
             let directory = config.data_dir.join("snapshots").join(group.to_string());
             let machine = GroupStateMachine::open(Arc::clone(&store), group, kind, &directory)?;
             let view = machine.view();
+            let pacing = machine.pacing();
             if let Some(handle) = machine.catalog_handle() {
                 catalog = Some(handle);
             }
@@ -438,6 +444,7 @@ impl RaftNode {
                 Arc::clone(&syncer),
                 config.node_id,
                 Arc::clone(&pipelining),
+                Arc::clone(&pacing),
             )?;
             let network = GroupNetwork {
                 node_id: config.node_id,
@@ -455,7 +462,7 @@ impl RaftNode {
             )
             .await
             .map_err(|error| Error::Internal(format!("cannot start group {group}: {error}")))?;
-            started.push((group, kind, raft, view, pipelining));
+            started.push((group, kind, raft, view, pipelining, pacing));
         }
         let catalog = catalog.ok_or_else(|| Error::Internal("no data group".into()))?;
         let listener = tokio::net::TcpListener::bind(&config.raft_address)
@@ -467,7 +474,7 @@ impl RaftNode {
         let node = Arc::new_cyclic(|node: &Weak<RaftNode>| {
             let groups = started
                 .into_iter()
-                .map(|(group, kind, raft, view, pipelining)| {
+                .map(|(group, kind, raft, view, pipelining, pacing)| {
                     let proposals = (kind == GroupKind::Data)
                         .then(|| proposal_rounds(node.clone(), group, stop.clone()));
                     let linearizable_reads = read_rounds(raft.clone(), stop.clone());
@@ -482,6 +489,7 @@ impl RaftNode {
                         linearizable_reads,
                         pipelining,
                         membership_changes: Mutex::new(0),
+                        pacing,
                     };
                     (group, Arc::new(state))
                 })
@@ -920,6 +928,28 @@ impl RaftNode {
     /// no change of it runs here, and no quorum of any configuration is this node
     /// alone: a follower's acknowledgement (held back until the leader's copy is on
     /// disk) must always be part of a commit.
+    /// Asks openraft for a snapshot of `group` once [`super::pacing`] says one is due
+    /// (every replica snapshots on its own).
+    async fn snapshot_if_due(&self, group: GroupId) {
+        let Ok(state) = self.group(group) else {
+            return;
+        };
+        let entries = {
+            let metrics = state.raft.metrics();
+            let metrics = metrics.borrow();
+            let applied = metrics.last_applied.map_or(0, |log_id| log_id.index + 1);
+            let covered = metrics.snapshot.map_or(0, |log_id| log_id.index + 1);
+            applied.saturating_sub(covered)
+        };
+        if state
+            .pacing
+            .due(entries, self.config.settings.snapshot_threshold)
+        {
+            // openraft ignores the trigger while a snapshot is being built.
+            let _ = state.raft.trigger().snapshot().await;
+        }
+    }
+
     fn refresh_pipelining(&self, group: GroupId) {
         let Ok(state) = self.group(group) else {
             return;
@@ -1504,6 +1534,7 @@ async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken)
         }
         for group in node.group_ids() {
             node.refresh_pipelining(group);
+            node.snapshot_if_due(group).await;
             if let Some(when) = node.campaign_due(group) {
                 let recently = last_campaign
                     .get(&group)

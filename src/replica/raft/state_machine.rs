@@ -23,6 +23,7 @@
 //! way first, so a crash in the middle is finished at the next start rather than leaving
 //! half-replaced data.
 
+use super::pacing::SnapshotPacing;
 use super::snapshot;
 use super::types::{
     Entry, GroupId, LogId, Request, Response, Snapshot, SnapshotMeta, StorageError, StorageIOError,
@@ -125,6 +126,8 @@ pub struct GroupStateMachine {
     /// The current snapshot, shared with builders that finish while applying goes on.
     current: Arc<Mutex<Option<StoredSnapshot>>>,
     view: Arc<AppliedView>,
+    /// Told the size of every new snapshot, to pace the next.
+    pacing: Arc<SnapshotPacing>,
     /// A batch entry a crash interrupted, found at start: its changes already applied
     /// are skipped when openraft applies it again.
     interrupted_batch: Option<BatchProgress>,
@@ -170,6 +173,9 @@ impl GroupStateMachine {
             GroupKind::Data => Contents::Data(StateMachine::open(Arc::clone(&store))?),
         };
         let interrupted_batch = read_tag(&store, group, StateTag::BatchProgress)?;
+        let snapshot_bytes = current.as_ref().map_or(0, |stored| {
+            std::fs::metadata(directory.join(&stored.file)).map_or(0, |file| file.len())
+        });
         let machine = GroupStateMachine {
             group,
             store,
@@ -178,6 +184,7 @@ impl GroupStateMachine {
             contents,
             current: Arc::new(Mutex::new(current.clone())),
             view: Arc::new(AppliedView::default()),
+            pacing: Arc::new(SnapshotPacing::new(snapshot_bytes)),
             interrupted_batch,
         };
         machine.publish();
@@ -190,6 +197,11 @@ impl GroupStateMachine {
     /// What the node reads of the applied state.
     pub fn view(&self) -> Arc<AppliedView> {
         Arc::clone(&self.view)
+    }
+
+    /// The group's snapshot pacing, for its log store to count appends in.
+    pub fn pacing(&self) -> Arc<SnapshotPacing> {
+        Arc::clone(&self.pacing)
     }
 
     /// The catalog handle of a data group (planners read it without the apply path).
@@ -376,6 +388,8 @@ impl GroupStateMachine {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         remove_snapshots_but(&self.directory, &stored.file);
+        let bytes = std::fs::metadata(self.directory.join(&stored.file))?.len();
+        self.pacing.snapshot_made(bytes);
         *current = Some(stored);
         Ok(())
     }
@@ -685,6 +699,7 @@ pub struct GroupSnapshotBuilder {
     directory: PathBuf,
     meta: SnapshotMeta,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
+    pacing: Arc<SnapshotPacing>,
     written: tokio::sync::oneshot::Receiver<Result<snapshot::FileSummary>>,
 }
 
@@ -748,6 +763,7 @@ impl GroupStateMachine {
             directory: self.directory.clone(),
             meta,
             current: Arc::clone(&self.current),
+            pacing: Arc::clone(&self.pacing),
             written,
         }
     }
@@ -806,7 +822,9 @@ impl GroupSnapshotBuilder {
         write_tag(&self.store, self.group, StateTag::Snapshot, &stored, true)?;
         remove_snapshots_but(&self.directory, &stored.file);
         *current = Some(stored);
-        Ok(std::fs::File::open(&path)?)
+        let handle = std::fs::File::open(&path)?;
+        self.pacing.snapshot_made(handle.metadata()?.len());
+        Ok(handle)
     }
 }
 
@@ -833,11 +851,15 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
             let syncer = LogSyncer::start(Arc::clone(&store)).unwrap();
-            let log =
-                LogStore::new(Arc::clone(&store), 1, syncer, 1, Arc::default()).expect("log store");
-            let machine =
-                GroupStateMachine::open(store, 1, GroupKind::Data, &dir.path().join("snapshots"))
-                    .unwrap();
+            let machine = GroupStateMachine::open(
+                Arc::clone(&store),
+                1,
+                GroupKind::Data,
+                &dir.path().join("snapshots"),
+            )
+            .unwrap();
+            let log = LogStore::new(store, 1, syncer, 1, Arc::default(), machine.pacing())
+                .expect("log store");
             Ok((dir, log, machine))
         }
     }
