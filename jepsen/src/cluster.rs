@@ -1,10 +1,12 @@
-//! A cluster of real `tessera server` processes on 127.0.0.11, 127.0.0.12, ... (node
-//! `i` has id `i + 1` and address 127.0.0.(11 + i)), each with its data directory and
-//! log file in the run's directory.
+//! A cluster of real `tessera server` processes on 127.0.0.11, 127.0.0.12, ... (slot
+//! `i` has address 127.0.0.(11 + i) and starts as node id `i + 1`), each with its data
+//! directory and log file in the run's directory.
 //!
 //! Processes are controlled by the pid the harness started them with (never by name):
-//! SIGKILL and a restart from the same directory, SIGSTOP and SIGCONT. Every process
-//! still running is killed when the cluster is dropped, whatever happened.
+//! SIGKILL and a restart from the same directory, SIGSTOP and SIGCONT. A slot whose
+//! node was removed from the cluster is wiped and joins again as a new node: Tessera
+//! never reuses a node id, so the slot takes the next one. Every process still running
+//! is killed when the cluster is dropped, whatever happened.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -15,12 +17,12 @@ use std::time::{Duration, Instant};
 /// Longest wait for a node to report ready.
 const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 
-/// One node.
+/// One slot: an address and the node that runs there.
 #[derive(Debug)]
 pub struct Node {
-    /// Node id (1-based).
+    /// Node id: slot + 1 at first, a new one after each rejoin.
     pub id: u64,
-    /// 127.0.0.(10 + id).
+    /// 127.0.0.(11 + slot).
     pub host: String,
     /// SQL port on `host`.
     pub sql_port: u16,
@@ -39,6 +41,11 @@ impl Node {
         format!("{}:{}", self.host, self.sql_port)
     }
 
+    /// `host:port` of the Raft listener.
+    pub fn raft_address(&self) -> String {
+        format!("{}:{}", self.host, self.raft_port)
+    }
+
     /// Whether the process runs (it may be paused).
     pub fn is_running(&self) -> bool {
         self.process.is_some()
@@ -48,9 +55,13 @@ impl Node {
 /// The running cluster.
 #[derive(Debug)]
 pub struct Cluster {
-    /// The nodes, node `i` having id `i + 1`.
+    /// The slots.
     pub nodes: Vec<Node>,
     binary: PathBuf,
+    /// Extra `[cluster]` lines every node's configuration carries.
+    extra: String,
+    /// The id the next rejoining node takes.
+    next_id: u64,
 }
 
 /// A free TCP port on `host`.
@@ -88,26 +99,18 @@ impl Cluster {
         }
         let members = nodes
             .iter()
-            .map(|node| format!("\"{}={}:{}\"", node.id, node.host, node.raft_port))
+            .map(|node| format!("\"{}={}\"", node.id, node.raft_address()))
             .collect::<Vec<_>>()
             .join(", ");
-        for node in &nodes {
-            let config = format!(
-                "data = \"{}\"\nlisten = \"{}\"\n\n[cluster]\nnode_id = {}\nraft_listen = \"{}:{}\"\n\
-                 initial_members = [{members}]\ntest_faults = true\n{extra}\n",
-                node.data.display(),
-                node.sql_address(),
-                node.id,
-                node.host,
-                node.raft_port,
-            );
-            std::fs::write(&node.config, config)
-                .map_err(|error| format!("{}: {error}", node.config.display()))?;
-        }
         let mut cluster = Cluster {
+            next_id: size + 1,
             nodes,
             binary: binary.to_path_buf(),
+            extra: extra.to_string(),
         };
+        for i in 0..cluster.nodes.len() {
+            cluster.write_config(i, &format!("initial_members = [{members}]"))?;
+        }
         for i in 0..cluster.nodes.len() {
             cluster.launch(i)?;
         }
@@ -115,6 +118,55 @@ impl Cluster {
             cluster.wait_ready(i, 0)?;
         }
         Ok(cluster)
+    }
+
+    /// Writes slot `i`'s configuration, with `membership` (initial members or the
+    /// member to join through) in its `[cluster]` table.
+    fn write_config(&self, i: usize, membership: &str) -> Result<(), String> {
+        let node = &self.nodes[i];
+        let config = format!(
+            "data = \"{}\"\nlisten = \"{}\"\n\n[cluster]\nnode_id = {}\nraft_listen = \"{}\"\n\
+             {membership}\ntest_faults = true\n{}\n",
+            node.data.display(),
+            node.sql_address(),
+            node.id,
+            node.raft_address(),
+            self.extra,
+        );
+        std::fs::write(&node.config, config)
+            .map_err(|error| format!("{}: {error}", node.config.display()))
+    }
+
+    /// The slot node `id` runs in.
+    pub fn slot_of(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|node| node.id == id)
+    }
+
+    /// Kills slot `i`'s node and deletes its data: for a node removed from the
+    /// cluster, which may never come back under its id.
+    pub fn wipe(&mut self, i: usize) -> Result<(), String> {
+        self.kill(i);
+        let data = &self.nodes[i].data;
+        match std::fs::remove_dir_all(data) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(format!("cannot wipe {}: {error}", data.display())),
+        }
+    }
+
+    /// Starts a new node in the wiped slot `i`, under the next unused id, joining
+    /// through slot `via`; returns its id once it is a voter of every group (that is
+    /// when a joining node reports ready).
+    pub fn rejoin(&mut self, i: usize, via: usize) -> Result<u64, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.nodes[i].id = id;
+        let join = format!("join = \"{}\"", self.nodes[via].raft_address());
+        self.write_config(i, &join)?;
+        let before = count_ready_lines(&self.nodes[i].log);
+        self.launch(i)?;
+        self.wait_ready(i, before)?;
+        Ok(id)
     }
 
     /// Starts node `i`'s process (its log file is appended to).

@@ -28,10 +28,11 @@ enum Command {
         #[arg(long, value_enum)]
         workload: Workload,
         /// Faults, comma-separated: partition-leader, partition-one, partition-halves,
-        /// kill, kill-leader, pause-leader; or none.
+        /// partition-majorities-ring, partition-bridge, kill, kill-leader,
+        /// kill-majority, pause-leader, clock-skew-leader, member; or none.
         #[arg(long, default_value = "none")]
         nemesis: String,
-        /// Cluster size.
+        /// Cluster size (1 to 9; the ring and bridge partitions need 5).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
         /// Seconds of workload.

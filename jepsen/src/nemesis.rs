@@ -1,4 +1,5 @@
-//! Faults on a seeded schedule: partitions, crashes, pauses.
+//! Faults on a seeded schedule: partitions, crashes, pauses, clock skew, membership
+//! changes.
 //!
 //! The nemesis alternates: wait, start a fault, wait, stop it — each wait drawn from
 //! the run's seeded generator around the interval, each fault drawn from the kinds
@@ -27,10 +28,20 @@ pub enum Kind {
     PartitionOne,
     /// Split the nodes into a random majority and minority.
     PartitionHalves,
+    /// Every node sees a majority, no two nodes the same one (5 nodes or more): each
+    /// node keeps only its nearest neighbours on a random ring. Leaders of
+    /// overlapping majorities can each believe they lead.
+    PartitionMajoritiesRing,
+    /// Two halves that cannot see each other, and one node that sees both (5 nodes or
+    /// more): the bridge can be elected by either side.
+    PartitionBridge,
     /// SIGKILL a random node; restart it when the fault stops.
     Kill,
     /// SIGKILL the data leader; restart it when the fault stops.
     KillLeader,
+    /// SIGKILL a random majority (no quorum left: writes must stop, nothing
+    /// acknowledged may be lost); restart them when the fault stops.
+    KillMajority,
     /// SIGSTOP the data leader (long enough for an election); SIGCONT when it stops.
     PauseLeader,
     /// Make the data leader's clock run at a twentieth of real time (its lease seems
@@ -39,18 +50,26 @@ pub enum Kind {
     /// it stops. `lease` reads may then be stale — outside their guarantee — and
     /// nothing else may break.
     ClockSkewLeader,
+    /// Remove a random node from the cluster (`ALTER CLUSTER REMOVE NODE`, through
+    /// another node), then stop it and delete its data; when the fault stops, the slot
+    /// joins again as a new node (ids are never reused) and catches up.
+    Member,
 }
 
 impl Kind {
     /// Every kind, by its command-line name.
-    pub const ALL: [(&'static str, Kind); 7] = [
+    pub const ALL: [(&'static str, Kind); 11] = [
         ("partition-leader", Kind::PartitionLeader),
         ("partition-one", Kind::PartitionOne),
         ("partition-halves", Kind::PartitionHalves),
+        ("partition-majorities-ring", Kind::PartitionMajoritiesRing),
+        ("partition-bridge", Kind::PartitionBridge),
         ("kill", Kind::Kill),
         ("kill-leader", Kind::KillLeader),
+        ("kill-majority", Kind::KillMajority),
         ("pause-leader", Kind::PauseLeader),
         ("clock-skew-leader", Kind::ClockSkewLeader),
+        ("member", Kind::Member),
     ];
 
     /// Whether it needs iptables.
@@ -60,11 +79,22 @@ impl Kind {
             Kind::PartitionLeader
                 | Kind::PartitionOne
                 | Kind::PartitionHalves
+                | Kind::PartitionMajoritiesRing
+                | Kind::PartitionBridge
                 | Kind::ClockSkewLeader
         )
     }
 
-    fn name(self) -> &'static str {
+    /// The fewest nodes the fault makes sense on.
+    pub fn min_nodes(self) -> u64 {
+        match self {
+            Kind::PartitionMajoritiesRing | Kind::PartitionBridge => 5,
+            _ => 3,
+        }
+    }
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
         Kind::ALL
             .iter()
             .find(|(_, kind)| *kind == self)
@@ -91,9 +121,10 @@ impl FromStr for Kind {
 #[derive(Debug)]
 enum Active {
     Cut,
-    Killed(usize),
+    Killed(Vec<usize>),
     Paused(usize),
     Skewed(usize),
+    Removed(usize),
 }
 
 /// Drives faults until `stop` is set; shares the cluster and network with the run.
@@ -108,10 +139,10 @@ pub struct Nemesis<'a> {
     pub network: &'a Mutex<Network>,
     /// The history.
     pub recorder: &'a Recorder,
-    /// Finds the data group's leader (index), asking the nodes over SQL.
-    pub find_leader: &'a (dyn Fn() -> Option<usize> + Sync),
-    /// Sets a node's clock rate (`ALTER CLUSTER SET CLOCK RATE` on that node).
-    pub set_clock_rate: &'a (dyn Fn(usize, f64) -> Result<(), String> + Sync),
+    /// Finds the data group's leader (node id), asking the nodes over SQL.
+    pub find_leader: &'a (dyn Fn() -> Option<u64> + Sync),
+    /// Runs an administrative statement (`ALTER CLUSTER …`) on a slot's node.
+    pub admin: &'a (dyn Fn(usize, &str) -> Result<(), String> + Sync),
 }
 
 /// How fast a skewed leader's clock runs.
@@ -163,7 +194,7 @@ impl Nemesis<'_> {
             Kind::PartitionLeader
             | Kind::KillLeader
             | Kind::PauseLeader
-            | Kind::ClockSkewLeader => match (self.find_leader)() {
+            | Kind::ClockSkewLeader => match self.leader_slot() {
                 Some(leader) => Some(leader),
                 None => {
                     self.record(
@@ -175,50 +206,53 @@ impl Nemesis<'_> {
             },
             _ => None,
         };
-        let random_node = rng.random_range(0..size);
+        let order = shuffled(size, rng);
+        let victim = leader.unwrap_or(order[0]);
         let fault = match kind {
             Kind::PartitionLeader | Kind::PartitionOne => {
-                let alone = leader.unwrap_or(random_node);
-                let others: Vec<usize> = (0..size).filter(|&i| i != alone).collect();
-                let cluster = self.lock_cluster();
-                self.lock_network().cut(&cluster, &[alone], &others)?;
-                self.record(
-                    "start-partition",
-                    json!({"kind": kind.name(), "components": [[alone + 1], others.iter().map(|i| i + 1).collect::<Vec<_>>()]}),
-                );
-                Active::Cut
+                let others: Vec<usize> = (0..size).filter(|&i| i != victim).collect();
+                self.partition(kind, &[vec![victim], others])?
             }
             Kind::PartitionHalves => {
-                let mut order: Vec<usize> = (0..size).collect();
-                for i in (1..order.len()).rev() {
-                    order.swap(i, rng.random_range(0..=i));
-                }
                 let (minority, majority) = order.split_at(size / 2);
+                self.partition(kind, &[minority.to_vec(), majority.to_vec()])?
+            }
+            Kind::PartitionBridge => {
+                let (left, bridge, right) = bridge(&order);
                 let cluster = self.lock_cluster();
-                self.lock_network()
-                    .partition(&cluster, &[minority.to_vec(), majority.to_vec()])?;
-                let ids = |side: &[usize]| side.iter().map(|i| i + 1).collect::<Vec<_>>();
+                self.lock_network().cut(&cluster, &left, &right)?;
                 self.record(
                     "start-partition",
-                    json!({"kind": kind.name(), "components": [ids(minority), ids(majority)]}),
+                    json!({"kind": kind.name(), "components": [slots(&left), slots(&right)], "bridge": bridge + 1}),
                 );
                 Active::Cut
             }
-            Kind::Kill | Kind::KillLeader => {
-                let victim = leader.unwrap_or(random_node);
-                self.lock_cluster().kill(victim);
-                self.record("kill", json!({"kind": kind.name(), "node": victim + 1}));
-                Active::Killed(victim)
+            Kind::PartitionMajoritiesRing => {
+                let cut = majorities_ring(&order);
+                let cluster = self.lock_cluster();
+                let mut network = self.lock_network();
+                for (a, b) in &cut {
+                    network.cut(&cluster, &[*a], &[*b])?;
+                }
+                let ring = slots(&order);
+                self.record(
+                    "start-partition",
+                    json!({"kind": kind.name(), "ring": ring, "cut": cut.iter().map(|(a, b)| [a + 1, b + 1]).collect::<Vec<_>>()}),
+                );
+                Active::Cut
             }
+            Kind::Kill | Kind::KillLeader => self.kill(kind, vec![victim]),
+            Kind::KillMajority => self.kill(kind, order[..size / 2 + 1].to_vec()),
             Kind::PauseLeader => {
-                let victim = leader.unwrap_or(random_node);
                 self.lock_cluster().pause(victim);
                 self.record("pause", json!({"kind": kind.name(), "node": victim + 1}));
                 Active::Paused(victim)
             }
             Kind::ClockSkewLeader => {
-                let victim = leader.unwrap_or(random_node);
-                (self.set_clock_rate)(victim, SKEWED_RATE)?;
+                (self.admin)(
+                    victim,
+                    &format!("ALTER CLUSTER SET CLOCK RATE {SKEWED_RATE}"),
+                )?;
                 let others: Vec<usize> = (0..size).filter(|&i| i != victim).collect();
                 let cluster = self.lock_cluster();
                 self.lock_network().cut(&cluster, &[victim], &others)?;
@@ -228,8 +262,74 @@ impl Nemesis<'_> {
                 );
                 Active::Skewed(victim)
             }
+            Kind::Member => return self.remove(victim, order[1]),
         };
         Ok(Some(fault))
+    }
+
+    /// The data leader's slot.
+    fn leader_slot(&self) -> Option<usize> {
+        let id = (self.find_leader)()?;
+        self.lock_cluster().slot_of(id)
+    }
+
+    fn partition(&self, kind: Kind, components: &[Vec<usize>]) -> Result<Active, String> {
+        let cluster = self.lock_cluster();
+        self.lock_network().partition(&cluster, components)?;
+        let components: Vec<Vec<usize>> = components.iter().map(|side| slots(side)).collect();
+        self.record(
+            "start-partition",
+            json!({"kind": kind.name(), "components": components}),
+        );
+        Ok(Active::Cut)
+    }
+
+    fn kill(&self, kind: Kind, victims: Vec<usize>) -> Active {
+        let mut cluster = self.lock_cluster();
+        for &victim in &victims {
+            cluster.kill(victim);
+        }
+        drop(cluster);
+        self.record(
+            "kill",
+            json!({"kind": kind.name(), "nodes": slots(&victims)}),
+        );
+        Active::Killed(victims)
+    }
+
+    /// Removes slot `victim`'s node through slot `via`, then stops it and wipes its
+    /// data. A removal refused or unanswered (no leader, say) is recorded and skipped:
+    /// the node stays, as it may or may not have been removed.
+    fn remove(&self, victim: usize, via: usize) -> Result<Option<Active>, String> {
+        let id = self.lock_cluster().nodes[victim].id;
+        if let Err(error) = (self.admin)(via, &format!("ALTER CLUSTER REMOVE NODE {id}")) {
+            self.record(
+                "skip",
+                json!({"kind": Kind::Member.name(), "node": victim + 1, "id": id, "why": error}),
+            );
+            return Ok(None);
+        }
+        self.lock_cluster().wipe(victim)?;
+        self.record(
+            "remove-node",
+            json!({"kind": Kind::Member.name(), "node": victim + 1, "id": id, "via": via + 1}),
+        );
+        Ok(Some(Active::Removed(victim)))
+    }
+
+    /// Brings a removed slot back as a new node, joining through a running one.
+    fn rejoin(&self, slot: usize) -> Result<(), String> {
+        let mut cluster = self.lock_cluster();
+        let via = (0..cluster.nodes.len())
+            .find(|&i| i != slot && cluster.nodes[i].is_running())
+            .ok_or("no running node to join through")?;
+        let id = cluster.rejoin(slot, via)?;
+        drop(cluster);
+        self.record(
+            "rejoin",
+            json!({"node": slot + 1, "id": id, "via": via + 1}),
+        );
+        Ok(())
     }
 
     fn undo(&self, fault: Active) -> Result<(), String> {
@@ -238,9 +338,13 @@ impl Nemesis<'_> {
                 self.lock_network().heal()?;
                 self.record("stop-partition", json!(null));
             }
-            Active::Killed(node) => {
-                self.lock_cluster().restart(node)?;
-                self.record("restart", json!({"node": node + 1}));
+            Active::Killed(victims) => {
+                let mut cluster = self.lock_cluster();
+                for &victim in &victims {
+                    cluster.restart(victim)?;
+                }
+                drop(cluster);
+                self.record("restart", json!({"nodes": slots(&victims)}));
             }
             Active::Paused(node) => {
                 self.lock_cluster().resume(node);
@@ -248,9 +352,10 @@ impl Nemesis<'_> {
             }
             Active::Skewed(node) => {
                 self.lock_network().heal()?;
-                (self.set_clock_rate)(node, 1.0)?;
+                (self.admin)(node, "ALTER CLUSTER SET CLOCK RATE 1")?;
                 self.record("reset-clock", json!({"node": node + 1}));
             }
+            Active::Removed(node) => self.rejoin(node)?,
         }
         Ok(())
     }
@@ -297,4 +402,98 @@ fn sleep_unless(stop: &AtomicBool, wait: Duration) -> bool {
         );
     }
     stop.load(Ordering::SeqCst)
+}
+
+/// Slots 0..size in a random order.
+fn shuffled(size: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..size).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    order
+}
+
+/// Slot numbers as people read them (1-based).
+fn slots(side: &[usize]) -> Vec<usize> {
+    side.iter().map(|i| i + 1).collect()
+}
+
+/// The pairs to cut so that, on the ring `order`, each node sees only the nodes within
+/// `reach` places of it, `reach` being the least that makes that (itself included) a
+/// majority: on 5 nodes each sees its two neighbours.
+pub fn majorities_ring(order: &[usize]) -> Vec<(usize, usize)> {
+    let size = order.len();
+    let majority = size / 2 + 1;
+    let reach = (majority - 1).div_ceil(2);
+    let mut cut = Vec::new();
+    for a in 0..size {
+        for b in a + 1..size {
+            let distance = (b - a).min(size - (b - a));
+            if distance > reach {
+                cut.push((order[a], order[b]));
+            }
+        }
+    }
+    cut
+}
+
+/// Splits `order` into two halves and the bridge between them (the middle node).
+pub fn bridge(order: &[usize]) -> (Vec<usize>, usize, Vec<usize>) {
+    let middle = (order.len() - 1) / 2;
+    (
+        order[..middle].to_vec(),
+        order[middle],
+        order[middle + 1..].to_vec(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Who each node still sees once `cut` is in place.
+    fn visible(size: usize, cut: &[(usize, usize)]) -> Vec<BTreeSet<usize>> {
+        (0..size)
+            .map(|a| {
+                (0..size)
+                    .filter(|&b| !cut.contains(&(a, b)) && !cut.contains(&(b, a)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// On 5 and 7 nodes, every node sees a majority and no two see the same one.
+    #[test]
+    fn a_majorities_ring_gives_each_node_its_own_majority() {
+        for size in [5, 7] {
+            let order: Vec<usize> = (0..size).rev().collect();
+            let seen = visible(size, &majorities_ring(&order));
+            for (node, others) in seen.iter().enumerate() {
+                assert!(others.len() > size / 2, "node {node} sees {others:?}");
+                assert!(others.len() < size, "node {node} sees everyone");
+            }
+            let distinct: BTreeSet<_> = seen.iter().collect();
+            assert_eq!(distinct.len(), size, "two nodes see the same majority");
+        }
+    }
+
+    /// The bridge sees both halves; the halves do not see each other, and neither is
+    /// a majority without the bridge.
+    #[test]
+    fn a_bridge_joins_two_minorities() {
+        let (left, bridge_node, right) = bridge(&[4, 2, 0, 1, 3]);
+        assert_eq!(
+            (left.as_slice(), bridge_node, right.as_slice()),
+            (&[4, 2][..], 0, &[1, 3][..])
+        );
+        let cut: Vec<(usize, usize)> = left
+            .iter()
+            .flat_map(|&a| right.iter().map(move |&b| (a, b)))
+            .collect();
+        let seen = visible(5, &cut);
+        assert_eq!(seen[0].len(), 5);
+        assert_eq!(seen[4], BTreeSet::from([4, 2, 0]));
+        assert_eq!(seen[1], BTreeSet::from([1, 3, 0]));
+    }
 }

@@ -68,6 +68,7 @@ pub struct Outcome {
 
 /// Runs a test; errors are set-up failures (no cluster, no iptables), not verdicts.
 pub fn run(options: &Options) -> Result<Outcome, String> {
+    check_sizes(options)?;
     let workload = Workload::new(options.workload);
     let directory = run_directory(options)?;
     std::fs::write(directory.join("test.json"), test_description(options))
@@ -100,8 +101,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     let network = Mutex::new(network);
     let stop = AtomicBool::new(false);
     let find_leader = || runtime.block_on(data_leader(&addresses));
-    let set_clock_rate =
-        |node: usize, rate: f64| runtime.block_on(set_clock_rate(&addresses[node], rate));
+    let admin = |node: usize, statement: &str| runtime.block_on(admin(&addresses[node], statement));
     let nemesis = Nemesis {
         kinds: options.nemeses.clone(),
         interval: options.interval,
@@ -109,7 +109,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         network: &network,
         recorder: &recorder,
         find_leader: &find_leader,
-        set_clock_rate: &set_clock_rate,
+        admin: &admin,
     };
     let faults = std::thread::scope(|scope| {
         let faults = scope.spawn(|| {
@@ -153,6 +153,26 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         .map_err(|error| format!("{}: {error}", directory.display()))?;
     Ok(Outcome { directory, verdict })
 }
+
+/// Refuses cluster sizes the harness or a fault cannot work with.
+fn check_sizes(options: &Options) -> Result<(), String> {
+    if !(1..=MAX_NODES).contains(&options.nodes) {
+        return Err(format!("--nodes must be 1 to {MAX_NODES}"));
+    }
+    for kind in &options.nemeses {
+        if options.nodes < kind.min_nodes() {
+            return Err(format!(
+                "the {} nemesis needs at least {} nodes",
+                kind.name(),
+                kind.min_nodes()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most nodes a run starts (127.0.0.11 onwards).
+const MAX_NODES: u64 = 9;
 
 /// A run that proves nothing is `unknown`: faults asked for never happened, the
 /// cluster did not recover, or the final reads failed.
@@ -261,8 +281,8 @@ async fn try_setup(address: &str, schema: &Setup) -> Result<(), String> {
     Ok(())
 }
 
-/// The data group's leader (index) as some node reports it.
-async fn data_leader(addresses: &[String]) -> Option<usize> {
+/// The data group's leader (node id) as some node reports it.
+async fn data_leader(addresses: &[String]) -> Option<u64> {
     for address in addresses {
         let Ok(client) = client::connect(address, "stale").await else {
             continue;
@@ -278,17 +298,19 @@ async fn data_leader(addresses: &[String]) -> Option<usize> {
             (group == Some(1) && role.as_deref() == Some("leader")).then_some(node?)
         });
         if let Some(node) = leader {
-            return usize::try_from(node - 1).ok();
+            return u64::try_from(node).ok();
         }
     }
     None
 }
 
-/// Makes the node at `address` measure time at `rate` (its own statement, on itself).
-async fn set_clock_rate(address: &str, rate: f64) -> Result<(), String> {
+/// Longest an administrative statement may take: a removal may move leadership first.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs an administrative statement (`ALTER CLUSTER …`) on the node at `address`.
+async fn admin(address: &str, statement: &str) -> Result<(), String> {
     let client = client::connect(address, "stale").await?;
-    let statement = format!("ALTER CLUSTER SET CLOCK RATE {rate}");
-    match tokio::time::timeout(client::OPERATION_TIMEOUT, client.batch_execute(&statement)).await {
+    match tokio::time::timeout(ADMIN_TIMEOUT, client.batch_execute(statement)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(format!("{address}: {statement}: {error}")),
         Err(_) => Err(format!("{address}: {statement}: no answer")),

@@ -90,10 +90,10 @@ fn fault_windows(events: &[Event]) -> Vec<(u64, Option<u64>, String)> {
             continue;
         }
         match event.f.as_str() {
-            "start-partition" | "kill" | "pause" | "skew-clock" => {
+            "start-partition" | "kill" | "pause" | "skew-clock" | "remove-node" => {
                 windows.push((event.time, None, format!("{} {}", event.f, event.value)))
             }
-            "stop-partition" | "restart" | "resume" | "reset-clock" | "heal" => {
+            "stop-partition" | "restart" | "resume" | "reset-clock" | "rejoin" | "heal" => {
                 if let Some(open) = windows.iter_mut().rev().find(|w| w.1.is_none()) {
                     open.1 = Some(event.time);
                 }

@@ -1,8 +1,9 @@
 //! The list-append checker on its own: a hand-made history for every anomaly it names
 //! and for write skew (which snapshot isolation allows), then random histories from a
 //! simulated snapshot-isolation store (always valid) and from broken ones — reads
-//! that see commits after their snapshot, appends applied twice, appends lost — each
-//! of which must be caught.
+//! that see commits after their snapshot, appends applied twice, appends lost,
+//! snapshots from the past (caught only with real-time edges) — each of which must be
+//! caught.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,7 +36,7 @@ fn kinds(verdict: &Verdict) -> Vec<String> {
 }
 
 fn assert_anomaly(history: &[Operation], kind: &str) {
-    let verdict = elle::check(history);
+    let verdict = elle::check(history, false);
     assert_eq!(
         verdict.valid,
         Validity::Invalid,
@@ -60,7 +61,7 @@ fn a_serial_history_is_valid() {
         ),
         ok(2, json!([["r", 1, [1, 2]], ["r", 2, [3]]])),
     ];
-    let verdict = elle::check(&history);
+    let verdict = elle::check(&history, false);
     assert_eq!(verdict.valid, Validity::Valid, "{}", verdict.summary());
 }
 
@@ -126,7 +127,7 @@ fn write_skew_is_noted_not_failed() {
         ok(1, json!([["r", 2, []], ["append", 1, 1]])),
         ok(2, json!([["r", 1, [1]], ["r", 2, [1]]])),
     ];
-    let verdict = elle::check(&history);
+    let verdict = elle::check(&history, false);
     assert_eq!(verdict.valid, Validity::Valid, "{}", verdict.summary());
     assert_eq!(verdict.stats.get("G2-item"), Some(&1));
     assert!(verdict.notes.iter().any(|note| note.contains("G2-item")));
@@ -179,7 +180,7 @@ fn acknowledged_appends_must_survive() {
     assert_anomaly(&history, "lost");
     let last = history.len() - 1;
     history[last].value = json!([["r", 1, [1, 2]]]);
-    assert_eq!(elle::check(&history).valid, Validity::Valid);
+    assert_eq!(elle::check(&history, false).valid, Validity::Valid);
 }
 
 /// How a simulated store misbehaves.
@@ -193,6 +194,10 @@ enum Fault {
     DuplicateAppend,
     /// One committed append never lands.
     LostAppend,
+    /// Each transaction's snapshot is taken up to 400 ticks before it starts (a
+    /// replica behind the leader): still snapshot isolation, but not in real-time
+    /// order.
+    StaleSnapshot,
 }
 
 /// Random concurrent transactions over 4 keys on a snapshot-isolation store (reads
@@ -235,10 +240,15 @@ fn simulate(seed: u64, fault: Fault) -> Vec<Operation> {
     };
     for (index, &i) in by_end.iter().enumerate() {
         let p = &planned[i];
+        let snapshot = if fault == Fault::StaleSnapshot {
+            p.start.saturating_sub(rng.random_range(0..400))
+        } else {
+            p.start
+        };
         let conflict = p
             .micros
             .iter()
-            .any(|(append, key, _)| *append && last_write.get(key).is_some_and(|t| *t > p.start));
+            .any(|(append, key, _)| *append && last_write.get(key).is_some_and(|t| *t > snapshot));
         let mut own: HashMap<i64, Vec<i64>> = HashMap::new();
         let mut done = Vec::new();
         for (append, key, value) in &p.micros {
@@ -249,7 +259,7 @@ fn simulate(seed: u64, fault: Fault) -> Vec<Operation> {
                 let seen_at = if fault == Fault::ReadLatest {
                     rng.random_range(p.start..=p.end)
                 } else {
-                    p.start
+                    snapshot
                 };
                 let mut list = state_at(&commits, seen_at, *key);
                 list.extend(own.get(key).cloned().unwrap_or_default());
@@ -317,7 +327,7 @@ fn simulate(seed: u64, fault: Fault) -> Vec<Operation> {
 #[test]
 fn simulated_snapshot_isolation_is_valid() {
     for seed in 0..30 {
-        let verdict = elle::check(&simulate(seed, Fault::None));
+        let verdict = elle::check(&simulate(seed, Fault::None), true);
         assert_eq!(
             verdict.valid,
             Validity::Valid,
@@ -332,13 +342,13 @@ fn simulated_snapshot_isolation_is_valid() {
 #[test]
 fn simulated_broken_stores_are_caught() {
     for seed in 0..20 {
-        let duplicated = elle::check(&simulate(seed, Fault::DuplicateAppend));
+        let duplicated = elle::check(&simulate(seed, Fault::DuplicateAppend), true);
         assert!(
             kinds(&duplicated).contains(&"duplicate-elements".to_string()),
             "seed {seed}: {}",
             duplicated.summary()
         );
-        let lost = elle::check(&simulate(seed, Fault::LostAppend));
+        let lost = elle::check(&simulate(seed, Fault::LostAppend), true);
         assert_eq!(
             lost.valid,
             Validity::Invalid,
@@ -347,10 +357,80 @@ fn simulated_broken_stores_are_caught() {
         );
     }
     let caught = (0..20)
-        .filter(|&seed| elle::check(&simulate(seed, Fault::ReadLatest)).valid == Validity::Invalid)
+        .filter(|&seed| {
+            elle::check(&simulate(seed, Fault::ReadLatest), true).valid == Validity::Invalid
+        })
         .count();
     assert!(
         caught >= 10,
         "read committed caught in only {caught} of 20 seeds"
+    );
+}
+
+/// Snapshots from the past are snapshot isolation — valid without real-time edges —
+/// but not strong snapshot isolation: with them, `-realtime` cycles are found, and
+/// nothing else.
+#[test]
+fn stale_snapshots_are_caught_only_by_real_time_edges() {
+    let mut caught = 0;
+    for seed in 0..20 {
+        let history = simulate(seed, Fault::StaleSnapshot);
+        let plain = elle::check(&history, false);
+        assert_eq!(
+            plain.valid,
+            Validity::Valid,
+            "seed {seed}: {}",
+            plain.summary()
+        );
+        let strong = elle::check(&history, true);
+        if strong.valid == Validity::Invalid {
+            caught += 1;
+            assert!(
+                kinds(&strong)
+                    .iter()
+                    .all(|kind| kind.ends_with("-realtime")),
+                "seed {seed}: {}",
+                strong.summary()
+            );
+        }
+    }
+    assert!(
+        caught >= 15,
+        "stale snapshots caught in only {caught} of 20 seeds"
+    );
+}
+
+/// A hand-made G-single-realtime: T2 appended 1 to key 1 and completed; T3 started
+/// after that, appended 2 to key 2; T1 read key 2 with T3's append but key 1 empty
+/// (T4, later, reads both).
+/// Each edge alone is fine; with T2 -rt-> T3 the cycle T1 -rw-> T2 -rt-> T3 -wr-> T1
+/// has one anti-dependency, and strong snapshot isolation forbids it.
+#[test]
+fn a_read_missing_an_earlier_commit_is_g_single_realtime() {
+    let history = [
+        txn(
+            1,
+            json!([["r", 1, []], ["r", 2, [2]]]),
+            EventType::Ok,
+            0,
+            100,
+        ),
+        txn(2, json!([["append", 1, 1]]), EventType::Ok, 10, 20),
+        txn(3, json!([["append", 2, 2]]), EventType::Ok, 30, 40),
+        txn(
+            4,
+            json!([["r", 1, [1]], ["r", 2, [2]]]),
+            EventType::Ok,
+            200,
+            210,
+        ),
+    ];
+    assert_eq!(elle::check(&history, false).valid, Validity::Valid);
+    let verdict = elle::check(&history, true);
+    assert_eq!(
+        kinds(&verdict),
+        vec!["G-single-realtime".to_string()],
+        "{}",
+        verdict.summary()
     );
 }

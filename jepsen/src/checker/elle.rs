@@ -24,6 +24,15 @@
 //! skew), which is counted and reported as a note. The checker is sound (every anomaly it names is
 //! real) but, like Elle, not complete.
 //!
+//! With `realtime` (reads at `linearizable` or `lease`, which promise that a
+//! transaction sees every commit acknowledged before it began), `rt` edges join too:
+//! T1 completed `ok` before T2 was invoked. Cycles through them are the `-realtime`
+//! variants (G0-realtime, G1c-realtime, G-single-realtime, G-nonadjacent-realtime:
+//! forbidden by strong snapshot isolation; G2-item-realtime: allowed). Only a
+//! transitive reduction of the real-time order is added — each transaction gets edges
+//! from the completed transactions no later one has superseded — so the graph stays
+//! linear in the history's size.
+//!
 //! Operations: `txn` with value `[["r", k, null | [v, ...]], ["append", k, v], ...]`
 //! (reads filled in on completion); the reads after healing are `final-txn`.
 
@@ -53,6 +62,7 @@ enum Dep {
     Ww,
     Wr,
     Rw,
+    Rt,
 }
 
 impl Dep {
@@ -61,12 +71,14 @@ impl Dep {
             Dep::Ww => "ww",
             Dep::Wr => "wr",
             Dep::Rw => "rw",
+            Dep::Rt => "rt",
         }
     }
 }
 
-/// Checks a list-append history against snapshot isolation.
-pub fn check(operations: &[Operation]) -> Verdict {
+/// Checks a list-append history against snapshot isolation, strong (real-time
+/// ordered) when `realtime`.
+pub fn check(operations: &[Operation], realtime: bool) -> Verdict {
     let mut stats: BTreeMap<String, u64> = BTreeMap::new();
     let mut txns = Vec::new();
     for op in operations {
@@ -94,12 +106,15 @@ pub fn check(operations: &[Operation]) -> Verdict {
     analysis.internal(&mut anomalies);
     let orders = analysis.version_orders(&mut anomalies);
     analysis.lost(&mut anomalies);
-    let graph = analysis.graph(&orders);
+    let mut graph = analysis.graph(&orders);
+    if realtime {
+        analysis.add_realtime(&mut graph);
+    }
     stats.insert("edges".into(), graph.values().map(|e| e.len() as u64).sum());
     let mut write_skews = Vec::new();
     for cycle in cycles(&graph) {
         let anomaly = analysis.describe_cycle(&cycle);
-        if anomaly.kind == "G2-item" {
+        if anomaly.kind.starts_with("G2-item") {
             write_skews.push(anomaly.explanation);
         } else {
             anomalies.push(anomaly);
@@ -424,10 +439,49 @@ impl<'a> Analysis<'a> {
             .collect()
     }
 
+    /// Adds `rt` edges: from each `ok` transaction to the committed ones invoked after
+    /// it completed — only from the frontier (completed, and not completed before
+    /// another completed transaction was invoked), which keeps the real-time order's
+    /// transitive closure with few edges.
+    fn add_realtime(&self, graph: &mut HashMap<usize, Vec<(usize, Dep)>>) {
+        // (time, is an invocation, transaction); at equal times invocations come
+        // first: operations that touch are not ordered.
+        let mut moments: Vec<(u64, bool, usize)> = Vec::new();
+        for &t in &self.committed {
+            let op = self.txns[t].op;
+            moments.push((op.invoked_at, false, t));
+            if let (EventType::Ok, Some(completed)) = (op.outcome, op.completed_at) {
+                moments.push((completed, true, t));
+            }
+        }
+        moments.sort_unstable();
+        let mut frontier: Vec<usize> = Vec::new();
+        for (_, completion, t) in moments {
+            if completion {
+                let invoked = self.txns[t].op.invoked_at;
+                frontier.retain(|&earlier| {
+                    self.txns[earlier]
+                        .op
+                        .completed_at
+                        .is_some_and(|done| done >= invoked)
+                });
+                frontier.push(t);
+            } else {
+                for &earlier in &frontier {
+                    let edges = graph.entry(earlier).or_default();
+                    if !edges.contains(&(t, Dep::Rt)) {
+                        edges.push((t, Dep::Rt));
+                    }
+                }
+            }
+        }
+    }
+
     /// Names a cycle by its edges.
     fn describe_cycle(&self, cycle: &[(usize, Dep)]) -> Anomaly {
         let rw = cycle.iter().filter(|(_, d)| *d == Dep::Rw).count();
         let wr = cycle.iter().filter(|(_, d)| *d == Dep::Wr).count();
+        let realtime = cycle.iter().any(|(_, d)| *d == Dep::Rt);
         // Two rw edges in a row (cyclically) is write skew, which snapshot isolation
         // allows; rw edges never adjacent (G-nonadjacent) it forbids.
         let adjacent_rw = (0..cycle.len())
@@ -438,6 +492,11 @@ impl<'a> Analysis<'a> {
             (1, _) => "G-single",
             _ if adjacent_rw => "G2-item",
             _ => "G-nonadjacent",
+        };
+        let kind = if realtime {
+            format!("{kind}-realtime")
+        } else {
+            kind.to_string()
         };
         let steps: Vec<String> = cycle
             .iter()
@@ -454,7 +513,7 @@ impl<'a> Analysis<'a> {
             .collect();
         let txns: Vec<usize> = cycle.iter().map(|(t, _)| *t).collect();
         self.anomaly(
-            kind,
+            &kind,
             format!(
                 "a cycle of {} transactions: {}",
                 cycle.len(),
@@ -466,7 +525,8 @@ impl<'a> Analysis<'a> {
 }
 
 /// Cycles to report: per strongly connected component, the shortest cycle of the
-/// strongest kind found (G0, then G1c, then G-single, then any). Each cycle is a list
+/// strongest kind found (G0, then G1c, then G-single — each first without `rt` edges,
+/// then with them — then any). Each cycle is a list
 /// of (transaction, kind of the edge to the next one).
 fn cycles(graph: &HashMap<usize, Vec<(usize, Dep)>>) -> Vec<Vec<(usize, Dep)>> {
     let mut found = Vec::new();
@@ -475,21 +535,22 @@ fn cycles(graph: &HashMap<usize, Vec<(usize, Dep)>>) -> Vec<Vec<(usize, Dep)>> {
             continue;
         }
         let members: HashSet<usize> = component.iter().copied().collect();
-        let allowed: [&[Dep]; 2] = [&[Dep::Ww], &[Dep::Ww, Dep::Wr]];
-        let mut cycle = allowed
-            .iter()
-            .find_map(|deps| shortest_cycle(graph, &members, deps));
-        if cycle.is_none() {
-            // Exactly one rw edge: rw from a to b, then back from b to a without rw.
-            cycle = rw_edges(graph, &members).find_map(|(a, b)| {
-                let back = path(graph, &members, b, a, &[Dep::Ww, Dep::Wr])?;
-                Some(close(a, Dep::Rw, back))
-            });
+        // The strongest kind first, and cycles without real-time edges before those
+        // with them.
+        let mut cycle = shortest_cycle(graph, &members, &[Dep::Ww]);
+        for dependencies in [&[Dep::Ww, Dep::Wr][..], &[Dep::Ww, Dep::Wr, Dep::Rt]] {
+            cycle = cycle
+                .or_else(|| shortest_cycle(graph, &members, dependencies))
+                .or_else(|| {
+                    // Exactly one rw edge: rw from a to b, then back from b to a.
+                    rw_edges(graph, &members).find_map(|(a, b)| {
+                        let back = path(graph, &members, b, a, dependencies)?;
+                        Some(close(a, Dep::Rw, back))
+                    })
+                });
         }
-        if cycle.is_none() {
-            cycle = shortest_cycle(graph, &members, &[Dep::Ww, Dep::Wr, Dep::Rw]);
-        }
-        found.extend(cycle);
+        let any = [Dep::Ww, Dep::Wr, Dep::Rw, Dep::Rt];
+        found.extend(cycle.or_else(|| shortest_cycle(graph, &members, &any)));
     }
     found
 }

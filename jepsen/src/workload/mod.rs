@@ -139,7 +139,7 @@ impl Workload {
             Kind::Register => checker::linear::check(operations, budget),
             Kind::Bank => checker::bank::check(operations, bank::ACCOUNTS, bank::TOTAL),
             Kind::Set => checker::set::check(operations, linearizable_reads),
-            Kind::Append => checker::elle::check(operations),
+            Kind::Append => checker::elle::check(operations, linearizable_reads),
         }
     }
 }

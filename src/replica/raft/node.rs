@@ -1377,7 +1377,7 @@ impl RaftNode {
 
     /// Records, after a successful AppendEntries, whether this follower has applied
     /// everything the leader had committed: the base of stale reads' staleness.
-    fn note_leader_contact(&self, group: &Group, leader_commit: Option<u64>) {
+    fn note_leader_contact(&self, group: &Group, leader_commit: Option<u64>, arrived: Instant) {
         let applied = group
             .raft
             .metrics()
@@ -1385,10 +1385,12 @@ impl RaftNode {
             .last_applied
             .map(|log_id| log_id.index);
         if leader_commit <= applied {
-            *group
+            // Caught up with what the leader had committed when it sent the call.
+            let mut fresh = group
                 .fresh_as_of
                 .lock()
-                .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
+                .unwrap_or_else(|poison| poison.into_inner());
+            *fresh = Some(fresh.map_or(arrived, |last| last.max(arrived)));
         }
     }
 }
@@ -1659,13 +1661,20 @@ impl Handler<PeerRequest, PeerResponse> for RaftNode {
                     return PeerResponse::NoSuchGroup(group);
                 };
                 let leader_commit = rpc.leader_commit.map(|log_id| log_id.index);
+                // The leader was heard when its call arrived, not once this replica's
+                // sync of the entries finished: a slow disk here must not look like a
+                // silent leader (which made followers campaign against a live one).
+                let arrived = Instant::now();
                 let answer = state.raft.append_entries(rpc).await;
                 if answer.as_ref().is_ok_and(|response| response.is_success()) {
-                    *state
+                    let mut contact = state
                         .last_leader_contact
                         .lock()
-                        .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
-                    self.note_leader_contact(&state, leader_commit);
+                        .unwrap_or_else(|poison| poison.into_inner());
+                    // Calls may finish out of order.
+                    *contact = Some(contact.map_or(arrived, |last| last.max(arrived)));
+                    drop(contact);
+                    self.note_leader_contact(&state, leader_commit, arrived);
                 }
                 PeerResponse::AppendEntries(answer)
             }
