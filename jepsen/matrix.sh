@@ -8,7 +8,7 @@
 # Each entry is NODES:FAULTS:LEVELS. Lease reads differ from linearizable ones only in
 # trusting the leader's lease, so `lease` runs with the faults that test a lease: a cut
 # off, paused or clock-skewed leader, and the 5-node partitions where two leaders may
-# overlap. The full matrix is 68 runs (about 75 minutes at 60 s on 2 cores).
+# overlap. The full matrix is 68 runs (about 70 minutes at 60 s on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

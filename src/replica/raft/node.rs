@@ -923,11 +923,6 @@ impl RaftNode {
         contact.is_some_and(|contact| self.clock.since(contact) < within)
     }
 
-    /// Allows this node's appends as leader of `group` to be pipelined (see
-    /// [`super::log_store`]) only while it leads, its membership is applied and stable,
-    /// no change of it runs here, and no quorum of any configuration is this node
-    /// alone: a follower's acknowledgement (held back until the leader's copy is on
-    /// disk) must always be part of a commit.
     /// Asks openraft for a snapshot of `group` once [`super::pacing`] says one is due
     /// (every replica snapshots on its own).
     async fn snapshot_if_due(&self, group: GroupId) {
@@ -950,6 +945,11 @@ impl RaftNode {
         }
     }
 
+    /// Allows this node's appends as leader of `group` to be pipelined (see
+    /// [`super::log_store`]) only while it leads, its membership is applied and stable,
+    /// no change of it runs here, and no quorum of any configuration is this node
+    /// alone: a follower's acknowledgement (held back until the leader's copy is on
+    /// disk) must always be part of a commit.
     fn refresh_pipelining(&self, group: GroupId) {
         let Ok(state) = self.group(group) else {
             return;
