@@ -2,8 +2,9 @@
 //! everything back, check, and leave a directory a person can read.
 //!
 //! The run directory holds `test.json` (what was asked), `history.jsonl` (written as it
-//! happens, nemesis events included), each node's data and log (`nN.log`),
-//! `verdict.json` and `timeline.svg`. Phases: setup (cluster, schema), the workload for
+//! happens, nemesis events included), `faults.jsonl` (the nemesis's events alone: the
+//! fault schedule), each node's data and log (`nN.log`), `verdict.json` and
+//! `timeline.svg`. Phases: setup (cluster, schema), the workload for
 //! `time` with faults drawn on the seeded schedule, heal (every rule removed, every
 //! node resumed and running), recovery (every node answers a linearizable read), final
 //! reads of every key used, then the check. A run whose faults never happened, or
@@ -151,7 +152,20 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     .map_err(|error| format!("{}: {error}", directory.display()))?;
     std::fs::write(directory.join("timeline.svg"), timeline::svg(&events))
         .map_err(|error| format!("{}: {error}", directory.display()))?;
+    std::fs::write(directory.join("faults.jsonl"), fault_schedule(&events))
+        .map_err(|error| format!("{}: {error}", directory.display()))?;
     Ok(Outcome { directory, verdict })
+}
+
+/// The nemesis's events alone, one JSON line each (also in the history): the fault
+/// schedule as it happened, for reading without the clients' operations around it.
+fn fault_schedule(events: &[history::Event]) -> String {
+    events
+        .iter()
+        .filter(|event| !matches!(event.process, Process::Client(_)))
+        .filter_map(|event| serde_json::to_string(event).ok())
+        .map(|line| line + "\n")
+        .collect()
 }
 
 /// Refuses cluster sizes the harness or a fault cannot work with.

@@ -58,6 +58,24 @@ fn registers_stay_linearizable_under_leader_partitions() {
         outcome.directory.display()
     );
     assert!(outcome.verdict.stats.get("faults").copied().unwrap_or(0) > 0);
+    // The run directory holds what a person reads: the fault schedule among it.
+    for file in [
+        "test.json",
+        "history.jsonl",
+        "faults.jsonl",
+        "verdict.json",
+        "timeline.svg",
+    ] {
+        assert!(outcome.directory.join(file).exists(), "no {file}");
+    }
+    let schedule = std::fs::read_to_string(outcome.directory.join("faults.jsonl")).expect("read");
+    assert!(schedule.contains("start-partition"), "{schedule}");
+    assert!(
+        schedule
+            .lines()
+            .all(|line| line.contains("\"process\":\"nemesis\"")),
+        "client events in the schedule: {schedule}"
+    );
 }
 
 /// Transfers stay atomic and money is conserved while nodes are SIGKILLed and

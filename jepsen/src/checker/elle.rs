@@ -526,8 +526,8 @@ impl<'a> Analysis<'a> {
 
 /// Cycles to report: per strongly connected component, the shortest cycle of the
 /// strongest kind found (G0, then G1c, then G-single — each first without `rt` edges,
-/// then with them — then any). Each cycle is a list
-/// of (transaction, kind of the edge to the next one).
+/// then with them — then any). Each cycle is a list of (transaction, kind of the edge
+/// to the next one).
 fn cycles(graph: &HashMap<usize, Vec<(usize, Dep)>>) -> Vec<Vec<(usize, Dep)>> {
     let mut found = Vec::new();
     for component in strongly_connected(graph) {
