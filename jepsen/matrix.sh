@@ -8,7 +8,7 @@
 # Each entry is NODES:FAULTS:LEVELS. Lease reads differ from linearizable ones only in
 # trusting the leader's lease, so `lease` runs with the faults that test a lease: a cut
 # off, paused or clock-skewed leader, and the 5-node partitions where two leaders may
-# overlap. The full matrix is 68 runs (about 70 minutes at 60 s on 2 cores).
+# overlap. The full matrix is 72 runs (about 75 minutes at 60 s on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,7 @@ STORE=${STORE:-jepsen/store}
 WORKLOADS="register bank set append"
 both="linearizable,lease"
 CONFIGS="3:partition-one:linearizable 3:partition-halves:linearizable 3:kill:linearizable
-3:kill-leader:linearizable 3:kill-majority:linearizable 3:member:linearizable
+3:kill-leader:linearizable 3:kill-majority:linearizable 3:pause:linearizable 3:member:linearizable
 3:kill,partition-halves,pause-leader,member:linearizable
 3:partition-leader:$both 3:pause-leader:$both 3:clock-skew-leader:$both
 5:partition-majorities-ring:$both 5:partition-bridge:$both"

@@ -29,7 +29,7 @@ enum Command {
         workload: Workload,
         /// Faults, comma-separated: partition-leader, partition-one, partition-halves,
         /// partition-majorities-ring, partition-bridge, kill, kill-leader,
-        /// kill-majority, pause-leader, clock-skew-leader, member; or none.
+        /// kill-majority, pause, pause-leader, clock-skew-leader, member; or none.
         #[arg(long, default_value = "none")]
         nemesis: String,
         /// Cluster size (1 to 9; the ring and bridge partitions need 5).

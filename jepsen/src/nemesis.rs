@@ -42,6 +42,9 @@ pub enum Kind {
     /// SIGKILL a random majority (no quorum left: writes must stop, nothing
     /// acknowledged may be lost); restart them when the fault stops.
     KillMajority,
+    /// SIGSTOP a random node (long enough for an election, were it the leader);
+    /// SIGCONT when it stops.
+    Pause,
     /// SIGSTOP the data leader (long enough for an election); SIGCONT when it stops.
     PauseLeader,
     /// Make the data leader's clock run at a twentieth of real time (its lease seems
@@ -58,7 +61,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, by its command-line name.
-    pub const ALL: [(&'static str, Kind); 11] = [
+    pub const ALL: [(&'static str, Kind); 12] = [
         ("partition-leader", Kind::PartitionLeader),
         ("partition-one", Kind::PartitionOne),
         ("partition-halves", Kind::PartitionHalves),
@@ -67,6 +70,7 @@ impl Kind {
         ("kill", Kind::Kill),
         ("kill-leader", Kind::KillLeader),
         ("kill-majority", Kind::KillMajority),
+        ("pause", Kind::Pause),
         ("pause-leader", Kind::PauseLeader),
         ("clock-skew-leader", Kind::ClockSkewLeader),
         ("member", Kind::Member),
@@ -243,7 +247,7 @@ impl Nemesis<'_> {
             }
             Kind::Kill | Kind::KillLeader => self.kill(kind, vec![victim]),
             Kind::KillMajority => self.kill(kind, order[..size / 2 + 1].to_vec()),
-            Kind::PauseLeader => {
+            Kind::Pause | Kind::PauseLeader => {
                 self.lock_cluster().pause(victim);
                 self.record("pause", json!({"kind": kind.name(), "node": victim + 1}));
                 Active::Paused(victim)
