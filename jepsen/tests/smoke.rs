@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tessera_jepsen::checker::Validity;
 use tessera_jepsen::nemesis::Kind;
-use tessera_jepsen::runner::{run, Options};
+use tessera_jepsen::runner::{run, Options, Outcome};
 use tessera_jepsen::workload;
 
 /// `target/<profile>/tessera`, next to this test's `deps` directory.
@@ -44,12 +44,8 @@ fn options(read_consistency: &str, seed: u64, store: &std::path::Path) -> Option
     }
 }
 
-/// Linearizable reads and every write stay linearizable while the leader is cut off
-/// again and again.
-#[test]
-fn registers_stay_linearizable_under_leader_partitions() {
-    let store = tempfile::tempdir().expect("store");
-    let outcome = run(&options("linearizable", 1, store.path())).expect("run");
+/// Fails unless the run was judged valid, naming the verdict and the run directory.
+fn assert_valid(outcome: &Outcome) {
     assert_eq!(
         outcome.verdict.valid,
         Validity::Valid,
@@ -57,6 +53,15 @@ fn registers_stay_linearizable_under_leader_partitions() {
         outcome.verdict.summary(),
         outcome.directory.display()
     );
+}
+
+/// Linearizable reads and every write stay linearizable while the leader is cut off
+/// again and again.
+#[test]
+fn registers_stay_linearizable_under_leader_partitions() {
+    let store = tempfile::tempdir().expect("store");
+    let outcome = run(&options("linearizable", 1, store.path())).expect("run");
+    assert_valid(&outcome);
     assert!(outcome.verdict.stats.get("faults").copied().unwrap_or(0) > 0);
     // The run directory holds what a person reads: the fault schedule among it.
     for file in [
@@ -87,13 +92,7 @@ fn bank_totals_hold_under_crashes() {
     bank.workload = workload::Kind::Bank;
     bank.nemeses = vec![Kind::Kill, Kind::KillLeader];
     let outcome = run(&bank).expect("run");
-    assert_eq!(
-        outcome.verdict.valid,
-        Validity::Valid,
-        "{} ({})",
-        outcome.verdict.summary(),
-        outcome.directory.display()
-    );
+    assert_valid(&outcome);
 }
 
 /// The negative control: `stale` reads on a cut-off old leader return values the
