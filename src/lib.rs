@@ -15,7 +15,7 @@
 //! ```
 //!
 //! The modules follow the path of a statement: [`session`] -> [`sql`] (parser, planner,
-//! execution) -> [`txn`] (MVCC) -> [`replica`] (ordering and stamping commands) ->
+//! execution) -> [`txn`] (MVCC) -> [`shard`] (the router) -> [`replica`] (ordering and stamping commands) ->
 //! [`state_machine`] (deterministic apply) -> [`storage`] (RocksDB, key encoding).
 //! `docs/architecture.md` describes each layer and why it is shaped as it is.
 
@@ -28,6 +28,7 @@ pub mod error;
 pub mod replica;
 pub mod server;
 pub mod session;
+pub mod shard;
 pub mod shell;
 pub mod sql;
 pub mod state_machine;

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::replica::{ReadLevel, Replica};
+use crate::sql::admin;
 use crate::sql::ast::{ClusterChange, Statement};
 use crate::sql::execution::interrupt::Interrupt;
 use crate::sql::execution::{self, Outcome};
@@ -420,13 +421,14 @@ impl Session {
                 text_column("QUERY PLAN")
             }
             Statement::Show { name } if name.eq_ignore_ascii_case("cluster") => {
-                crate::replica::cluster::status_table(&[]).0
+                admin::status_table(&[]).0
             }
             Statement::Show { name } if name.eq_ignore_ascii_case("checksum") => {
-                crate::replica::cluster::checksum_columns()
+                admin::checksum_columns()
             }
             Statement::Show { name } => text_column(&name.to_lowercase()),
-            Statement::AlterCluster(_) => crate::replica::cluster::step_table(&[]).0,
+            Statement::ShowShards { .. } => admin::shards_table(&[], &[]).0,
+            Statement::AlterCluster(_) => admin::step_table(&[]).0,
             _ => Vec::new(),
         };
         Ok(Description {
@@ -468,6 +470,7 @@ impl Session {
             _ if self.failed => Err(Error::TransactionAborted),
             Statement::Set { name, value } => self.set(name, value.as_deref()),
             Statement::Show { name } => self.show(name),
+            Statement::ShowShards { table } => self.show_shards(table.as_deref()),
             Statement::AlterCluster(change) => self.alter_cluster(change),
             Statement::Explain(inner) => self.explain(inner, params),
             ddl if ddl.is_ddl() => {
@@ -735,7 +738,7 @@ impl Session {
         let planner = Planner::new(&catalog, &[], &everything).with_identity(&self.identity);
         let (operations, tag) = match statement {
             Statement::CreateTable(create) => {
-                let spec = planner.table_spec(create, 1)?;
+                let spec = planner.table_spec(create, self.replica.default_shard_count())?;
                 (
                     vec![Operation::CreateTable {
                         spec,
@@ -817,7 +820,10 @@ impl Session {
             }
         };
         for operation in operations {
-            if let Applied::Skipped { notice } = self.replica.propose(operation, Some(&report))? {
+            if let Applied::Skipped { notice } =
+                self.replica
+                    .propose(crate::shard::CATALOG_GROUP, operation, Some(&report))?
+            {
                 result.notices.push(notice);
             }
         }
@@ -892,13 +898,30 @@ impl Session {
     /// SHOW CLUSTER: every node's view of every group it hosts.
     fn show_cluster(&self) -> Result<QueryResult> {
         let statuses = self.cluster_node("SHOW CLUSTER")?.status()?;
-        let (columns, rows) = crate::replica::cluster::status_table(&statuses);
+        let (columns, rows) = admin::status_table(&statuses);
         Ok(tagged_rows("SHOW", columns, rows))
     }
 
     /// SHOW CHECKSUM: this replica's fingerprint of each group, to compare replicas.
     fn show_checksum(&self) -> Result<QueryResult> {
-        let (columns, rows) = self.cluster_node("SHOW CHECKSUM")?.checksums()?;
+        let node = self.cluster_node("SHOW CHECKSUM")?;
+        let (columns, rows) = admin::checksum_table(node.node().id(), &node.checksums()?);
+        Ok(tagged_rows("SHOW", columns, rows))
+    }
+
+    /// SHOW SHARDS [FOR table]: each shard's hash range and group, with the group's
+    /// leader and voters on a cluster node (as this node's view of them reports).
+    fn show_shards(&self, table: Option<&str>) -> Result<QueryResult> {
+        let catalog = self.fresh_catalog()?;
+        let tables: Vec<&crate::catalog::Table> = match table {
+            Some(name) => vec![catalog.require_table(name)?],
+            None => catalog.tables().collect(),
+        };
+        let groups = match self.replica.cluster() {
+            Some(cluster) => cluster.group_reports()?,
+            None => Vec::new(),
+        };
+        let (columns, rows) = admin::shards_table(&tables, &groups);
         Ok(tagged_rows("SHOW", columns, rows))
     }
 
@@ -915,7 +938,7 @@ impl Session {
         let steps = self
             .cluster_node("ALTER CLUSTER")?
             .change_membership(change)?;
-        let (columns, rows) = crate::replica::cluster::step_table(&steps);
+        let (columns, rows) = admin::step_table(&steps);
         Ok(tagged_rows("ALTER CLUSTER", columns, rows))
     }
 }
@@ -1011,7 +1034,7 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::Commit => "COMMIT",
         Statement::Rollback => "ROLLBACK",
         Statement::Set { .. } => "SET",
-        Statement::Show { .. } => "SHOW",
+        Statement::Show { .. } | Statement::ShowShards { .. } => "SHOW",
         Statement::AlterCluster(_) => "ALTER CLUSTER",
         Statement::Explain(_) => "EXPLAIN",
         Statement::Select(_) => "SELECT",

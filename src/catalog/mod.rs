@@ -6,6 +6,7 @@
 //! changes. Tables and indexes are known by numeric ids in keys; names live only here.
 
 use crate::error::{Error, Result};
+use crate::shard::{self, ShardPlacement};
 use crate::storage::keys::{IndexId, TableId};
 use crate::types::{DataType, Value};
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,8 @@ pub struct Table {
     pub indexes: Vec<Index>,
     /// How many shards the table's hash space is split into.
     pub shard_count: u16,
+    /// Where each shard lives, by shard number (the table's part of the shard map).
+    pub placement: Vec<ShardPlacement>,
 }
 
 impl Table {
@@ -147,15 +150,37 @@ impl SharedCatalog {
     }
 }
 
-/// Every table, by name, plus the id counters.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Every table, by name, plus the id counters and the shard map's version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     tables: BTreeMap<String, Table>,
     next_table_id: TableId,
     next_index_id: IndexId,
+    /// How many data groups new tables' shards are placed on.
+    data_groups: u64,
+    /// Grows with every change of where shards live (a table created or dropped), so a
+    /// statement routed with an older map can be told apart.
+    shard_map_version: u64,
+}
+
+impl Default for Catalog {
+    fn default() -> Catalog {
+        Catalog {
+            tables: BTreeMap::new(),
+            next_table_id: 0,
+            next_index_id: 0,
+            data_groups: 1,
+            shard_map_version: 0,
+        }
+    }
 }
 
 impl Catalog {
+    /// The version of the shard map (see the field's doc).
+    pub fn shard_map_version(&self) -> u64 {
+        self.shard_map_version
+    }
+
     /// Looks a table up by name.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
@@ -196,13 +221,15 @@ impl Catalog {
         }
         let id = self.next_table_id;
         self.next_table_id += 1;
+        let shard_count = spec.shard_count.clamp(1, shard::MAX_TABLE_SHARDS);
         let mut table = Table {
             id,
             name: spec.name.clone(),
             columns: spec.columns,
             primary_key: spec.primary_key,
             indexes: Vec::new(),
-            shard_count: spec.shard_count.max(1),
+            shard_count,
+            placement: shard::place_shards(id, shard_count, self.data_groups),
         };
         for unique in spec.unique_constraints {
             if table.indexes.iter().any(|i| i.name == unique.name)
@@ -213,6 +240,7 @@ impl Catalog {
             table.indexes.push(self.new_index(unique, created_ts));
         }
         self.tables.insert(spec.name.clone(), table);
+        self.shard_map_version += 1;
         Ok(&self.tables[&spec.name])
     }
 
@@ -244,9 +272,12 @@ impl Catalog {
 
     /// Removes a table, returning its definition.
     pub fn remove_table(&mut self, name: &str) -> Result<Table> {
-        self.tables
+        let table = self
+            .tables
             .remove(name)
-            .ok_or_else(|| Error::UndefinedTable(name.to_string()))
+            .ok_or_else(|| Error::UndefinedTable(name.to_string()))?;
+        self.shard_map_version += 1;
+        Ok(table)
     }
 
     /// Removes an index by name, returning its table id and the index.
@@ -290,6 +321,7 @@ mod tests {
         catalog.remove_table("a").unwrap();
         let second = catalog.add_table(spec("a"), 2).unwrap().id;
         assert_ne!(first, second);
+        assert_eq!(catalog.shard_map_version(), 3, "two creates and a drop");
         let index = IndexSpec {
             name: "a_idx".into(),
             columns: vec![0],

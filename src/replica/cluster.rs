@@ -11,18 +11,45 @@
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
 use super::raft::membership::StepReport;
-use super::raft::node::{GroupStatus, NodeStatus, Proposal, RaftNode, WriteError, DATA_GROUP};
+pub use super::raft::node::NodeStatus;
+use super::raft::node::{Proposal, RaftNode, WriteError};
 use super::raft::types::Response;
 use super::ReadLevel;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::sql::ast::ClusterChange;
-use crate::sql::planner::OutputColumn;
+use crate::shard::GroupId;
 use crate::state_machine::{Applied, Operation};
 use crate::storage::Store;
-use crate::types::{DataType, Value};
 use std::future::Future;
 use std::sync::Arc;
+
+/// What `ALTER CLUSTER` changes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterChange {
+    /// `ADD NODE 'raft address'`: the running node there joins every group.
+    AddNode {
+        /// The new node's Raft address.
+        raft_address: String,
+    },
+    /// `REMOVE NODE id`.
+    RemoveNode {
+        /// The node.
+        node_id: u64,
+    },
+    /// `TRANSFER LEADER TO NODE id [FOR GROUP g]`.
+    TransferLeader {
+        /// The node that should lead.
+        to: u64,
+        /// One group, or every group when `None`.
+        group: Option<u64>,
+    },
+    /// `SET CLOCK RATE r`: the node this session is on measures time `r` times as fast
+    /// as the system's clock (a fault for tests; refused unless the node allows it).
+    ClockRate {
+        /// The rate, 1.0 being the system's.
+        rate: f64,
+    },
+}
 
 /// A cluster node seen as a replica.
 pub struct ClusterReplica {
@@ -60,16 +87,17 @@ impl ClusterReplica {
         )))
     }
 
-    /// Commits an operation through the data group's leader.
-    pub fn propose(&self, operation: Operation) -> Result<Applied> {
+    /// Commits an operation through the leader of `group`, the group the router
+    /// placed what it writes in.
+    pub fn propose(&self, group: GroupId, operation: Operation) -> Result<Applied> {
         let node = Arc::clone(&self.node);
         let (log_id, response) = self
             .run(async move {
                 // The leader stamps the change (one oracle call per batch of changes).
-                let written = node.write(DATA_GROUP, Proposal::Change(operation)).await?;
+                let written = node.write(group, Proposal::Change(operation)).await?;
                 // Read-your-writes on this replica; a replica that cannot catch up in time
                 // does not undo a committed write, so only a warning.
-                if let Err(error) = node.wait_applied(DATA_GROUP, written.0.index).await {
+                if let Err(error) = node.wait_applied(group, written.0.index).await {
                     tracing::warn!(%error, "a committed write is not applied here yet");
                 }
                 Ok::<_, WriteError>(written)
@@ -78,16 +106,37 @@ impl ClusterReplica {
         match response {
             Response::Data(outcome) => outcome.map(|(applied, _commit_ts)| applied),
             other => Err(Error::Internal(format!(
-                "the data group answered entry {log_id} with {other:?}"
+                "group {group} answered entry {log_id} with {other:?}"
             ))),
         }
     }
 
-    /// Whether the data group's leader was heard from within two heartbeats (see
-    /// [`RaftNode::leader_heard_within`]).
+    /// Whether the leader of every data group hosted here was heard from within two
+    /// heartbeats (see [`RaftNode::leader_heard_within`]).
     pub fn leader_recently_heard(&self) -> bool {
         let within = self.node.settings().heartbeat * 2;
-        self.node.leader_heard_within(DATA_GROUP, within)
+        self.node
+            .data_groups()
+            .into_iter()
+            .all(|group| self.node.leader_heard_within(group, within))
+    }
+
+    /// How many nodes the cluster has (the metadata group's voters).
+    pub fn node_count(&self) -> usize {
+        self.node.member_count()
+    }
+
+    /// The store holding this node's replica of `group`; an error when this node
+    /// does not host it.
+    pub fn group_store(&self, group: GroupId) -> Result<&Store> {
+        if self.node.hosts(group) {
+            Ok(self.node.store())
+        } else {
+            Err(Error::ObjectNotInPrerequisiteState(format!(
+                "node {} does not host group {group}",
+                self.node.id()
+            )))
+        }
     }
 
     /// A number never handed out before: a timestamp from the oracle.
@@ -97,12 +146,28 @@ impl ClusterReplica {
             .map_err(write_failed)
     }
 
-    /// Waits until this replica may serve a read at `level`, then returns the
-    /// timestamp of everything it has applied.
+    /// Waits until this replica may serve a read at `level` in every data group it
+    /// hosts, then returns the lowest of their applied commit timestamps. With one data
+    /// group (all a cluster runs today) that is exactly the group's applied state; a
+    /// snapshot across several groups needs each group to promise it will commit
+    /// nothing at or below the timestamp (a closed timestamp), which the cross-shard
+    /// commit protocol brings.
     pub fn read_timestamp(&self, level: ReadLevel) -> Result<u64> {
+        let groups = self.node.data_groups();
         let node = Arc::clone(&self.node);
-        self.run(async move { node.prepare_read(DATA_GROUP, level).await })??;
-        self.node.applied_commit_ts()
+        let prepared = groups.clone();
+        self.run(async move {
+            for group in prepared {
+                node.prepare_read(group, level).await?;
+            }
+            Ok::<_, Error>(())
+        })??;
+        let mut lowest = None;
+        for group in groups {
+            let applied = self.node.applied_commit_ts(group)?;
+            lowest = Some(lowest.map_or(applied, |low: u64| low.min(applied)));
+        }
+        lowest.ok_or_else(|| Error::Internal("this node hosts no data group".into()))
     }
 
     /// The catalog as applied on this replica.
@@ -134,23 +199,29 @@ impl ClusterReplica {
         .map_err(write_failed)
     }
 
-    /// This replica's fingerprint of every group it hosts (SHOW CHECKSUM): node id,
-    /// group, applied index, checksum.
-    pub fn checksums(&self) -> Result<(Vec<OutputColumn>, Vec<Vec<Value>>)> {
+    /// This replica's fingerprint of every group it hosts (SHOW CHECKSUM): group,
+    /// applied index, checksum.
+    pub fn checksums(&self) -> Result<Vec<(GroupId, Option<u64>, u64)>> {
         let node = Arc::clone(&self.node);
-        let sums = self.run(async move { node.checksums().await })??;
-        let rows = sums
-            .into_iter()
-            .map(|(group, applied, sum)| {
-                vec![
-                    Value::BigInt(self.node.id() as i64),
-                    Value::BigInt(group as i64),
-                    applied.map_or(Value::Null, |index| Value::BigInt(index as i64)),
-                    Value::Text(format!("{sum:016x}")),
-                ]
-            })
-            .collect();
-        Ok((checksum_columns(), rows))
+        self.run(async move { node.checksums().await })?
+    }
+
+    /// Each group's report from the node that leads it (or, for a group no node
+    /// claims to lead, from this node): who leads and who votes.
+    pub fn group_reports(&self) -> Result<Vec<super::raft::node::GroupStatus>> {
+        let statuses = self.status()?;
+        let mut reports: Vec<super::raft::node::GroupStatus> = Vec::new();
+        for status in &statuses {
+            for group in &status.groups {
+                let leads = group.leader == Some(status.node_id) && group.role == "leader";
+                match reports.iter_mut().find(|r| r.group == group.group) {
+                    Some(report) if leads => *report = group.clone(),
+                    Some(_) => {}
+                    None => reports.push(group.clone()),
+                }
+            }
+        }
+        Ok(reports)
     }
 
     /// Every member's status (SHOW CLUSTER).
@@ -170,121 +241,4 @@ fn write_failed(error: WriteError) -> Error {
         WriteError::Unknown(why) => Error::OutcomeUnknown(why),
         WriteError::Refused(why) => Error::ObjectNotInPrerequisiteState(why),
     }
-}
-
-/// SHOW CLUSTER's columns and rows: one row per node and group, with the replication
-/// lag the group's leader reports for that node.
-pub fn status_table(statuses: &[NodeStatus]) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
-    let text = DataType::Text { max_length: None };
-    let columns = columns(&[
-        ("node_id", DataType::BigInt),
-        ("raft_address", text),
-        ("sql_address", text),
-        ("group_id", DataType::BigInt),
-        ("role", text),
-        ("term", DataType::BigInt),
-        ("leader", DataType::BigInt),
-        ("last_index", DataType::BigInt),
-        ("commit_index", DataType::BigInt),
-        ("applied_index", DataType::BigInt),
-        ("lag", DataType::BigInt),
-    ]);
-    let number = |value: Option<u64>| match value {
-        Some(value) => Value::BigInt(i64::try_from(value).unwrap_or(i64::MAX)),
-        None => Value::Null,
-    };
-    let mut rows = Vec::new();
-    for status in statuses {
-        let identity = [
-            Value::BigInt(status.node_id as i64),
-            Value::Text(status.raft_address.clone()),
-            Value::Text(status.sql_address.clone()),
-        ];
-        if status.groups.is_empty() {
-            let mut row = identity.to_vec();
-            row.extend([Value::Null, Value::Text("unreachable".into())]);
-            row.extend(std::iter::repeat_n(Value::Null, 6));
-            rows.push(row);
-            continue;
-        }
-        for group in &status.groups {
-            let lag = leader_report(statuses, group.group).and_then(|leader| {
-                if leader.leader == Some(status.node_id) && group.role == "leader" {
-                    Some(0)
-                } else {
-                    leader.lag.get(&status.node_id).copied()
-                }
-            });
-            let mut row = identity.to_vec();
-            row.extend([
-                number(Some(group.group)),
-                Value::Text(group.role.clone()),
-                number(Some(group.term)),
-                number(group.leader),
-                number(group.last_log),
-                number(group.committed),
-                number(group.applied),
-                number(lag),
-            ]);
-            rows.push(row);
-        }
-    }
-    (columns, rows)
-}
-
-/// Output columns from (name, type) pairs.
-fn columns(named: &[(&str, DataType)]) -> Vec<OutputColumn> {
-    named
-        .iter()
-        .map(|(name, data_type)| OutputColumn {
-            name: (*name).into(),
-            data_type: *data_type,
-        })
-        .collect()
-}
-
-/// SHOW CHECKSUM's columns.
-pub fn checksum_columns() -> Vec<OutputColumn> {
-    columns(&[
-        ("node_id", DataType::BigInt),
-        ("group_id", DataType::BigInt),
-        ("applied_index", DataType::BigInt),
-        ("checksum", DataType::Text { max_length: None }),
-    ])
-}
-
-/// ALTER CLUSTER's columns and rows: one row per step, in the order they ran.
-pub fn step_table(steps: &[StepReport]) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
-    let columns = columns(&[
-        ("group_id", DataType::BigInt),
-        ("action", DataType::Text { max_length: None }),
-        ("elapsed_ms", DataType::BigInt),
-    ]);
-    let rows = steps
-        .iter()
-        .map(|step| {
-            vec![
-                Value::BigInt(step.group as i64),
-                Value::Text(step.action.clone()),
-                Value::BigInt(i64::try_from(step.millis).unwrap_or(i64::MAX)),
-            ]
-        })
-        .collect();
-    (columns, rows)
-}
-
-/// The report of `group` by a node that leads it, if any answered.
-fn leader_report(statuses: &[NodeStatus], group: u64) -> Option<&GroupStatus> {
-    statuses
-        .iter()
-        .flat_map(|status| {
-            status
-                .groups
-                .iter()
-                .map(move |report| (status.node_id, report))
-        })
-        .find(|(node, report)| {
-            report.group == group && report.leader == Some(*node) && report.role == "leader"
-        })
-        .map(|(_, report)| report)
 }

@@ -16,13 +16,15 @@
 //! key) is only reported once that commit is durable.
 
 pub mod cluster;
+pub mod oracle;
 pub mod raft;
 
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::error::Result;
+use crate::shard::GroupId;
 use crate::state_machine::{Applied, Command, Operation, ProgressFn, StateMachine};
 use crate::storage::Store;
-use crate::txn::oracle::{LocalOracle, TimestampOracle};
+use oracle::{LocalOracle, TimestampOracle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -50,11 +52,18 @@ pub enum Replica {
 }
 
 impl Replica {
-    /// Orders, stamps and applies one operation; returns once it is durable.
-    pub fn propose(&self, operation: Operation, progress: Option<ProgressFn>) -> Result<Applied> {
+    /// Orders, stamps and applies one operation in `group` (where the router placed
+    /// what it changes); returns once it is durable. The embedded replica hosts every
+    /// group in one state machine, so it needs no routing.
+    pub fn propose(
+        &self,
+        group: GroupId,
+        operation: Operation,
+        progress: Option<ProgressFn>,
+    ) -> Result<Applied> {
         match self {
             Replica::Local(local) => local.propose(operation, progress),
-            Replica::Cluster(cluster) => cluster.propose(operation),
+            Replica::Cluster(cluster) => cluster.propose(group, operation),
         }
     }
 
@@ -88,6 +97,26 @@ impl Replica {
         match self {
             Replica::Local(local) => local.store(),
             Replica::Cluster(cluster) => cluster.store(),
+        }
+    }
+
+    /// The store holding this replica's copy of `group`, for snapshot reads of the
+    /// shards the router placed there. Every group is hosted on every node today (a
+    /// cluster runs one data group), so this never refuses yet; once groups have their
+    /// own members, a group hosted elsewhere is read over the network instead.
+    pub fn group_store(&self, group: GroupId) -> Result<&Store> {
+        match self {
+            Replica::Local(local) => Ok(local.store()),
+            Replica::Cluster(cluster) => cluster.group_store(group),
+        }
+    }
+
+    /// The shard count of a table created without `WITH (shards = N)`: grows with the
+    /// number of nodes (see [`crate::shard::default_shard_count`]).
+    pub fn default_shard_count(&self) -> u16 {
+        match self {
+            Replica::Local(_) => crate::shard::default_shard_count(1),
+            Replica::Cluster(cluster) => crate::shard::default_shard_count(cluster.node_count()),
         }
     }
 

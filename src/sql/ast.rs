@@ -75,37 +75,16 @@ pub enum Statement {
         /// Setting name, lower-cased.
         name: String,
     },
+    /// SHOW SHARDS [FOR table]: where each shard of a table (or of every table) lives.
+    ShowShards {
+        /// The table, or every table when `None`.
+        table: Option<String>,
+    },
     /// ALTER CLUSTER: a membership change, or a test fault (Tessera's own statement).
     AlterCluster(ClusterChange),
 }
 
-/// What `ALTER CLUSTER` changes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClusterChange {
-    /// `ADD NODE 'raft address'`: the running node there joins every group.
-    AddNode {
-        /// The new node's Raft address.
-        raft_address: String,
-    },
-    /// `REMOVE NODE id`.
-    RemoveNode {
-        /// The node.
-        node_id: u64,
-    },
-    /// `TRANSFER LEADER TO NODE id [FOR GROUP g]`.
-    TransferLeader {
-        /// The node that should lead.
-        to: u64,
-        /// One group, or every group when `None`.
-        group: Option<u64>,
-    },
-    /// `SET CLOCK RATE r`: the node this session is on measures time `r` times as fast
-    /// as the system's clock (a fault for tests; refused unless the node allows it).
-    ClockRate {
-        /// The rate, 1.0 being the system's.
-        rate: f64,
-    },
-}
+pub use crate::replica::cluster::ClusterChange;
 
 impl Statement {
     /// Whether the statement changes the schema (such statements commit on their own).
@@ -133,6 +112,9 @@ pub struct CreateTable {
     pub unique: Vec<(Option<String>, Vec<String>)>,
     /// IF NOT EXISTS.
     pub if_not_exists: bool,
+    /// `WITH (shards = N)`: how many shards the hash space is split into; `None` takes
+    /// the deployment's default, which grows with the cluster.
+    pub shards: Option<u16>,
 }
 
 /// One column of CREATE TABLE.

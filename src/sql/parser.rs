@@ -47,6 +47,8 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         let statement = if is_word(&next, "alter") && is_word(&parser.peek_nth_token(1), "cluster")
         {
             parse_alter_cluster(&mut parser).map_err(|e| syntax_error(sql, e))?
+        } else if is_word(&next, "show") && is_word(&parser.peek_nth_token(1), "shards") {
+            parse_show_shards(&mut parser).map_err(|e| syntax_error(sql, e))?
         } else {
             let parsed = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
             translate_statement(parsed)?
@@ -120,6 +122,20 @@ fn parse_alter_cluster(parser: &mut Parser) -> std::result::Result<Statement, Pa
         );
     };
     Ok(Statement::AlterCluster(change))
+}
+
+/// `SHOW SHARDS [FOR table]`, Tessera's own statement.
+fn parse_show_shards(parser: &mut Parser) -> std::result::Result<Statement, ParserError> {
+    expect_word(parser, "show")?;
+    expect_word(parser, "shards")?;
+    let table = if is_word(&parser.peek_token(), "for") {
+        parser.next_token();
+        let name = parser.parse_object_name(false)?;
+        Some(object_name(&name).map_err(|error| ParserError::ParserError(error.to_string()))?)
+    } else {
+        None
+    };
+    Ok(Statement::ShowShards { table })
 }
 
 /// A number literal (`2`, `0.5`) as a float.
@@ -279,6 +295,8 @@ fn translate_create_table(create: sp::CreateTable) -> Result<Statement> {
     if create.query.is_some() {
         return Err(unsupported("CREATE TABLE AS"));
     }
+    refuse_unsupported_table_clauses(&create)?;
+    let shards = translate_table_options(&create.table_options)?;
     let name = object_name(&create.name)?;
     let mut columns = Vec::new();
     for column in &create.columns {
@@ -308,7 +326,84 @@ fn translate_create_table(create: sp::CreateTable) -> Result<Statement> {
         primary_key,
         unique,
         if_not_exists: create.if_not_exists,
+        shards,
     }))
+}
+
+/// Clauses of CREATE TABLE that Tessera does not act on are refused rather than
+/// silently ignored: a table that is not what was asked for is worse than an error.
+fn refuse_unsupported_table_clauses(create: &sp::CreateTable) -> Result<()> {
+    let refused = [
+        (create.or_replace, "CREATE OR REPLACE TABLE"),
+        (create.temporary, "CREATE TEMPORARY TABLE"),
+        (create.unlogged, "CREATE UNLOGGED TABLE"),
+        (create.like.is_some(), "CREATE TABLE ... LIKE"),
+        (create.inherits.is_some(), "CREATE TABLE ... INHERITS"),
+        (
+            create.partition_of.is_some(),
+            "CREATE TABLE ... PARTITION OF",
+        ),
+        (
+            create.partition_by.is_some(),
+            "CREATE TABLE ... PARTITION BY",
+        ),
+        (create.on_commit.is_some(), "CREATE TABLE ... ON COMMIT"),
+    ];
+    match refused.iter().find(|(present, _)| *present) {
+        Some((_, what)) => Err(unsupported(*what)),
+        None => Ok(()),
+    }
+}
+
+/// `WITH (shards = N)` sets the table's shard count; `fillfactor` is accepted for
+/// compatibility (pgbench sends it) and has no effect, since an LSM tree has no pages
+/// to leave room in; any other option is refused with 0A000.
+fn translate_table_options(options: &sp::CreateTableOptions) -> Result<Option<u16>> {
+    let options = match options {
+        sp::CreateTableOptions::None => return Ok(None),
+        sp::CreateTableOptions::With(options) => options,
+        other => return Err(unsupported(format!("the table options {other}"))),
+    };
+    let mut shards = None;
+    for option in options {
+        let sp::SqlOption::KeyValue { key, value } = option else {
+            return Err(unsupported(format!("the table option {option}")));
+        };
+        match ident(key).as_str() {
+            "shards" => {
+                let count = option_integer(value, "shards", 1, i64::from(crate::shard::MAX_TABLE_SHARDS))?;
+                shards = Some(count as u16);
+            }
+            "fillfactor" => {
+                option_integer(value, "fillfactor", 10, 100)?;
+            }
+            _ => {
+                return Err(unsupported(format!(
+                    "the table option \"{}\" (Tessera acts on shards; fillfactor is accepted and ignored)",
+                    ident(key)
+                )))
+            }
+        }
+    }
+    Ok(shards)
+}
+
+/// An integer table option within `[low, high]`, or 22023 naming the option.
+fn option_integer(value: &sp::Expr, name: &str, low: i64, high: i64) -> Result<i64> {
+    let number = match value {
+        sp::Expr::Value(v) => match &v.value {
+            sp::Value::Number(text, _) => text.parse::<i64>().ok(),
+            sp::Value::SingleQuotedString(text) => text.parse::<i64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match number {
+        Some(n) if (low..=high).contains(&n) => Ok(n),
+        _ => Err(Error::InvalidParameterValue(format!(
+            "value {value} out of bounds for option \"{name}\": an integer from {low} to {high}"
+        ))),
+    }
 }
 
 fn index_columns(columns: &[sp::IndexColumn]) -> Result<Vec<String>> {
@@ -1312,6 +1407,38 @@ mod tests {
         ] {
             let error = parse(bad).expect_err(bad);
             assert_eq!(error.sqlstate(), "42601", "{bad}: {error}");
+        }
+    }
+
+    /// `WITH (shards = N)` sets the shard count, fillfactor is accepted, and every other
+    /// option or clause Tessera would ignore is refused (0A000), bad values with 22023.
+    #[test]
+    fn table_options_are_acted_on_or_refused() {
+        let shards = |sql: &str| match &parse(sql).expect(sql)[0] {
+            Statement::CreateTable(create) => create.shards,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(shards("CREATE TABLE t (a INT) WITH (shards = 8)"), Some(8));
+        assert_eq!(
+            shards("CREATE TABLE t (a INT) WITH (fillfactor = 100)"),
+            None
+        );
+        assert_eq!(shards("CREATE TABLE t (a INT)"), None);
+        for (bad, code) in [
+            (
+                "CREATE TABLE t (a INT) WITH (autovacuum_enabled = false)",
+                "0A000",
+            ),
+            ("CREATE TEMPORARY TABLE t (a INT)", "0A000"),
+            ("CREATE UNLOGGED TABLE t (a INT)", "0A000"),
+            ("CREATE TABLE t (a INT) PARTITION BY RANGE (a)", "0A000"),
+            ("CREATE TABLE t (a INT) WITH (shards = 0)", "22023"),
+            ("CREATE TABLE t (a INT) WITH (shards = 100000)", "22023"),
+            ("CREATE TABLE t (a INT) WITH (shards = 'many')", "22023"),
+            ("CREATE TABLE t (a INT) WITH (fillfactor = 5)", "22023"),
+        ] {
+            let error = parse(bad).expect_err(bad);
+            assert_eq!(error.sqlstate(), code, "{bad}: {error}");
         }
     }
 

@@ -22,16 +22,19 @@
 //! Snapshot isolation allows write skew (two transactions each read what the other
 //! writes, and both commit); serializable isolation is a later goal.
 
-pub mod oracle;
+mod scan;
+
+pub use scan::{RowScan, RowSource};
 
 use crate::catalog::{Index, Table};
 use crate::encoding::{self, keycode};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::replica::{ReadLevel, Replica};
+use crate::shard::{self, GroupId};
 use crate::state_machine::{
     duplicate_primary_key, index_values, unique_violation, Operation, RowWrite,
 };
-use crate::storage::keys::{self, IndexId, TableId};
+use crate::storage::keys::{IndexId, TableId};
 use crate::storage::mvcc;
 use crate::types::Value;
 use std::cell::{Cell, RefCell};
@@ -142,28 +145,31 @@ impl Transaction {
             return Ok(());
         };
         let fresh_ts = self.replica.read_timestamp(unconfirmed.level)?;
-        let written: Vec<&RowId> = self.writes.keys().collect();
-        for chunk in written.chunks(CONFIRM_CHUNK) {
-            let catalog = self.replica.catalog();
-            let mut prefixes = Vec::with_capacity(chunk.len());
-            for (table_id, pk) in chunk {
-                let table = catalog.table_by_id(*table_id).ok_or_else(|| {
-                    crate::error::Error::SerializationFailure(
-                        "a table this transaction writes was dropped concurrently".into(),
-                    )
-                })?;
-                let shard = keys::shard_for(pk, table.shard_count);
-                prefixes.push(keys::row_prefix(shard, table.id, pk));
-            }
-            let latest = mvcc::read_latest_versions(self.replica.store(), &prefixes)?;
-            if latest
-                .iter()
-                .flatten()
-                .any(|(version_ts, _)| *version_ts > self.start_ts)
-            {
-                return Err(crate::error::Error::SerializationFailure(
-                    "a row this transaction wrote was changed by a concurrent transaction".into(),
-                ));
+        let catalog = self.replica.catalog();
+        let mut by_group: BTreeMap<GroupId, Vec<Vec<u8>>> = BTreeMap::new();
+        for (table_id, pk) in self.writes.keys() {
+            let table = catalog.table_by_id(*table_id).ok_or_else(|| {
+                Error::SerializationFailure(
+                    "a table this transaction writes was dropped concurrently".into(),
+                )
+            })?;
+            let (group, prefix) = shard::locate_row(table, pk);
+            by_group.entry(group).or_default().push(prefix);
+        }
+        for (group, prefixes) in by_group {
+            let store = self.replica.group_store(group)?;
+            for chunk in prefixes.chunks(CONFIRM_CHUNK) {
+                let latest = mvcc::read_latest_versions(store, chunk)?;
+                if latest
+                    .iter()
+                    .flatten()
+                    .any(|(version_ts, _)| *version_ts > self.start_ts)
+                {
+                    return Err(Error::SerializationFailure(
+                        "a row this transaction wrote was changed by a concurrent transaction"
+                            .into(),
+                    ));
+                }
             }
         }
         self.start_ts = fresh_ts;
@@ -197,9 +203,8 @@ impl Transaction {
     /// Reads one row from the snapshot only, ignoring own writes.
     pub fn get_committed(&self, table: &Table, pk: &[u8]) -> Result<Option<Vec<Value>>> {
         self.record_row_read(table, pk);
-        let shard = keys::shard_for(pk, table.shard_count);
-        let prefix = keys::row_prefix(shard, table.id, pk);
-        match mvcc::read_live(self.replica.store(), &prefix, self.start_ts)? {
+        let (group, prefix) = shard::locate_row(table, pk);
+        match mvcc::read_live(self.replica.group_store(group)?, &prefix, self.start_ts)? {
             Some(bytes) => Ok(Some(encoding::decode(&bytes)?)),
             None => Ok(None),
         }
@@ -208,9 +213,9 @@ impl Transaction {
     /// Whether a live row with this key is in the snapshot (without decoding it).
     fn exists_committed(&self, table: &Table, pk: &[u8]) -> Result<bool> {
         self.record_row_read(table, pk);
-        let shard = keys::shard_for(pk, table.shard_count);
-        let prefix = keys::row_prefix(shard, table.id, pk);
-        Ok(mvcc::read_live(self.replica.store(), &prefix, self.start_ts)?.is_some())
+        let (group, prefix) = shard::locate_row(table, pk);
+        let store = self.replica.group_store(group)?;
+        Ok(mvcc::read_live(store, &prefix, self.start_ts)?.is_some())
     }
 
     /// Whether a row has a buffered write (scans skip such rows in storage and take the
@@ -229,22 +234,21 @@ impl Transaction {
             .collect()
     }
 
-    /// A resumable scan of committed records in `[start, end)` as of the snapshot.
-    pub fn scan(&self, start: Vec<u8>, end: Vec<u8>) -> mvcc::VersionedScan {
-        mvcc::VersionedScan::new(start, end, self.start_ts)
-    }
-
-    /// Fetches the next batch of a scan started with [`Transaction::scan`]. On an
-    /// unconfirmed snapshot it fails at once (40001, which the session catches: it
-    /// confirms the snapshot and reruns the statement), so no scan runs twice.
-    pub fn next_batch(&self, scan: &mut mvcc::VersionedScan) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Fetches the next batch of a stored-key scan of `group`. On an unconfirmed
+    /// snapshot it fails at once (40001, which the session catches: it confirms the
+    /// snapshot and reruns the statement), so no scan runs twice.
+    fn next_batch(
+        &self,
+        group: GroupId,
+        scan: &mut mvcc::VersionedScan,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if let Some(unconfirmed) = &self.unconfirmed {
             unconfirmed.scanned.set(true);
-            return Err(crate::error::Error::SerializationFailure(
+            return Err(Error::SerializationFailure(
                 "a scan needs a confirmed snapshot".into(),
             ));
         }
-        scan.next_batch(self.replica.store())
+        scan.next_batch(self.replica.group_store(group)?)
     }
 
     /// Notes a row read from an unconfirmed snapshot.
@@ -372,19 +376,14 @@ impl Transaction {
         values: &[u8],
     ) -> Result<Vec<Vec<u8>>> {
         let mut pks = Vec::new();
-        for shard in table.shards() {
-            let base = keys::index_prefix(shard, table.id, index.id);
-            let mut start = base.clone();
-            start.extend_from_slice(values);
-            let Some(end) = keycode::prefix_end(&start) else {
-                continue;
-            };
+        for span in shard::index_value_spans(table, index, values) {
             // The commit checks unique values again against the latest state, so this
             // scan needs no confirmed snapshot.
-            let mut scan = self.scan(start.clone(), end);
+            let store = self.replica.group_store(span.group)?;
+            let mut scan = mvcc::VersionedScan::new(span.start.clone(), span.end, self.start_ts);
             while !scan.is_done() {
-                for (entry, _) in scan.next_batch(self.replica.store())? {
-                    pks.push(entry[start.len()..].to_vec());
+                for (entry, _) in scan.next_batch(store)? {
+                    pks.push(entry[span.start.len()..].to_vec());
                 }
             }
         }
@@ -409,12 +408,13 @@ impl Transaction {
         }
     }
 
-    /// Commits: sends every buffered write in one command. A read-only transaction
-    /// commits without touching storage.
+    /// Commits: sends every buffered write in one command to the group the router
+    /// placed them in. A read-only transaction commits without touching storage.
     pub fn commit(self) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
+        let group = self.group_written()?;
         let writes = self
             .writes
             .into_iter()
@@ -425,15 +425,39 @@ impl Transaction {
                 insert: pending.insert,
             })
             .collect();
-        self.replica
-            .propose(
-                Operation::Commit {
-                    start_ts: self.start_ts,
-                    writes,
-                },
-                None,
-            )
-            .map(|_| ())
+        let commit = Operation::Commit {
+            start_ts: self.start_ts,
+            writes,
+        };
+        self.replica.propose(group, commit, None).map(|_| ())
+    }
+
+    /// The one group every buffered write lives in. Writes spanning groups need the
+    /// cross-shard commit protocol, which is not built yet; until it is, every table's
+    /// shards are placed in a single data group, so spanning groups cannot happen, and
+    /// if the shard map ever said otherwise the commit is refused rather than split.
+    fn group_written(&self) -> Result<GroupId> {
+        let catalog = self.replica.catalog();
+        let mut group = None;
+        for (table_id, pk) in self.writes.keys() {
+            let table = catalog.table_by_id(*table_id).ok_or_else(|| {
+                Error::SerializationFailure(
+                    "a table this transaction writes was dropped concurrently".into(),
+                )
+            })?;
+            let (here, _) = shard::locate_row(table, pk);
+            match group {
+                None => group = Some(here),
+                Some(first) if first == here => {}
+                Some(first) => {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "a transaction writing shards in groups {first} and {here}: \
+                         cross-group commits are not built yet"
+                    )))
+                }
+            }
+        }
+        group.ok_or_else(|| Error::Internal("a commit with no writes was routed".into()))
     }
 }
 
@@ -507,16 +531,18 @@ mod tests {
     fn scans_wait_for_confirmation() {
         let (_db, replica, table) = setup();
         let mut txn = unconfirmed(&replica);
-        let prefix = keys::table_rows_prefix(0, table.id);
-        let end = keycode::prefix_end(&prefix).expect("end");
-        let mut scan = txn.scan(prefix.clone(), end.clone());
-        let error = txn.next_batch(&mut scan).expect_err("refused");
+        let mut scan = txn.scan_rows(&table, &RowSource::All);
+        let error = txn.next_row(&mut scan).expect_err("refused");
         assert_eq!(error.sqlstate(), "40001");
         assert!(txn.needs_confirmation());
         txn.confirm().expect("confirm");
         assert!(!txn.is_unconfirmed() && !txn.needs_confirmation());
-        let mut scan = txn.scan(prefix, end);
-        assert_eq!(txn.next_batch(&mut scan).expect("scan").len(), 2);
+        let mut scan = txn.scan_rows(&table, &RowSource::All);
+        let mut rows = 0;
+        while txn.next_row(&mut scan).expect("scan").is_some() {
+            rows += 1;
+        }
+        assert_eq!(rows, 2);
     }
 
     /// Confirming moves the snapshot to the latest state when no row written so far

@@ -52,8 +52,9 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The data group: every table until sharding spreads shards over groups.
-pub const DATA_GROUP: GroupId = 1;
+/// The one data group a cluster runs today: every shard is placed in it (the shard
+/// router's first data group), until the cluster starts a pool of them.
+pub const DATA_GROUP: GroupId = crate::shard::FIRST_DATA_GROUP;
 /// Most attempts of one write while leaders change or are unknown.
 const MAX_WRITE_ATTEMPTS: usize = 100;
 /// Pause before retrying a write that found no usable leader.
@@ -650,9 +651,47 @@ impl RaftNode {
         Ok(sums)
     }
 
-    /// Commit timestamp of the last change the data group applied on this replica.
-    pub fn applied_commit_ts(&self) -> Result<u64> {
-        Ok(self.group(DATA_GROUP)?.view.commit_ts())
+    /// Commit timestamp of the last change `group` applied on this replica.
+    pub fn applied_commit_ts(&self, group: GroupId) -> Result<u64> {
+        Ok(self.group(group)?.view.commit_ts())
+    }
+
+    /// The data groups this node hosts, in id order.
+    pub fn data_groups(&self) -> Vec<GroupId> {
+        let groups = self
+            .groups
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut ids: Vec<GroupId> = groups
+            .iter()
+            .filter(|(_, group)| group.kind == GroupKind::Data)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether this node hosts a replica of `group`.
+    pub fn hosts(&self, group: GroupId) -> bool {
+        self.groups
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .contains_key(&group)
+    }
+
+    /// How many nodes are voters of the metadata group: the cluster's size.
+    pub fn member_count(&self) -> usize {
+        match self.group(METADATA_GROUP) {
+            Ok(group) => group
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .count(),
+            Err(_) => 1,
+        }
     }
 
     /// This node's Raft timing.

@@ -732,8 +732,9 @@ impl<'a> Planner<'a> {
     }
 
     /// Turns CREATE TABLE into a table definition: checks names, resolves the primary
-    /// key (adding a hidden row id when there is none) and evaluates defaults.
-    pub fn table_spec(&self, create: &CreateTable, shard_count: u16) -> Result<TableSpec> {
+    /// key (adding a hidden row id when there is none) and evaluates defaults. The
+    /// table gets `WITH (shards = N)` shards, or `default_shards`.
+    pub fn table_spec(&self, create: &CreateTable, default_shards: u16) -> Result<TableSpec> {
         let mut columns: Vec<Column> = Vec::with_capacity(create.columns.len() + 1);
         for definition in &create.columns {
             if columns.iter().any(|c| c.name == definition.name) {
@@ -831,7 +832,7 @@ impl<'a> Planner<'a> {
             columns,
             primary_key,
             unique_constraints,
-            shard_count,
+            shard_count: create.shards.unwrap_or(default_shards),
         })
     }
 

@@ -3,7 +3,7 @@
 use super::expression::{AggregateFunction, Expression};
 use crate::catalog::{Index, Table};
 use crate::sql::ast::SetOperator;
-use crate::types::{DataType, Value};
+use crate::types::DataType;
 use std::fmt::Write;
 use std::ops::Bound;
 
@@ -18,28 +18,14 @@ pub enum AccessPath {
     Index(Index, Vec<KeyRange>),
 }
 
-/// A set of keys: those starting with `prefix` whose next column lies between the bounds.
-/// With unbounded bounds it is every key with the prefix.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KeyRange {
-    /// Values of the leading key columns, fixed by equality.
-    pub prefix: Vec<Value>,
-    /// Lower bound on the next key column.
-    pub lower: Bound<Value>,
-    /// Upper bound on the next key column.
-    pub upper: Bound<Value>,
+pub use crate::shard::KeyRange;
+
+/// EXPLAIN text of key ranges.
+trait DescribeRange {
+    fn describe(&self, columns: &[String]) -> String;
 }
 
-impl KeyRange {
-    /// Whether the range is a single point for a key of `key_len` columns.
-    pub fn is_point(&self, key_len: usize) -> bool {
-        self.prefix.len() == key_len
-            && matches!(
-                (&self.lower, &self.upper),
-                (Bound::Unbounded, Bound::Unbounded)
-            )
-    }
-
+impl DescribeRange for KeyRange {
     fn describe(&self, columns: &[String]) -> String {
         let mut parts: Vec<String> = self
             .prefix
@@ -391,6 +377,7 @@ impl Plan {
                 let (text, condition) = describe_access(table, access);
                 line.push_str(&text);
                 details.extend(condition);
+                details.push(describe_shards(table, access));
                 Vec::new()
             }
             Plan::Filter { source, predicate } => {
@@ -561,6 +548,31 @@ fn describe_aggregate(aggregate: &Aggregate) -> String {
     match &aggregate.argument {
         None => format!("{}(*)", aggregate.function.name()),
         Some(arg) => format!("{}({distinct}{arg}{separator})", aggregate.function.name()),
+    }
+}
+
+/// Which shards a scan touches: primary-key points only the shards their keys hash to;
+/// anything else every shard, read together and merged in key order.
+fn describe_shards(table: &Table, access: &AccessPath) -> String {
+    let count = table.shard_count.max(1);
+    let points = match access {
+        AccessPath::PrimaryKey(ranges)
+            if ranges.iter().all(|r| r.is_point(table.primary_key.len())) =>
+        {
+            Some(ranges)
+        }
+        _ => None,
+    };
+    match points {
+        Some(ranges) => {
+            let touched: std::collections::BTreeSet<_> = ranges
+                .iter()
+                .flat_map(|range| crate::shard::shards_for_range(table, range))
+                .collect();
+            format!("Shards: {} of {count} (by key hash)", touched.len())
+        }
+        None if count == 1 => "Shards: 1 of 1".to_string(),
+        None => format!("Shards: all {count}, merged in key order"),
     }
 }
 

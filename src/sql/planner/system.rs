@@ -78,6 +78,7 @@ pub fn derived_table(name: &str, columns: impl IntoIterator<Item = (String, Data
         primary_key: Vec::new(),
         indexes: Vec::new(),
         shard_count: 1,
+        placement: Vec::new(),
     }
 }
 
