@@ -28,15 +28,15 @@ use crate::types::Value;
 use std::ops::Bound;
 
 /// Id of a group of replicas that hosts shards. Data groups are numbered from
-/// [`FIRST_DATA_GROUP`]; the embedded engine hosts every group in one process.
+/// [`FIRST_SHARD_GROUP`]; the embedded engine hosts every group in one process.
 pub type GroupId = u64;
 
 /// The first data group; group 0 is the cluster's metadata group.
-pub const FIRST_DATA_GROUP: GroupId = 1;
+pub const FIRST_SHARD_GROUP: GroupId = 1;
 
 /// The group whose state machine holds the catalog and applies DDL: the first data
 /// group, until the catalog moves to the metadata group.
-pub const CATALOG_GROUP: GroupId = FIRST_DATA_GROUP;
+pub const CATALOG_GROUP: GroupId = FIRST_SHARD_GROUP;
 
 /// Default shards per node when CREATE TABLE names no count: the default grows with
 /// the cluster, so a table created on a bigger cluster starts spread wider.
@@ -89,7 +89,7 @@ pub fn place_shards(table_id: keys::TableId, count: u16, groups: u64) -> Vec<Sha
                 shard,
                 hash_start,
                 hash_end,
-                group: FIRST_DATA_GROUP + (u64::from(table_id) + u64::from(shard)) % groups,
+                group: FIRST_SHARD_GROUP + (u64::from(table_id) + u64::from(shard)) % groups,
             }
         })
         .collect()

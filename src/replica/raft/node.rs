@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The one data group a cluster runs today: every shard is placed in it (the shard
 /// router's first data group), until the cluster starts a pool of them.
-pub const DATA_GROUP: GroupId = crate::shard::FIRST_DATA_GROUP;
+pub const DATA_GROUP: GroupId = crate::shard::FIRST_SHARD_GROUP;
 /// Most attempts of one write while leaders change or are unknown.
 const MAX_WRITE_ATTEMPTS: usize = 100;
 /// Pause before retrying a write that found no usable leader.
