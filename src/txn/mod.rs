@@ -145,17 +145,7 @@ impl Transaction {
             return Ok(());
         };
         let fresh_ts = self.replica.read_timestamp(unconfirmed.level)?;
-        let catalog = self.replica.catalog();
-        let mut by_group: BTreeMap<GroupId, Vec<Vec<u8>>> = BTreeMap::new();
-        for (table_id, pk) in self.writes.keys() {
-            let table = catalog.table_by_id(*table_id).ok_or_else(|| {
-                Error::SerializationFailure(
-                    "a table this transaction writes was dropped concurrently".into(),
-                )
-            })?;
-            let (group, prefix) = shard::locate_row(table, pk);
-            by_group.entry(group).or_default().push(prefix);
-        }
+        let by_group = self.written_rows_by_group()?;
         for (group, prefixes) in by_group {
             let store = self.replica.group_store(group)?;
             for chunk in prefixes.chunks(CONFIRM_CHUNK) {
@@ -437,27 +427,35 @@ impl Transaction {
     /// shards are placed in a single data group, so spanning groups cannot happen, and
     /// if the shard map ever said otherwise the commit is refused rather than split.
     fn group_written(&self) -> Result<GroupId> {
+        let by_group = self.written_rows_by_group()?;
+        let mut groups = by_group.keys();
+        let first = *groups
+            .next()
+            .ok_or_else(|| Error::Internal("a commit with no writes was routed".into()))?;
+        if let Some(other) = groups.next() {
+            return Err(Error::FeatureNotSupported(format!(
+                "a transaction writing shards in groups {first} and {other}: \
+                 cross-group commits are not built yet"
+            )));
+        }
+        Ok(first)
+    }
+
+    /// The storage prefix of every buffered write, by the group the router places it
+    /// in; a table dropped since the write is a serialization failure (retry sees it).
+    fn written_rows_by_group(&self) -> Result<BTreeMap<GroupId, Vec<Vec<u8>>>> {
         let catalog = self.replica.catalog();
-        let mut group = None;
+        let mut by_group: BTreeMap<GroupId, Vec<Vec<u8>>> = BTreeMap::new();
         for (table_id, pk) in self.writes.keys() {
             let table = catalog.table_by_id(*table_id).ok_or_else(|| {
                 Error::SerializationFailure(
                     "a table this transaction writes was dropped concurrently".into(),
                 )
             })?;
-            let (here, _) = shard::locate_row(table, pk);
-            match group {
-                None => group = Some(here),
-                Some(first) if first == here => {}
-                Some(first) => {
-                    return Err(Error::FeatureNotSupported(format!(
-                        "a transaction writing shards in groups {first} and {here}: \
-                         cross-group commits are not built yet"
-                    )))
-                }
-            }
+            let (group, prefix) = shard::locate_row(table, pk);
+            by_group.entry(group).or_default().push(prefix);
         }
-        group.ok_or_else(|| Error::Internal("a commit with no writes was routed".into()))
+        Ok(by_group)
     }
 }
 
