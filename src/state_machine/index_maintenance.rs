@@ -5,6 +5,7 @@
 //! single byte (live) or empty (tombstone). A unique index treats rows whose indexed
 //! values contain NULL as distinct, as PostgreSQL does.
 
+use super::two_phase::{self, LockCheck};
 use super::{key_detail, ProgressFn};
 use crate::catalog::{Catalog, Index, Table};
 use crate::encoding::{self, keycode};
@@ -29,6 +30,8 @@ pub struct IndexWriter<'a> {
     unique_added: HashMap<(u32, Vec<u8>), Vec<u8>>,
     /// Unique entries to check once every removal of the commit is known.
     to_check: Vec<UniqueCheck>,
+    /// Which locks of prepared transactions the checks respect.
+    locks: LockCheck,
 }
 
 /// One row's change within a commit, as index maintenance needs it.
@@ -50,6 +53,7 @@ pub struct RowChange<'a> {
 
 /// A new entry in a unique index, checked in [`IndexWriter::finish`].
 struct UniqueCheck {
+    shard: ShardId,
     table_id: u32,
     index_id: u32,
     values: Vec<u8>,
@@ -58,14 +62,15 @@ struct UniqueCheck {
 }
 
 impl<'a> IndexWriter<'a> {
-    /// Starts collecting for a commit at `commit_ts`.
-    pub fn new(store: &'a Store, commit_ts: u64) -> IndexWriter<'a> {
+    /// Starts collecting for a commit at `commit_ts` whose unique checks respect `locks`.
+    pub fn new(store: &'a Store, commit_ts: u64, locks: LockCheck) -> IndexWriter<'a> {
         IndexWriter {
             store,
             commit_ts,
             removed_unique: HashSet::new(),
             unique_added: HashMap::new(),
             to_check: Vec::new(),
+            locks,
         }
     }
 
@@ -106,6 +111,7 @@ impl<'a> IndexWriter<'a> {
                 let row = new.unwrap_or_default();
                 if index.unique && !has_null(index, row) {
                     self.to_check.push(UniqueCheck {
+                        shard,
                         table_id: table.id,
                         index_id: index.id,
                         values: values.clone(),
@@ -118,8 +124,11 @@ impl<'a> IndexWriter<'a> {
         Ok(())
     }
 
-    /// Checks every new unique entry against stored entries and the rest of the commit.
-    pub fn finish(mut self, catalog: &Catalog) -> Result<()> {
+    /// Checks every new unique entry against stored entries, the rest of the commit and
+    /// the values prepared transactions claim. Returns the lock key of every unique
+    /// value the commit adds: what a prepare must claim until it is decided.
+    pub fn finish(mut self, catalog: &Catalog) -> Result<Vec<Vec<u8>>> {
+        let mut claims = Vec::with_capacity(self.to_check.len());
         for check in std::mem::take(&mut self.to_check) {
             let table = catalog
                 .table_by_id(check.table_id)
@@ -130,8 +139,14 @@ impl<'a> IndexWriter<'a> {
                 .find(|i| i.id == check.index_id)
                 .ok_or_else(|| Error::Internal("index vanished during commit".into()))?;
             self.check_unique(table, index, &check.values, check.prefix, &check.row)?;
+            claims.push(keys::unique_lock_key(
+                check.shard,
+                table.id,
+                index.id,
+                &check.values,
+            ));
         }
-        Ok(())
+        Ok(claims)
     }
 
     fn check_unique(
@@ -165,6 +180,10 @@ impl<'a> IndexWriter<'a> {
                     }
                 }
             }
+            let lock = keys::unique_lock_key(shard, table.id, index.id, values);
+            two_phase::refuse_foreign_lock(self.store, self.locks, &lock, || {
+                format!("a value of unique index \"{}\"", index.name)
+            })?;
         }
         Ok(())
     }

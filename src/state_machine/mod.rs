@@ -15,6 +15,7 @@
 //! maintains the new index when it commits after it.
 
 mod index_maintenance;
+pub mod two_phase;
 
 use crate::catalog::{Catalog, IndexSpec, SharedCatalog, Table, TableSpec};
 use crate::encoding::{self, keycode};
@@ -27,6 +28,7 @@ pub use index_maintenance::{index_values, unique_violation};
 use index_maintenance::{IndexWriter, RowChange};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use two_phase::{LockCheck, Prepare, PreparedDelta, TxnId, TxnOutcome};
 
 /// One change to apply, stamped with the timestamp it commits at.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,13 +72,45 @@ pub enum Operation {
         /// Whether a missing index is a notice rather than an error.
         if_exists: bool,
     },
-    /// COMMIT of a transaction's writes.
+    /// COMMIT of a transaction's writes, all in this group (the one-phase path).
     Commit {
         /// The snapshot the transaction read at; a row changed after it is a conflict.
         start_ts: u64,
         /// One entry per row written, at most one per row.
         writes: Vec<RowWrite>,
     },
+    /// Phase one of a commit spanning groups: this group's share, checked and locked.
+    Prepare(Prepare),
+    /// The decision of a cross-group transaction, in the group holding its record.
+    Decide {
+        /// The transaction.
+        txn: TxnId,
+        /// Commit (at a timestamp) or abort.
+        outcome: TxnOutcome,
+    },
+    /// Phase two of a cross-group transaction in one participant.
+    Resolve {
+        /// The transaction.
+        txn: TxnId,
+        /// The decided outcome.
+        outcome: TxnOutcome,
+    },
+}
+
+impl Operation {
+    /// Whether applying it changes the catalog (and so is synced at once).
+    fn changes_catalog(&self) -> bool {
+        match self {
+            Operation::CreateTable { .. }
+            | Operation::DropTable { .. }
+            | Operation::CreateIndex { .. }
+            | Operation::DropIndex { .. } => true,
+            Operation::Commit { .. }
+            | Operation::Prepare(_)
+            | Operation::Decide { .. }
+            | Operation::Resolve { .. } => false,
+        }
+    }
 }
 
 /// The final state of one row after a transaction.
@@ -102,6 +136,13 @@ pub enum Applied {
         /// Text of the notice.
         notice: String,
     },
+    /// A cross-group transaction's record holds this outcome (which may not be the one
+    /// asked for: a reader may have aborted it first, or it committed before a reader's
+    /// abort arrived).
+    Decided {
+        /// The outcome the record holds.
+        outcome: TxnOutcome,
+    },
 }
 
 /// Rows done and rows in all, reported while CREATE INDEX backfills.
@@ -112,6 +153,9 @@ pub struct StateMachine {
     store: Arc<Store>,
     catalog: SharedCatalog,
     last_applied_ts: u64,
+    /// Transactions prepared here and not yet resolved: while none is, no lock exists
+    /// and commits skip reading locks.
+    prepared: usize,
 }
 
 impl StateMachine {
@@ -125,18 +169,21 @@ impl StateMachine {
             Some(bytes) => encoding::decode(&bytes)?,
             None => 0,
         };
+        let prepared = two_phase::count_prepared(&store)?;
         Ok(StateMachine {
             store,
             catalog: SharedCatalog::new(catalog),
             last_applied_ts,
+            prepared,
         })
     }
 
     /// Where this state machine's data lives: what a Raft snapshot of it copies and
     /// what installing one replaces. Every row and index version (every shard: one
-    /// data group holds them all until sharding spreads shards over groups), the
-    /// catalog and the last applied timestamp; not the local oracle's bound, which
-    /// belongs to the embedded engine.
+    /// data group holds them all until sharding spreads shards over groups) and the
+    /// locks of prepared transactions, the catalog, the last applied timestamp, and
+    /// prepared transactions and transaction records; not the local oracle's bound,
+    /// which belongs to the embedded engine.
     pub fn data_ranges() -> Vec<KeyRange> {
         let everything = |space| KeyRange {
             space,
@@ -148,11 +195,18 @@ impl StateMachine {
             start: key.to_vec(),
             end: key.iter().copied().chain([0]).collect(),
         };
+        let prefix = |prefix: &[u8]| KeyRange {
+            space: Space::Meta,
+            start: prefix.to_vec(),
+            end: keycode::prefix_end(prefix).unwrap_or_else(|| vec![0xff]),
+        };
         vec![
             everything(Space::Versions),
             everything(Space::Latest),
             one_key(keys::META_CATALOG),
             one_key(keys::META_LAST_APPLIED_TS),
+            prefix(keys::META_PREPARED_PREFIX),
+            prefix(keys::META_TXN_RECORD_PREFIX),
         ]
     }
 
@@ -191,9 +245,16 @@ impl StateMachine {
                 applied,
                 mut batch,
                 catalog,
+                prepared_delta,
             }) => {
                 batch.append(extra);
                 self.commit(command.commit_ts, batch, catalog)?;
+                self.prepared = self
+                    .prepared
+                    .checked_add_signed(prepared_delta)
+                    .unwrap_or_else(|| {
+                        panic!("invariant broken: more transactions resolved than prepared")
+                    });
                 Ok(applied)
             }
             Ok(Planned::Skipped(applied)) => {
@@ -225,6 +286,7 @@ impl StateMachine {
         let mut catalog = (*self.current_catalog()).clone();
         let mut batch = Batch::default();
         let ts = command.commit_ts;
+        let mut prepared_delta: PreparedDelta = 0;
         let applied = match &command.operation {
             Operation::CreateTable {
                 spec,
@@ -256,6 +318,9 @@ impl StateMachine {
                 }
                 let index = catalog.add_index(table, spec.clone(), ts)?;
                 let table = catalog.require_table(table)?;
+                if self.prepared > 0 {
+                    two_phase::refuse_while_prepared(&self.store, table.id, &table.name)?;
+                }
                 index_maintenance::backfill(&self.store, table, &index, ts, &mut batch, progress)?;
                 Applied::Done
             }
@@ -276,11 +341,26 @@ impl StateMachine {
                 Applied::Done
             }
             Operation::Commit { start_ts, writes } => {
-                self.apply_commit(&catalog, *start_ts, ts, writes, &mut batch)?;
+                let locks = self.lock_check(None);
+                self.apply_commit(&catalog, *start_ts, ts, writes, locks, &mut batch)?;
+                Applied::Done
+            }
+            Operation::Prepare(prepare) => {
+                let (applied, delta) = self.plan_prepare(&catalog, ts, prepare, &mut batch)?;
+                prepared_delta = delta;
+                applied
+            }
+            Operation::Decide { txn, outcome } => {
+                let (applied, delta) = self.plan_decide(&catalog, *txn, *outcome, &mut batch)?;
+                prepared_delta = delta;
+                applied
+            }
+            Operation::Resolve { txn, outcome } => {
+                prepared_delta = self.resolve_share(&catalog, *txn, *outcome, &mut batch)?;
                 Applied::Done
             }
         };
-        let catalog_changed = !matches!(command.operation, Operation::Commit { .. });
+        let catalog_changed = command.operation.changes_catalog();
         if catalog_changed {
             batch.put(
                 Space::Meta,
@@ -297,6 +377,7 @@ impl StateMachine {
             applied,
             batch,
             catalog: catalog_changed.then_some(catalog),
+            prepared_delta,
         })
     }
 
@@ -322,19 +403,23 @@ impl StateMachine {
     pub fn reload(&mut self) -> Result<()> {
         let fresh = StateMachine::open(Arc::clone(&self.store))?;
         self.last_applied_ts = fresh.last_applied_ts;
+        self.prepared = fresh.prepared;
         self.catalog.replace(fresh.current_catalog());
         Ok(())
     }
 
+    /// Checks a commit's writes and adds their versions and index changes to `batch`.
+    /// Returns the lock keys of the unique values it adds (what a prepare claims).
     fn apply_commit(
         &self,
         catalog: &Catalog,
         start_ts: u64,
         commit_ts: u64,
         writes: &[RowWrite],
+        locks: LockCheck,
         batch: &mut Batch,
-    ) -> Result<()> {
-        let mut index_writer = IndexWriter::new(&self.store, commit_ts);
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut index_writer = IndexWriter::new(&self.store, commit_ts, locks);
         for chunk in writes.chunks(LOOKUP_CHUNK) {
             let mut located = Vec::with_capacity(chunk.len());
             let mut prefixes = Vec::with_capacity(chunk.len());
@@ -349,6 +434,7 @@ impl StateMachine {
                 prefixes.push(keys::row_prefix(shard, table.id, &write.pk));
                 located.push((write, table, shard));
             }
+            self.refuse_locked_rows(&located, locks)?;
             let previous_versions = mvcc::read_latest_versions(&self.store, &prefixes)?;
             let rows = located.into_iter().zip(prefixes).zip(previous_versions);
             for (((write, table, shard), prefix), previous) in rows {
@@ -416,6 +502,39 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Fails with 40001 when a row of the chunk is locked by another transaction's
+    /// prepare: the row's next version is not known until that transaction is decided.
+    fn refuse_locked_rows(
+        &self,
+        located: &[(&RowWrite, &Table, keys::ShardId)],
+        locks: LockCheck,
+    ) -> Result<()> {
+        let LockCheck::Respect { owner } = locks else {
+            return Ok(());
+        };
+        let lock_keys: Vec<Vec<u8>> = located
+            .iter()
+            .map(|(write, table, shard)| keys::row_lock_key(*shard, table.id, &write.pk))
+            .collect();
+        for ((_, table, _), found) in located
+            .iter()
+            .zip(self.store.multi_get(Space::Latest, &lock_keys)?)
+        {
+            let Some(bytes) = found else { continue };
+            let lock: two_phase::Lock = encoding::decode(&bytes)?;
+            if Some(lock.txn) != owner {
+                return Err(Error::SerializationFailure(format!(
+                    "a row of \"{}\" is locked by transaction {}, which is being \
+                     committed across groups",
+                    table.name, lock.txn
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a command will do, worked out before anything is written.
 enum Planned {
     /// Nothing to write but the notice (IF [NOT] EXISTS).
@@ -425,6 +544,7 @@ enum Planned {
         applied: Applied,
         batch: Batch,
         catalog: Option<Catalog>,
+        prepared_delta: PreparedDelta,
     },
 }
 

@@ -7,7 +7,13 @@
 //! ```text
 //! row:          shard u16 | 0x01 | table u32 | pk tuple           | !commit_ts u64
 //! index entry:  shard u16 | 0x02 | table u32 | index u32 | values | pk tuple | !commit_ts u64
+//! row lock:     shard u16 | 0x03 | table u32 | 0x01 | pk tuple
+//! unique lock:  shard u16 | 0x03 | table u32 | 0x02 | index u32 | values
 //! ```
+//!
+//! Locks are held by transactions prepared across groups (see
+//! `state_machine::two_phase`); they sit in the shard's key range, so a snapshot of the
+//! shard carries them, and have no version suffix (one lock per key at a time).
 //!
 //! The version suffix is the bitwise NOT of the commit timestamp, big-endian, so the
 //! newest version of a record sorts first and a reader seeks straight to it.
@@ -16,6 +22,12 @@
 const KIND_ROW: u8 = 0x01;
 /// Kind byte of an index entry version.
 const KIND_INDEX: u8 = 0x02;
+/// Kind byte of the locks a prepared transaction holds.
+const KIND_LOCK: u8 = 0x03;
+/// Lock sub-kind: a row.
+const LOCK_ROW: u8 = 0x01;
+/// Lock sub-kind: a value of a unique index.
+const LOCK_UNIQUE: u8 = 0x02;
 /// Length of the version suffix.
 pub const VERSION_LEN: usize = 8;
 
@@ -75,6 +87,29 @@ pub fn index_entry_prefix(
     key
 }
 
+/// The key of the lock a prepared transaction holds on one row.
+pub fn row_lock_key(shard: ShardId, table: TableId, pk: &[u8]) -> Vec<u8> {
+    let mut key = header(shard, KIND_LOCK, table);
+    key.push(LOCK_ROW);
+    key.extend_from_slice(pk);
+    key
+}
+
+/// The key of the lock a prepared transaction holds on a value of a unique index, so
+/// that no other commit can claim the value before the transaction is decided.
+pub fn unique_lock_key(shard: ShardId, table: TableId, index: IndexId, values: &[u8]) -> Vec<u8> {
+    let mut key = header(shard, KIND_LOCK, table);
+    key.push(LOCK_UNIQUE);
+    key.extend_from_slice(&index.to_be_bytes());
+    key.extend_from_slice(values);
+    key
+}
+
+/// Prefix of every lock on a table in one shard.
+pub fn table_locks_prefix(shard: ShardId, table: TableId) -> Vec<u8> {
+    header(shard, KIND_LOCK, table)
+}
+
 /// Appends the version suffix for `commit_ts` to a record prefix.
 pub fn with_version(mut prefix: Vec<u8>, commit_ts: u64) -> Vec<u8> {
     prefix.extend_from_slice(&(!commit_ts).to_be_bytes());
@@ -120,6 +155,20 @@ pub const META_CATALOG: &[u8] = b"catalog";
 pub const META_ORACLE_RESERVED: &[u8] = b"oracle/reserved";
 /// Meta key holding the commit timestamp of the last applied command.
 pub const META_LAST_APPLIED_TS: &[u8] = b"applied/last_ts";
+/// Meta prefix of the transactions prepared in this group and not yet resolved.
+pub const META_PREPARED_PREFIX: &[u8] = b"txn/prepared/";
+/// Meta prefix of the records of cross-group transactions this group holds.
+pub const META_TXN_RECORD_PREFIX: &[u8] = b"txn/record/";
+
+/// Meta key of one prepared transaction.
+pub fn prepared_txn_key(txn: u64) -> Vec<u8> {
+    [META_PREPARED_PREFIX, &txn.to_be_bytes()].concat()
+}
+
+/// Meta key of one transaction record.
+pub fn txn_record_key(txn: u64) -> Vec<u8> {
+    [META_TXN_RECORD_PREFIX, &txn.to_be_bytes()].concat()
+}
 
 #[cfg(test)]
 mod tests {

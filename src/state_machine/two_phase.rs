@@ -1,0 +1,724 @@
+//! The participant side of a commit whose writes span groups: two-phase commit with the
+//! decision in one record (CockroachDB's transaction record, TiKV's primary lock).
+//!
+//! Phase one, in every group written: [`Prepare`] checks the group's share exactly as a
+//! one-group COMMIT would (first committer wins, primary keys, unique values) and,
+//! instead of writing versions, locks every row it writes and every unique value it
+//! adds, and keeps the writes under the transaction's id. The group named as the
+//! record's holder also writes the transaction record, pending. The prepare timestamp
+//! is the command's own stamp, fixed at apply; the coordinator commits at the largest
+//! prepare timestamp of the participants, so the commit lands after everything any
+//! participant had applied when it prepared.
+//!
+//! The decision: `Decide` in the record's group makes the record committed or aborted —
+//! one Raft entry, so the transaction is committed exactly when that entry applies — and
+//! resolves the group's own share in the same batch. A record that is no longer pending
+//! keeps its outcome: a late commit of a transaction a reader aborted is refused
+//! (40001), a late abort of a committed one answers "committed". A record that does not
+//! exist yet may be aborted (a reader met a lock of a coordinator that died before it
+//! prepared the record's group); the aborted record then refuses that prepare.
+//!
+//! Phase two: `Resolve` in every other participant turns the prepared writes into
+//! versions at the commit timestamp (index entries derived against the catalog at that
+//! moment, as a COMMIT's are), or drops them, and releases the locks; resolving twice
+//! is a no-op. Locks make the second phase infallible: nothing else may write a locked
+//! row or claim a locked unique value meanwhile, and CREATE INDEX waits for the table's
+//! prepared writes, so a conflict or duplicate at resolve is a broken invariant and
+//! stops the node rather than becoming a 40001.
+//!
+//! While a group holds no prepared transaction, commits read no locks (the state
+//! machine counts prepared transactions in memory), so one-group work pays nothing.
+//!
+//! Built so far: the participant's state and its checks. Not yet: the coordinator
+//! proposing these, readers resolving locks they meet, and collecting decided records.
+
+use super::{Applied, RowWrite, StateMachine};
+use crate::catalog::Catalog;
+use crate::encoding;
+use crate::error::{Error, Result};
+use crate::shard::GroupId;
+use crate::storage::keys::{self, TableId};
+use crate::storage::{Batch, Space, Store};
+use serde::{Deserialize, Serialize};
+
+/// Identifies a cross-group transaction; unique and never reused (the coordinator takes
+/// it from the timestamp oracle).
+pub type TxnId = u64;
+
+/// How a cross-group transaction ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOutcome {
+    /// Committed: its writes become versions at `commit_ts`.
+    Commit {
+        /// The commit timestamp: the largest prepare timestamp of the participants.
+        commit_ts: u64,
+    },
+    /// Aborted: its writes go.
+    Abort,
+}
+
+/// The first phase in one participant group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Prepare {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The snapshot it read at; a row changed after it is a conflict, as in COMMIT.
+    pub start_ts: u64,
+    /// The group holding the transaction record, named in every lock so that a reader
+    /// meeting one knows where to ask.
+    pub record_group: GroupId,
+    /// Every participant, given only to the record's group, which writes the record.
+    pub participants: Option<Vec<GroupId>>,
+    /// This group's share of the writes.
+    pub writes: Vec<RowWrite>,
+}
+
+/// The state of a transaction as its record holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnRecord {
+    /// Prepared here; not decided.
+    Pending {
+        /// Every group the transaction writes.
+        participants: Vec<GroupId>,
+        /// The prepare timestamp in the record's group.
+        prepare_ts: u64,
+    },
+    /// Decided: committed.
+    Committed {
+        /// Its commit timestamp.
+        commit_ts: u64,
+    },
+    /// Decided: aborted.
+    Aborted,
+}
+
+/// A lock a prepared transaction holds on a row or a unique value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// The holder.
+    pub txn: TxnId,
+    /// The holder's prepare timestamp in this group: its commit timestamp is at least
+    /// this, so a snapshot below it can ignore the lock.
+    pub prepare_ts: u64,
+    /// Where the holder's record is.
+    pub record_group: GroupId,
+}
+
+/// A transaction's prepared share in this group, kept until it is resolved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PreparedTxn {
+    start_ts: u64,
+    prepare_ts: u64,
+    writes: Vec<RowWrite>,
+    /// Every lock key it holds here, released when it is resolved.
+    locks: Vec<Vec<u8>>,
+}
+
+/// Which locks of prepared transactions a commit's checks must respect.
+#[derive(Clone, Copy, Debug)]
+pub enum LockCheck {
+    /// No transaction is prepared in the group: there is no lock to read.
+    NoneHeld,
+    /// Locks may exist; those of `owner` (the transaction being resolved) are its own.
+    Respect {
+        /// The transaction whose own locks do not count.
+        owner: Option<TxnId>,
+    },
+}
+
+/// Fails with 40001 when `key` is locked by a transaction other than the owner: its
+/// outcome is not known yet, and a retry after it is decided sees the truth.
+pub fn refuse_foreign_lock(
+    store: &Store,
+    locks: LockCheck,
+    key: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let LockCheck::Respect { owner } = locks else {
+        return Ok(());
+    };
+    match read_lock(store, key)? {
+        Some(lock) if Some(lock.txn) != owner => Err(locked(what(), lock.txn)),
+        Some(_) | None => Ok(()),
+    }
+}
+
+fn locked(what: String, txn: TxnId) -> Error {
+    Error::SerializationFailure(format!(
+        "{what} is locked by transaction {txn}, which is being committed across groups"
+    ))
+}
+
+/// The lock on `key`, if a prepared transaction holds one.
+pub fn read_lock(store: &Store, key: &[u8]) -> Result<Option<Lock>> {
+    store
+        .get(Space::Latest, key)?
+        .map(|bytes| encoding::decode(&bytes))
+        .transpose()
+}
+
+/// The record of `txn`, if this group holds one.
+pub fn read_record(store: &Store, txn: TxnId) -> Result<Option<TxnRecord>> {
+    store
+        .get(Space::Meta, &keys::txn_record_key(txn))?
+        .map(|bytes| encoding::decode(&bytes))
+        .transpose()
+}
+
+fn read_prepared(store: &Store, txn: TxnId) -> Result<Option<PreparedTxn>> {
+    store
+        .get(Space::Meta, &keys::prepared_txn_key(txn))?
+        .map(|bytes| encoding::decode(&bytes))
+        .transpose()
+}
+
+/// Prepared transactions read per batch when they are listed.
+const LIST_BATCH: usize = 256;
+
+/// Every transaction prepared in this store and not yet resolved, with the tables it
+/// writes.
+fn list_prepared(store: &Store) -> Result<Vec<(TxnId, PreparedTxn)>> {
+    let prefix = keys::META_PREPARED_PREFIX;
+    let end = crate::encoding::keycode::prefix_end(prefix)
+        .ok_or_else(|| Error::Internal("unbounded prepared prefix".into()))?;
+    let mut start = prefix.to_vec();
+    let mut out = Vec::new();
+    loop {
+        let batch = store.scan(Space::Meta, &start, &end, LIST_BATCH)?;
+        let full = batch.len() == LIST_BATCH;
+        for (key, bytes) in batch {
+            let id = key
+                .get(prefix.len()..)
+                .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::Corruption("malformed prepared transaction key".into()))?;
+            out.push((id, encoding::decode(&bytes)?));
+            start = key;
+            start.push(0);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// How many transactions are prepared in this store and not yet resolved.
+pub fn count_prepared(store: &Store) -> Result<usize> {
+    Ok(list_prepared(store)?.len())
+}
+
+/// Fails with 40001 when a prepared transaction writes `table`: a new index must not
+/// miss rows that become versions only when that transaction resolves.
+pub fn refuse_while_prepared(store: &Store, table: TableId, name: &str) -> Result<()> {
+    for (txn, prepared) in list_prepared(store)? {
+        if prepared.writes.iter().any(|write| write.table_id == table) {
+            return Err(locked(format!("table \"{name}\""), txn));
+        }
+    }
+    Ok(())
+}
+
+/// What a two-phase step changes besides its batch: the change in the number of
+/// transactions prepared in the group.
+pub(super) type PreparedDelta = isize;
+
+impl StateMachine {
+    /// The lock check a commit (or the resolution of `owner`) makes in this group.
+    pub(super) fn lock_check(&self, owner: Option<TxnId>) -> LockCheck {
+        if self.prepared == 0 {
+            LockCheck::NoneHeld
+        } else {
+            LockCheck::Respect { owner }
+        }
+    }
+
+    /// Plans phase one: every check of a COMMIT at `prepare_ts`, then locks instead of
+    /// versions.
+    pub(super) fn plan_prepare(
+        &self,
+        catalog: &Catalog,
+        prepare_ts: u64,
+        prepare: &Prepare,
+        batch: &mut Batch,
+    ) -> Result<(Applied, PreparedDelta)> {
+        let txn = prepare.txn;
+        if read_prepared(&self.store, txn)?.is_some() {
+            return Ok((Applied::Done, 0));
+        }
+        if prepare.participants.is_some() && read_record(&self.store, txn)?.is_some() {
+            return Err(Error::SerializationFailure(format!(
+                "transaction {txn} was aborted before it could prepare"
+            )));
+        }
+        // The versions a COMMIT would write are worked out (and so checked) but not kept.
+        let mut checked = Batch::default();
+        let unique_claims = self.apply_commit(
+            catalog,
+            prepare.start_ts,
+            prepare_ts,
+            &prepare.writes,
+            self.lock_check(None),
+            &mut checked,
+        )?;
+        let mut locks = Vec::with_capacity(prepare.writes.len() + unique_claims.len());
+        for write in &prepare.writes {
+            let table = catalog.table_by_id(write.table_id).ok_or_else(|| {
+                Error::Internal("a checked write's table vanished during its prepare".into())
+            })?;
+            let shard = keys::shard_for(&write.pk, table.shard_count);
+            locks.push(keys::row_lock_key(shard, table.id, &write.pk));
+        }
+        locks.extend(unique_claims);
+        let lock = encoding::encode(&Lock {
+            txn,
+            prepare_ts,
+            record_group: prepare.record_group,
+        })?;
+        for key in &locks {
+            batch.put(Space::Latest, key.clone(), lock.clone());
+        }
+        let prepared = PreparedTxn {
+            start_ts: prepare.start_ts,
+            prepare_ts,
+            writes: prepare.writes.clone(),
+            locks,
+        };
+        batch.put(
+            Space::Meta,
+            keys::prepared_txn_key(txn),
+            encoding::encode(&prepared)?,
+        );
+        if let Some(participants) = &prepare.participants {
+            let record = TxnRecord::Pending {
+                participants: participants.clone(),
+                prepare_ts,
+            };
+            batch.put(
+                Space::Meta,
+                keys::txn_record_key(txn),
+                encoding::encode(&record)?,
+            );
+        }
+        Ok((Applied::Done, 1))
+    }
+
+    /// Plans the decision in the record's group, with the resolution of its own share.
+    pub(super) fn plan_decide(
+        &self,
+        catalog: &Catalog,
+        txn: TxnId,
+        outcome: TxnOutcome,
+        batch: &mut Batch,
+    ) -> Result<(Applied, PreparedDelta)> {
+        let decided = match (read_record(&self.store, txn)?, outcome) {
+            (Some(TxnRecord::Committed { commit_ts }), _) => {
+                let outcome = TxnOutcome::Commit { commit_ts };
+                return Ok((Applied::Decided { outcome }, 0));
+            }
+            (Some(TxnRecord::Aborted), TxnOutcome::Abort) => {
+                let outcome = TxnOutcome::Abort;
+                return Ok((Applied::Decided { outcome }, 0));
+            }
+            (Some(TxnRecord::Aborted), TxnOutcome::Commit { .. }) => {
+                return Err(Error::SerializationFailure(format!(
+                    "transaction {txn} was aborted while it waited to commit \
+                     (a reader found it stalled)"
+                )))
+            }
+            (None, TxnOutcome::Commit { .. }) => panic!(
+                "invariant broken: transaction {txn} decided committed in a group \
+                 holding no record of it"
+            ),
+            (None, TxnOutcome::Abort) => TxnOutcome::Abort,
+            (Some(TxnRecord::Pending { prepare_ts, .. }), decided) => {
+                if let TxnOutcome::Commit { commit_ts } = decided {
+                    assert!(
+                        commit_ts >= prepare_ts,
+                        "invariant broken: transaction {txn} commits at {commit_ts}, \
+                         before its record's prepare at {prepare_ts}"
+                    );
+                }
+                decided
+            }
+        };
+        let record = match decided {
+            TxnOutcome::Commit { commit_ts } => TxnRecord::Committed { commit_ts },
+            TxnOutcome::Abort => TxnRecord::Aborted,
+        };
+        batch.put(
+            Space::Meta,
+            keys::txn_record_key(txn),
+            encoding::encode(&record)?,
+        );
+        let delta = self.resolve_share(catalog, txn, decided, batch)?;
+        Ok((Applied::Decided { outcome: decided }, delta))
+    }
+
+    /// Plans phase two in a participant: its share becomes versions or goes.
+    pub(super) fn resolve_share(
+        &self,
+        catalog: &Catalog,
+        txn: TxnId,
+        outcome: TxnOutcome,
+        batch: &mut Batch,
+    ) -> Result<PreparedDelta> {
+        let Some(prepared) = read_prepared(&self.store, txn)? else {
+            return Ok(0);
+        };
+        for key in &prepared.locks {
+            batch.delete(Space::Latest, key.clone());
+        }
+        batch.delete(Space::Meta, keys::prepared_txn_key(txn));
+        let TxnOutcome::Commit { commit_ts } = outcome else {
+            return Ok(-1);
+        };
+        assert!(
+            commit_ts >= prepared.prepare_ts,
+            "invariant broken: transaction {txn} commits at {commit_ts}, before it \
+             prepared here at {}",
+            prepared.prepare_ts
+        );
+        // A table dropped since the prepare took its rows with it.
+        let writes: Vec<RowWrite> = prepared
+            .writes
+            .into_iter()
+            .filter(|write| catalog.table_by_id(write.table_id).is_some())
+            .collect();
+        let locks = self.lock_check(Some(txn));
+        match self.apply_commit(catalog, prepared.start_ts, commit_ts, &writes, locks, batch) {
+            Ok(_) => Ok(-1),
+            Err(error) if error.is_deterministic() => panic!(
+                "invariant broken: transaction {txn}'s prepared writes failed at resolve \
+                 although its locks were held since the prepare: {error}"
+            ),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Column, IndexSpec, TableSpec};
+    use crate::state_machine::{Command, Operation};
+    use crate::storage::mvcc::{self, LATEST};
+    use crate::types::{DataType, Value};
+    use std::sync::Arc;
+
+    /// A state machine over a fresh store with `t (id BIGINT PRIMARY KEY, email TEXT
+    /// UNIQUE)` in 4 shards, stamping each command one past the last.
+    struct Group {
+        store: Arc<Store>,
+        machine: StateMachine,
+        ts: u64,
+    }
+
+    const TXN: TxnId = 77;
+    const OTHER_TXN: TxnId = 78;
+    const HERE: GroupId = 1;
+
+    fn column(name: &str, data_type: DataType) -> Column {
+        Column {
+            name: name.into(),
+            data_type,
+            nullable: true,
+            default: None,
+            hidden: false,
+        }
+    }
+
+    impl Group {
+        fn new() -> Group {
+            let store = Arc::new(Store::temporary().unwrap());
+            let machine = StateMachine::open(Arc::clone(&store)).unwrap();
+            let mut group = Group {
+                store,
+                machine,
+                ts: 0,
+            };
+            let spec = TableSpec {
+                name: "t".into(),
+                columns: vec![
+                    column("id", DataType::BigInt),
+                    column("email", crate::types::TEXT),
+                ],
+                primary_key: vec![0],
+                unique_constraints: vec![IndexSpec {
+                    name: "t_email_key".into(),
+                    columns: vec![1],
+                    unique: true,
+                }],
+                shard_count: 4,
+            };
+            let create = Operation::CreateTable {
+                spec,
+                if_not_exists: false,
+            };
+            group.apply(create).unwrap();
+            group
+        }
+
+        fn apply(&mut self, operation: Operation) -> Result<Applied> {
+            self.ts += 1;
+            let command = Command {
+                commit_ts: self.ts,
+                operation,
+            };
+            self.machine.apply(&command, None)
+        }
+
+        fn table(&self) -> crate::catalog::Table {
+            self.machine
+                .catalog_handle()
+                .current()
+                .table("t")
+                .unwrap()
+                .clone()
+        }
+
+        /// The live row with key `id` as the newest versions say, with its version's ts.
+        fn row(&self, id: i64) -> Option<(u64, Vec<Value>)> {
+            let table = self.table();
+            let (_, prefix) = crate::shard::locate_row(&table, &pk(id));
+            match mvcc::read_version(&self.store, &prefix, LATEST).unwrap() {
+                Some((ts, bytes)) if !bytes.is_empty() => {
+                    Some((ts, encoding::decode(&bytes).unwrap()))
+                }
+                Some(_) | None => None,
+            }
+        }
+
+        /// Points the fixture's writes (made before the table id is known) at `t`.
+        fn aimed(&self, mut writes: Vec<RowWrite>) -> Vec<RowWrite> {
+            let table_id = self.table().id;
+            for write in &mut writes {
+                write.table_id = table_id;
+            }
+            writes
+        }
+
+        fn commit(&mut self, writes: Vec<RowWrite>) -> Result<Applied> {
+            let writes = self.aimed(writes);
+            let start_ts = self.ts;
+            self.apply(Operation::Commit { start_ts, writes })
+        }
+
+        fn prepare(&mut self, txn: TxnId, writes: Vec<RowWrite>) -> Result<Applied> {
+            let writes = self.aimed(writes);
+            let start_ts = self.ts;
+            self.apply(Operation::Prepare(Prepare {
+                txn,
+                start_ts,
+                record_group: HERE,
+                participants: Some(vec![HERE, HERE + 1]),
+                writes,
+            }))
+        }
+
+        fn decide(&mut self, txn: TxnId, outcome: TxnOutcome) -> Result<Applied> {
+            self.apply(Operation::Decide { txn, outcome })
+        }
+    }
+
+    fn pk(id: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::encoding::keycode::encode_value(&mut out, &Value::BigInt(id));
+        out
+    }
+
+    fn insert(id: i64, email: &str) -> RowWrite {
+        let row = vec![Value::BigInt(id), Value::Text(email.into())];
+        RowWrite {
+            table_id: 0,
+            pk: pk(id),
+            row: Some(row),
+            insert: true,
+        }
+    }
+
+    fn update(id: i64, email: &str) -> RowWrite {
+        RowWrite {
+            insert: false,
+            ..insert(id, email)
+        }
+    }
+
+    fn is_retryable_conflict(result: Result<Applied>) -> bool {
+        matches!(result, Err(Error::SerializationFailure(_)))
+    }
+
+    /// A prepared row stays invisible and locked: a one-phase commit writing it is
+    /// refused with 40001 while the transaction is pending; once decided committed, the
+    /// row is a version at the commit timestamp (below commands applied since), its
+    /// lock is gone and the row can be written again.
+    #[test]
+    fn prepared_rows_are_locked_until_decided() {
+        let mut group = Group::new();
+        group.commit(vec![insert(1, "a@x")]).unwrap();
+        group
+            .prepare(TXN, vec![update(1, "b@x"), insert(2, "c@x")])
+            .unwrap();
+        let prepare_ts = group.ts;
+        assert_eq!(group.machine.prepared, 1);
+        assert_eq!(group.row(1).unwrap().1[1], Value::Text("a@x".into()));
+        assert!(group.row(2).is_none(), "a prepared insert is not a version");
+        assert!(is_retryable_conflict(group.commit(vec![update(1, "z@x")])));
+        group.commit(vec![insert(3, "d@x")]).unwrap();
+
+        let commit_ts = prepare_ts + 1;
+        let decided = group.decide(TXN, TxnOutcome::Commit { commit_ts }).unwrap();
+        assert_eq!(
+            decided,
+            Applied::Decided {
+                outcome: TxnOutcome::Commit { commit_ts }
+            }
+        );
+        assert_eq!(group.machine.prepared, 0);
+        assert_eq!(
+            group.row(1),
+            Some((commit_ts, update(1, "b@x").row.unwrap()))
+        );
+        assert_eq!(group.row(2).unwrap().0, commit_ts);
+        assert!(
+            group.ts > commit_ts,
+            "resolved below a later command's stamp"
+        );
+        group.commit(vec![update(1, "e@x")]).unwrap();
+        assert_eq!(group.row(1).unwrap().1[1], Value::Text("e@x".into()));
+    }
+
+    /// A unique value a prepare adds is claimed: another commit inserting it under a
+    /// different key (and so possibly another shard) waits for the decision with 40001,
+    /// and after an abort the value is free and the aborted rows never appear.
+    #[test]
+    fn prepared_unique_values_are_claimed_until_decided() {
+        let mut group = Group::new();
+        group.prepare(TXN, vec![insert(10, "same@x")]).unwrap();
+        assert!(is_retryable_conflict(
+            group.commit(vec![insert(11, "same@x")])
+        ));
+        // A second prepare claiming the same value waits for the first, too.
+        assert!(is_retryable_conflict(
+            group.prepare(OTHER_TXN, vec![insert(12, "same@x")])
+        ));
+        let decided = group.decide(TXN, TxnOutcome::Abort).unwrap();
+        assert_eq!(
+            decided,
+            Applied::Decided {
+                outcome: TxnOutcome::Abort
+            }
+        );
+        assert!(group.row(10).is_none());
+        group.commit(vec![insert(11, "same@x")]).unwrap();
+        assert!(group.row(11).is_some());
+    }
+
+    /// The first decision wins: a commit arriving after a reader aborted the record is
+    /// refused with 40001, and an abort arriving after the commit answers "committed".
+    #[test]
+    fn the_first_decision_wins() {
+        let mut group = Group::new();
+        group.prepare(TXN, vec![insert(1, "a@x")]).unwrap();
+        group.decide(TXN, TxnOutcome::Abort).unwrap();
+        let late_commit = group.decide(
+            TXN,
+            TxnOutcome::Commit {
+                commit_ts: group.ts,
+            },
+        );
+        assert!(is_retryable_conflict(late_commit));
+
+        group.prepare(OTHER_TXN, vec![insert(2, "b@x")]).unwrap();
+        let commit_ts = group.ts;
+        group
+            .decide(OTHER_TXN, TxnOutcome::Commit { commit_ts })
+            .unwrap();
+        let late_abort = group.decide(OTHER_TXN, TxnOutcome::Abort).unwrap();
+        assert_eq!(
+            late_abort,
+            Applied::Decided {
+                outcome: TxnOutcome::Commit { commit_ts }
+            }
+        );
+        assert_eq!(
+            read_record(&group.store, OTHER_TXN).unwrap(),
+            Some(TxnRecord::Committed { commit_ts })
+        );
+    }
+
+    /// A reader may abort a transaction whose record's group never prepared (its
+    /// coordinator died first); the prepare arriving later is refused, so the
+    /// transaction cannot commit.
+    #[test]
+    fn an_abort_before_the_record_exists_refuses_the_late_prepare() {
+        let mut group = Group::new();
+        group.decide(TXN, TxnOutcome::Abort).unwrap();
+        assert!(is_retryable_conflict(
+            group.prepare(TXN, vec![insert(1, "a@x")])
+        ));
+        assert_eq!(group.machine.prepared, 0);
+        assert!(group.row(1).is_none());
+    }
+
+    /// A prepare checks what a commit checks: a row changed after the snapshot is a
+    /// conflict and a taken primary key a duplicate, and a refused prepare locks nothing.
+    #[test]
+    fn a_refused_prepare_locks_nothing() {
+        let mut group = Group::new();
+        group.commit(vec![insert(1, "a@x")]).unwrap();
+        let stale = Operation::Prepare(Prepare {
+            txn: TXN,
+            start_ts: 0,
+            record_group: HERE,
+            participants: None,
+            writes: group.aimed(vec![update(1, "b@x")]),
+        });
+        assert!(is_retryable_conflict(group.apply(stale)));
+        let duplicate = group.prepare(TXN, vec![insert(1, "c@x")]);
+        assert!(matches!(duplicate, Err(Error::UniqueViolation { .. })));
+        assert_eq!(group.machine.prepared, 0);
+        group.commit(vec![update(1, "d@x")]).unwrap();
+    }
+
+    /// A participant resolves once: a second Resolve is a no-op. Prepared state
+    /// survives a restart: the reopened state machine still enforces the locks.
+    #[test]
+    fn prepared_state_survives_reopen_and_resolve_is_idempotent() {
+        let mut group = Group::new();
+        group.prepare(TXN, vec![insert(5, "e@x")]).unwrap();
+        group.machine = StateMachine::open(Arc::clone(&group.store)).unwrap();
+        assert_eq!(group.machine.prepared, 1);
+        assert!(is_retryable_conflict(group.commit(vec![insert(5, "f@x")])));
+        let outcome = TxnOutcome::Commit {
+            commit_ts: group.ts,
+        };
+        group
+            .apply(Operation::Resolve { txn: TXN, outcome })
+            .unwrap();
+        group
+            .apply(Operation::Resolve { txn: TXN, outcome })
+            .unwrap();
+        assert_eq!(group.machine.prepared, 0);
+        assert_eq!(group.row(5).unwrap().1[1], Value::Text("e@x".into()));
+    }
+
+    /// CREATE INDEX on a table with prepared writes waits (40001): the backfill cannot
+    /// see rows that become versions only at resolve.
+    #[test]
+    fn create_index_waits_for_prepared_writes() {
+        let mut group = Group::new();
+        group.prepare(TXN, vec![insert(1, "a@x")]).unwrap();
+        let create = || Operation::CreateIndex {
+            table: "t".into(),
+            spec: IndexSpec {
+                name: "t_by_email".into(),
+                columns: vec![1],
+                unique: false,
+            },
+            if_not_exists: false,
+        };
+        assert!(is_retryable_conflict(group.apply(create())));
+        group.decide(TXN, TxnOutcome::Abort).unwrap();
+        group.apply(create()).unwrap();
+    }
+}
