@@ -72,6 +72,10 @@ enum Command {
         /// Cluster node, first start: join the cluster through this member's Raft address.
         #[arg(long)]
         join: Option<String>,
+        /// Cluster node, first start: how many data groups the cluster runs (1 to 16,
+        /// the same on every member; default 1). Tables' shards are spread over them.
+        #[arg(long)]
+        data_groups: Option<u64>,
     },
     /// Start a throwaway local cluster (127.0.0.1 .. 127.0.0.N) and open the shell on
     /// it; `\node stop N` / `\node start N` in the shell kill and restart a node, to
@@ -185,6 +189,7 @@ fn main() {
             raft_listen,
             initial_members,
             join,
+            data_groups,
         } => match server_config(
             config,
             ServerFlags {
@@ -197,6 +202,7 @@ fn main() {
                     raft_listen,
                     initial_members,
                     join,
+                    data_groups,
                 },
             },
         ) {

@@ -527,14 +527,15 @@ impl Session {
     /// leader that is gone (a retryable error) before anything is sent to it; without
     /// it a commit sent to a paused or cut-off leader ends with its outcome unknown
     /// (40003), and requiring a recent heartbeat keeps that window to a heartbeat or two
-    /// after a fault.
+    /// after a fault. Only with one data group: over a pool, the snapshot as it is is
+    /// the most idle group's (see `ClusterReplica::read_timestamp`), older than the rows
+    /// of a busy group, so writes on it would conflict.
     fn begin_unconfirmed(&self) -> Result<Transaction> {
         let level = self.read_level()?;
         let may_skip = matches!(level, ReadLevel::Linearizable | ReadLevel::Lease)
-            && self
-                .replica
-                .cluster()
-                .is_some_and(|cluster| cluster.leader_recently_heard());
+            && self.replica.cluster().is_some_and(|cluster| {
+                cluster.data_group_count() == 1 && cluster.leader_recently_heard()
+            });
         if may_skip {
             Transaction::begin_unconfirmed(Arc::clone(&self.replica), level)
         } else {
@@ -738,7 +739,11 @@ impl Session {
         let planner = Planner::new(&catalog, &[], &everything).with_identity(&self.identity);
         let (operations, tag) = match statement {
             Statement::CreateTable(create) => {
-                let spec = planner.table_spec(create, self.replica.default_shard_count())?;
+                let spec = planner.table_spec(
+                    create,
+                    self.replica.default_shard_count(),
+                    self.replica.data_group_count(),
+                )?;
                 (
                     vec![Operation::CreateTable {
                         spec,
@@ -821,8 +826,7 @@ impl Session {
         };
         for operation in operations {
             if let Applied::Skipped { notice } =
-                self.replica
-                    .propose(crate::shard::CATALOG_GROUP, operation, Some(&report))?
+                self.replica.change_schema(operation, Some(&report))?
             {
                 result.notices.push(notice);
             }

@@ -502,3 +502,115 @@ fn demo_runs_a_cluster_and_survives_a_stopped_node() {
         directory.display()
     );
 }
+
+/// A cluster running a pool of three data groups: a table's shards spread over all of
+/// them (SHOW SHARDS), rows written through any node into any group are read back
+/// whole through every node at the default (linearizable) level, an index created
+/// after the rows are in is built in every group and used, a write spanning groups
+/// commits whole (and one that fails in one group leaves nothing in any), a unique
+/// index over several groups is refused (0A000: uniqueness is checked per group), a dropped
+/// table leaves nothing, every group converges, and the three groups' leaders spread
+/// over the three nodes by themselves.
+#[test]
+fn a_pool_of_data_groups_spreads_shards_and_leaders() {
+    let cluster = Cluster::start_with(3, "data_groups = 3");
+    for group in [2, 3] {
+        cluster.wait_for_leader(group, 0, None);
+    }
+    let mut client = cluster.connect(0);
+    client
+        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT) WITH (shards = 6)")
+        .expect("create");
+    let groups: std::collections::BTreeSet<i64> = client
+        .query("SHOW SHARDS FOR t", &[])
+        .expect("shards")
+        .iter()
+        .map(|row| row.get("group_id"))
+        .collect();
+    assert_eq!(groups, [1, 2, 3].into(), "six shards over three groups");
+    for id in 0..60i32 {
+        let mut client = cluster.connect(id as usize % 3);
+        client
+            .execute("INSERT INTO t VALUES ($1, $2)", &[&id, &format!("v{id}")])
+            .expect("insert");
+    }
+    cluster
+        .connect(2)
+        .batch_execute("CREATE INDEX t_v ON t (v)")
+        .expect("index");
+    for i in 0..3 {
+        let mut client = cluster.connect(i);
+        assert_eq!(count(&mut client, "t"), 60, "node {}", i + 1);
+        let plan: Vec<String> = client
+            .query("EXPLAIN SELECT id FROM t WHERE v = 'v41'", &[])
+            .expect("explain")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(plan.join("\n").contains("t_v"), "{plan:?}");
+        let row = client
+            .query_one("SELECT id FROM t WHERE v = 'v41'", &[])
+            .expect("index read");
+        assert_eq!(row.get::<_, i32>(0), 41);
+    }
+    client
+        .batch_execute("INSERT INTO t SELECT id + 100, v FROM t")
+        .expect("a write over every group");
+    assert_eq!(count(&mut client, "t"), 120);
+    let error = client
+        .batch_execute(
+            "INSERT INTO t SELECT id + 200, v FROM t WHERE id < 100 UNION ALL SELECT 5, 'again'",
+        )
+        .expect_err("a duplicate in one group");
+    assert_eq!(
+        error.code(),
+        Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+        "{error}"
+    );
+    for i in 0..3 {
+        let mut client = cluster.connect(i);
+        assert_eq!(
+            count(&mut client, "t"),
+            120,
+            "nothing of it, node {}",
+            i + 1
+        );
+    }
+    for unique in [
+        "CREATE TABLE u (id INT PRIMARY KEY, e TEXT UNIQUE)",
+        "CREATE UNIQUE INDEX t_v_key ON t (v)",
+    ] {
+        let error = client
+            .batch_execute(unique)
+            .expect_err("unique over groups");
+        assert_eq!(
+            error.code(),
+            Some(&postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
+            "{unique}: {error}"
+        );
+    }
+    client
+        .batch_execute("CREATE TABLE u (id INT PRIMARY KEY, e TEXT UNIQUE) WITH (shards = 1)")
+        .expect("a unique index in one group");
+    cluster.assert_converged();
+    client.batch_execute("DROP TABLE t").expect("drop");
+    client
+        .batch_execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        .expect("create again");
+    assert_eq!(count(&mut client, "t"), 0);
+    let started = Instant::now();
+    loop {
+        let leaders: std::collections::BTreeSet<usize> = (1..=3)
+            .filter_map(|group| cluster.leader(group, 0))
+            .collect();
+        if leaders.len() == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the data groups' leaders did not spread: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.assert_converged();
+}

@@ -44,9 +44,15 @@ pub struct Index {
     /// Whether two live rows may not share the same non-NULL values.
     pub unique: bool,
     /// Commit timestamp of the CREATE INDEX: snapshots older than this must not read
-    /// through the index, whose entries were written at this timestamp.
+    /// through the index, whose entries were written at this timestamp. In a cluster,
+    /// [`INDEX_BUILDING`] until every data group has backfilled its shards, then the
+    /// latest of their backfill timestamps.
     pub created_ts: u64,
 }
+
+/// The `created_ts` of an index whose entries are still being built in some data
+/// group: no snapshot reads through it.
+pub const INDEX_BUILDING: u64 = u64::MAX;
 
 /// A table definition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +120,9 @@ pub struct TableSpec {
     pub unique_constraints: Vec<IndexSpec>,
     /// Number of shards.
     pub shard_count: u16,
+    /// How many data groups the shards are placed on (the deployment's pool, chosen
+    /// where the statement was planned, so every replica places them alike).
+    pub groups: u64,
 }
 
 /// An index as CREATE INDEX (or a UNIQUE constraint) declares it.
@@ -151,34 +160,28 @@ impl SharedCatalog {
 }
 
 /// Every table, by name, plus the id counters and the shard map's version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     tables: BTreeMap<String, Table>,
     next_table_id: TableId,
     next_index_id: IndexId,
-    /// How many data groups new tables' shards are placed on.
-    data_groups: u64,
+    /// Grows with every change: a data group installs a catalog only if it is newer
+    /// than its own copy, and a commit names the version it was planned against.
+    version: u64,
     /// Grows with every change of where shards live (a table created or dropped), so a
     /// statement routed with an older map can be told apart.
     shard_map_version: u64,
-}
-
-impl Default for Catalog {
-    fn default() -> Catalog {
-        Catalog {
-            tables: BTreeMap::new(),
-            next_table_id: 0,
-            next_index_id: 0,
-            data_groups: 1,
-            shard_map_version: 0,
-        }
-    }
 }
 
 impl Catalog {
     /// The version of the shard map (see the field's doc).
     pub fn shard_map_version(&self) -> u64 {
         self.shard_map_version
+    }
+
+    /// The catalog's version (see the field's doc).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Looks a table up by name.
@@ -229,7 +232,7 @@ impl Catalog {
             primary_key: spec.primary_key,
             indexes: Vec::new(),
             shard_count,
-            placement: shard::place_shards(id, shard_count, self.data_groups),
+            placement: shard::place_shards(id, shard_count, spec.groups),
         };
         for unique in spec.unique_constraints {
             if table.indexes.iter().any(|i| i.name == unique.name)
@@ -241,6 +244,7 @@ impl Catalog {
         }
         self.tables.insert(spec.name.clone(), table);
         self.shard_map_version += 1;
+        self.version += 1;
         Ok(&self.tables[&spec.name])
     }
 
@@ -267,7 +271,22 @@ impl Catalog {
             .get_mut(table)
             .ok_or_else(|| Error::UndefinedTable(table.to_string()))?;
         table.indexes.push(index.clone());
+        self.version += 1;
         Ok(index)
+    }
+
+    /// Makes a built index usable by snapshots at or after `ready_ts` (see
+    /// [`INDEX_BUILDING`]).
+    pub fn set_index_ready(&mut self, index: IndexId, ready_ts: u64) -> Result<()> {
+        let found = self
+            .tables
+            .values_mut()
+            .flat_map(|table| table.indexes.iter_mut())
+            .find(|candidate| candidate.id == index)
+            .ok_or_else(|| Error::UndefinedObject(format!("index with id {index}")))?;
+        found.created_ts = ready_ts;
+        self.version += 1;
+        Ok(())
     }
 
     /// Removes a table, returning its definition.
@@ -277,6 +296,7 @@ impl Catalog {
             .remove(name)
             .ok_or_else(|| Error::UndefinedTable(name.to_string()))?;
         self.shard_map_version += 1;
+        self.version += 1;
         Ok(table)
     }
 
@@ -284,6 +304,7 @@ impl Catalog {
     pub fn remove_index(&mut self, name: &str) -> Result<(TableId, Index)> {
         for table in self.tables.values_mut() {
             if let Some(position) = table.indexes.iter().position(|i| i.name == name) {
+                self.version += 1;
                 return Ok((table.id, table.indexes.remove(position)));
             }
         }
@@ -293,24 +314,32 @@ impl Catalog {
     }
 }
 
+/// For tests: a table `name (id BIGINT PRIMARY KEY)` in `shard_count` shards over
+/// `groups` groups.
+#[cfg(test)]
+pub fn test_table_spec(name: &str, shard_count: u16, groups: u64) -> TableSpec {
+    TableSpec {
+        name: name.into(),
+        columns: vec![Column {
+            name: "id".into(),
+            data_type: DataType::BigInt,
+            nullable: false,
+            default: None,
+            hidden: false,
+        }],
+        primary_key: vec![0],
+        unique_constraints: vec![],
+        shard_count,
+        groups,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spec(name: &str) -> TableSpec {
-        TableSpec {
-            name: name.into(),
-            columns: vec![Column {
-                name: "id".into(),
-                data_type: DataType::Integer,
-                nullable: false,
-                default: None,
-                hidden: false,
-            }],
-            primary_key: vec![0],
-            unique_constraints: vec![],
-            shard_count: 1,
-        }
+        test_table_spec(name, 1, 1)
     }
 
     /// Ids are never reused and tables and indexes share one namespace.

@@ -11,8 +11,9 @@
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
 use super::raft::membership::StepReport;
+use super::raft::node::write_error;
 pub use super::raft::node::NodeStatus;
-use super::raft::node::{Proposal, RaftNode, WriteError};
+use super::raft::node::{Proposal, RaftNode};
 use super::raft::types::Response;
 use super::ReadLevel;
 use crate::catalog::Catalog;
@@ -48,6 +49,14 @@ pub enum ClusterChange {
     ClockRate {
         /// The rate, 1.0 being the system's.
         rate: f64,
+    },
+    /// `SET COMMIT PAUSE ms`: the node this session is on holds every cross-group
+    /// commit it coordinates for this long between the prepares and the decision, so
+    /// tests can meet its locks or kill it there (refused unless the node allows test
+    /// faults; 0 ends it).
+    CommitPause {
+        /// The pause in milliseconds.
+        millis: u64,
     },
 }
 
@@ -91,24 +100,27 @@ impl ClusterReplica {
     /// placed what it writes in.
     pub fn propose(&self, group: GroupId, operation: Operation) -> Result<Applied> {
         let node = Arc::clone(&self.node);
-        let (log_id, response) = self
-            .run(async move {
-                // The leader stamps the change (one oracle call per batch of changes).
-                let written = node.write(group, Proposal::Change(operation)).await?;
-                // Read-your-writes on this replica; a replica that cannot catch up in time
-                // does not undo a committed write, so only a warning.
-                if let Err(error) = node.wait_applied(group, written.0.index).await {
-                    tracing::warn!(%error, "a committed write is not applied here yet");
-                }
-                Ok::<_, WriteError>(written)
-            })?
-            .map_err(write_failed)?;
-        match response {
-            Response::Data(outcome) => outcome.map(|(applied, _commit_ts)| applied),
-            other => Err(Error::Internal(format!(
-                "group {group} answered entry {log_id} with {other:?}"
-            ))),
-        }
+        self.run(propose_on(node, group, operation))?
+    }
+
+    /// Commits each operation in its group, all at once; answers in the same order.
+    pub fn propose_each(
+        &self,
+        proposals: Vec<(GroupId, Operation)>,
+    ) -> Result<Vec<Result<Applied>>> {
+        let node = Arc::clone(&self.node);
+        self.run(async move {
+            let calls = proposals
+                .into_iter()
+                .map(|(group, operation)| propose_on(Arc::clone(&node), group, operation));
+            futures::future::join_all(calls).await
+        })
+    }
+
+    /// Runs a DDL operation across the cluster (see `raft::schema`).
+    pub fn change_schema(&self, operation: Operation) -> Result<Applied> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.change_schema(operation).await })?
     }
 
     /// Whether the leader of every data group hosted here was heard from within two
@@ -129,55 +141,95 @@ impl ClusterReplica {
     /// The store holding this node's replica of `group`; an error when this node
     /// does not host it.
     pub fn group_store(&self, group: GroupId) -> Result<&Store> {
-        if self.node.hosts(group) {
-            Ok(self.node.store())
-        } else {
-            Err(Error::ObjectNotInPrerequisiteState(format!(
+        self.node.group_store(group).ok_or_else(|| {
+            Error::ObjectNotInPrerequisiteState(format!(
                 "node {} does not host group {group}",
                 self.node.id()
-            )))
-        }
+            ))
+        })
+    }
+
+    /// How long a cross-group commit coordinated here pauses between its prepares and
+    /// its decision (a test fault; zero unless set).
+    pub fn commit_pause(&self) -> std::time::Duration {
+        self.node.commit_pause()
+    }
+
+    /// The data groups this node leads, as far as it knows.
+    pub fn led_data_groups(&self) -> Vec<GroupId> {
+        self.node
+            .data_groups()
+            .into_iter()
+            .filter(|group| self.node.leads(*group))
+            .collect()
+    }
+
+    /// How many data groups the cluster runs (the pool new tables are placed on).
+    pub fn data_group_count(&self) -> u64 {
+        self.node.data_group_count()
     }
 
     /// A number never handed out before: a timestamp from the oracle.
     pub fn unique_id(&self) -> Result<u64> {
         let node = Arc::clone(&self.node);
         self.run(async move { node.timestamp().await })?
-            .map_err(write_failed)
+            .map_err(write_error)
     }
 
     /// Waits until this replica may serve a read at `level` in every data group it
-    /// hosts, then returns the lowest of their applied commit timestamps. With one data
-    /// group (all a cluster runs today) that is exactly the group's applied state; a
-    /// snapshot across several groups needs each group to promise it will commit
-    /// nothing at or below the timestamp (a closed timestamp), which the cross-shard
-    /// commit protocol brings.
+    /// hosts, then returns a timestamp whose snapshot is complete and stable in all of
+    /// them: every commit at or below it is applied here, and none will come later.
+    ///
+    /// A group's state at any timestamp up to its applied one is exact (commit
+    /// timestamps follow its log). So at `stale` the lowest applied timestamp serves:
+    /// consistent, as old as the most idle group. At `linearizable` and `lease` the
+    /// snapshot must include every write acknowledged before the read began, in
+    /// whichever group: the highest applied timestamp after each group's read round.
+    /// A group behind it is moved up to it by an entry that commits nothing
+    /// ([`Operation::Advance`]): after it, the group's applied timestamp is at least
+    /// the snapshot's and every later commit lands above it. Only groups that had no
+    /// commit since the last such read need the entry; closed timestamps that leaders
+    /// publish on their own would spare even that round.
     pub fn read_timestamp(&self, level: ReadLevel) -> Result<u64> {
         let groups = self.node.data_groups();
         let node = Arc::clone(&self.node);
         let prepared = groups.clone();
         self.run(async move {
-            for group in prepared {
-                node.prepare_read(group, level).await?;
-            }
-            Ok::<_, Error>(())
+            let rounds = prepared
+                .iter()
+                .map(|group| node.prepare_read(*group, level));
+            futures::future::try_join_all(rounds).await.map(|_| ())
         })??;
-        let mut lowest = None;
-        for group in groups {
-            let applied = self.node.applied_commit_ts(group)?;
-            lowest = Some(lowest.map_or(applied, |low: u64| low.min(applied)));
+        let applied = groups
+            .iter()
+            .map(|group| Ok((*group, self.node.applied_commit_ts(*group)?)))
+            .collect::<Result<Vec<(GroupId, u64)>>>()?;
+        let (lowest, highest) = match (
+            applied.iter().map(|(_, ts)| *ts).min(),
+            applied.iter().map(|(_, ts)| *ts).max(),
+        ) {
+            (Some(lowest), Some(highest)) => (lowest, highest),
+            _ => return Err(Error::Internal("this node hosts no data group".into())),
+        };
+        if matches!(level, ReadLevel::Stale { .. }) || lowest == highest {
+            return Ok(lowest);
         }
-        lowest.ok_or_else(|| Error::Internal("this node hosts no data group".into()))
+        let behind: Vec<GroupId> = applied
+            .into_iter()
+            .filter(|(_, ts)| *ts < highest)
+            .map(|(group, _)| group)
+            .collect();
+        let node = Arc::clone(&self.node);
+        self.run(async move {
+            let advances = behind.iter().map(|group| node.advance_to(*group, highest));
+            futures::future::try_join_all(advances).await.map(|_| ())
+        })??;
+        Ok(highest)
     }
 
     /// The catalog as applied on this replica.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.node.catalog()
-    }
-
-    /// The node's store.
-    pub fn store(&self) -> &Store {
-        self.node.store()
     }
 
     /// Runs an `ALTER CLUSTER` change (a clock rate: on this node only); returns what
@@ -194,9 +246,10 @@ impl ClusterReplica {
                     node.transfer_leadership(&groups, to).await
                 }
                 ClusterChange::ClockRate { rate } => node.set_clock_rate(rate),
+                ClusterChange::CommitPause { millis } => node.set_commit_pause(millis),
             }
         })?
-        .map_err(write_failed)
+        .map_err(write_error)
     }
 
     /// This replica's fingerprint of every group it hosts (SHOW CHECKSUM): group,
@@ -231,14 +284,31 @@ impl ClusterReplica {
     }
 }
 
-/// The SQL error of a write that did not happen, or may not have.
-fn write_failed(error: WriteError) -> Error {
-    match error {
-        WriteError::NotLeader(_) => {
-            Error::Retryable("the leader changed before the write was proposed".into())
-        }
-        WriteError::Retry(why) => Error::Retryable(why),
-        WriteError::Unknown(why) => Error::OutcomeUnknown(why),
-        WriteError::Refused(why) => Error::ObjectNotInPrerequisiteState(why),
+/// Commits `operation` through the leader of `group` and waits until this replica has
+/// applied it (read-your-writes: the session's next statement is planned here).
+async fn propose_on(node: Arc<RaftNode>, group: GroupId, operation: Operation) -> Result<Applied> {
+    if operation.schema_change().is_some() {
+        // Applied in one data group alone, it would leave that group's catalog apart
+        // from the cluster's.
+        return Err(Error::Internal(format!(
+            "DDL proposed straight to group {group}; schema changes go through the \
+             metadata group"
+        )));
+    }
+    // The leader stamps the change (one oracle call per batch of changes).
+    let (log_id, response) = node
+        .write(group, Proposal::Change(operation))
+        .await
+        .map_err(write_error)?;
+    // A replica that cannot catch up in time does not undo a committed write, so only a
+    // warning.
+    if let Err(error) = node.wait_applied(group, log_id.index).await {
+        tracing::warn!(%error, "a committed write is not applied here yet");
+    }
+    match response {
+        Response::Data(outcome) => outcome.map(|(applied, _commit_ts)| applied),
+        other => Err(Error::Internal(format!(
+            "group {group} answered entry {log_id} with {other:?}"
+        ))),
     }
 }

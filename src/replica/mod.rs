@@ -55,15 +55,55 @@ impl Replica {
     /// Orders, stamps and applies one operation in `group` (where the router placed
     /// what it changes); returns once it is durable. The embedded replica hosts every
     /// group in one state machine, so it needs no routing.
-    pub fn propose(
+    pub fn propose(&self, group: GroupId, operation: Operation) -> Result<Applied> {
+        match self {
+            Replica::Local(local) => local.propose(operation, None),
+            Replica::Cluster(cluster) => cluster.propose(group, operation),
+        }
+    }
+
+    /// Proposes each operation in its group, concurrently where the groups are
+    /// replicated; answers in the same order. The phases of a cross-group commit fan
+    /// out through it, so they cost about one round, not one per group.
+    pub fn propose_each(
         &self,
-        group: GroupId,
+        proposals: Vec<(GroupId, Operation)>,
+    ) -> Result<Vec<Result<Applied>>> {
+        match self {
+            Replica::Local(local) => Ok(proposals
+                .into_iter()
+                .map(|(_, operation)| local.propose(operation, None))
+                .collect()),
+            Replica::Cluster(cluster) => cluster.propose_each(proposals),
+        }
+    }
+
+    /// How long a cross-group commit pauses between its prepares and its decision: a
+    /// fault tests set on a cluster node (`ALTER CLUSTER SET COMMIT PAUSE`), else zero.
+    pub fn commit_pause(&self) -> Duration {
+        match self {
+            Replica::Local(_) => Duration::ZERO,
+            Replica::Cluster(cluster) => cluster.commit_pause(),
+        }
+    }
+
+    /// Whether a read may meet locks of a cross-group commit: only where more than one
+    /// data group exists. The embedded engine commits every transaction in one phase.
+    pub fn may_hold_locks(&self) -> bool {
+        self.data_group_count() > 1
+    }
+
+    /// Runs a DDL operation: the embedded replica applies it to its one state machine
+    /// (catalog and data in one batch); a cluster changes the catalog in the metadata
+    /// group, then installs it in every data group (see `raft::schema`).
+    pub fn change_schema(
+        &self,
         operation: Operation,
         progress: Option<ProgressFn>,
     ) -> Result<Applied> {
         match self {
             Replica::Local(local) => local.propose(operation, progress),
-            Replica::Cluster(cluster) => cluster.propose(group, operation),
+            Replica::Cluster(cluster) => cluster.change_schema(operation),
         }
     }
 
@@ -92,18 +132,10 @@ impl Replica {
         }
     }
 
-    /// The store, for snapshot reads.
-    pub fn store(&self) -> &Store {
-        match self {
-            Replica::Local(local) => local.store(),
-            Replica::Cluster(cluster) => cluster.store(),
-        }
-    }
-
     /// The store holding this replica's copy of `group`, for snapshot reads of the
-    /// shards the router placed there. Every group is hosted on every node today (a
-    /// cluster runs one data group), so this never refuses yet; once groups have their
-    /// own members, a group hosted elsewhere is read over the network instead.
+    /// shards the router placed there. Every group is hosted on every node today, so
+    /// this never refuses yet; once groups have their own members, a group hosted
+    /// elsewhere is read over the network instead.
     pub fn group_store(&self, group: GroupId) -> Result<&Store> {
         match self {
             Replica::Local(local) => Ok(local.store()),
@@ -117,6 +149,16 @@ impl Replica {
         match self {
             Replica::Local(_) => crate::shard::default_shard_count(1),
             Replica::Cluster(cluster) => crate::shard::default_shard_count(cluster.node_count()),
+        }
+    }
+
+    /// How many data groups new tables' shards are placed on: the embedded engine hosts
+    /// every shard in one state machine (one group, so every commit is one-phase); a
+    /// cluster runs the pool it was started with.
+    pub fn data_group_count(&self) -> u64 {
+        match self {
+            Replica::Local(_) => 1,
+            Replica::Cluster(cluster) => cluster.data_group_count(),
         }
     }
 

@@ -104,6 +104,9 @@ pub struct ClusterConfig {
     /// RATE`). Never in production: a skewed clock breaks `lease` reads.
     #[serde(default)]
     pub test_faults: bool,
+    /// How many data groups the cluster runs, 1 to 16 (default 1); the same on every
+    /// member. Tables' shards are spread over them.
+    pub data_groups: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -159,6 +162,7 @@ impl ClusterConfig {
             bootstrap,
             settings,
             test_faults: self.test_faults,
+            data_groups: self.data_groups.unwrap_or(1),
         })
     }
 }
@@ -287,6 +291,8 @@ pub struct ClusterFlags {
     pub initial_members: Option<String>,
     /// `--join`.
     pub join: Option<String>,
+    /// `--data-groups`.
+    pub data_groups: Option<u64>,
 }
 
 impl ClusterFlags {
@@ -295,7 +301,8 @@ impl ClusterFlags {
         let any_flag = flags.node_id.is_some()
             || flags.raft_listen.is_some()
             || flags.initial_members.is_some()
-            || flags.join.is_some();
+            || flags.join.is_some()
+            || flags.data_groups.is_some();
         if !any_flag && file.is_none() {
             return Ok(None);
         }
@@ -311,6 +318,9 @@ impl ClusterFlags {
         }
         if flags.join.is_some() {
             config.join = flags.join;
+        }
+        if flags.data_groups.is_some() {
+            config.data_groups = flags.data_groups;
         }
         if config.node_id == 0 || config.raft_listen.is_empty() {
             return Err(Error::InvalidParameterValue(
@@ -431,7 +441,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
             let node = runtime.block_on(RaftNode::start(node_config))?;
             tracing::info!(node_id = cluster.node_id, raft_listen = %cluster.raft_listen, "cluster node started");
             let replica = ClusterReplica::new(Arc::clone(&node), runtime.handle().clone());
-            (Database::cluster(replica), Some(node))
+            (Database::cluster(replica)?, Some(node))
         }
         _ => (Database::open(&config.data)?, None),
     };

@@ -34,10 +34,6 @@ pub type GroupId = u64;
 /// The first data group; group 0 is the cluster's metadata group.
 pub const FIRST_SHARD_GROUP: GroupId = 1;
 
-/// The group whose state machine holds the catalog and applies DDL: the first data
-/// group, until the catalog moves to the metadata group.
-pub const CATALOG_GROUP: GroupId = FIRST_SHARD_GROUP;
-
 /// Default shards per node when CREATE TABLE names no count: the default grows with
 /// the cluster, so a table created on a bigger cluster starts spread wider.
 pub const SHARDS_PER_NODE: u16 = 2;

@@ -75,8 +75,8 @@ fn expect_word(parser: &mut Parser, word: &str) -> std::result::Result<(), Parse
 }
 
 /// `ALTER CLUSTER ADD NODE 'raft address' | REMOVE NODE id |
-/// TRANSFER LEADER TO NODE id [FOR GROUP g] | SET CLOCK RATE r`: membership changes and
-/// a test fault, Tessera's own statement (sqlparser knows no such syntax, so it is
+/// TRANSFER LEADER TO NODE id [FOR GROUP g] | SET CLOCK RATE r | SET COMMIT PAUSE ms`:
+/// membership changes and test faults, Tessera's own statement (sqlparser knows no such syntax, so it is
 /// parsed here).
 fn parse_alter_cluster(parser: &mut Parser) -> std::result::Result<Statement, ParserError> {
     expect_word(parser, "alter")?;
@@ -110,14 +110,22 @@ fn parse_alter_cluster(parser: &mut Parser) -> std::result::Result<Statement, Pa
         ClusterChange::TransferLeader { to, group }
     } else if is_word(&next, "set") {
         parser.next_token();
-        expect_word(parser, "clock")?;
-        expect_word(parser, "rate")?;
-        ClusterChange::ClockRate {
-            rate: parse_literal_number(parser)?,
+        if is_word(&parser.peek_token(), "commit") {
+            parser.next_token();
+            expect_word(parser, "pause")?;
+            ClusterChange::CommitPause {
+                millis: parser.parse_literal_uint()?,
+            }
+        } else {
+            expect_word(parser, "clock")?;
+            expect_word(parser, "rate")?;
+            ClusterChange::ClockRate {
+                rate: parse_literal_number(parser)?,
+            }
         }
     } else {
         return parser.expected(
-            "ADD NODE, REMOVE NODE, TRANSFER LEADER or SET CLOCK RATE",
+            "ADD NODE, REMOVE NODE, TRANSFER LEADER, SET CLOCK RATE or SET COMMIT PAUSE",
             next,
         );
     };

@@ -14,6 +14,7 @@
 //! apply time is the truth, so a transaction that began before a CREATE INDEX still
 //! maintains the new index when it commits after it.
 
+pub mod ddl;
 mod index_maintenance;
 pub mod two_phase;
 
@@ -72,10 +73,33 @@ pub enum Operation {
         /// Whether a missing index is a notice rather than an error.
         if_exists: bool,
     },
+    /// A cluster's data group takes a newer catalog from the metadata group (see
+    /// [`ddl`]): its data follows the difference.
+    InstallCatalog {
+        /// The catalog, whole.
+        catalog: Box<Catalog>,
+    },
+    /// An index that every data group has built becomes readable (a cluster's metadata
+    /// group only).
+    IndexReady {
+        /// The index.
+        index: keys::IndexId,
+        /// The snapshot from which it is complete in every group.
+        ready_ts: u64,
+    },
+    /// Nothing but the commit timestamp: a cluster's data group that had no commit
+    /// for a while moves its applied timestamp up to a snapshot a reader wants to take
+    /// across groups, so that the snapshot is complete here and nothing later commits at
+    /// or below it.
+    Advance,
     /// COMMIT of a transaction's writes, all in this group (the one-phase path).
     Commit {
         /// The snapshot the transaction read at; a row changed after it is a conflict.
         start_ts: u64,
+        /// The catalog version the writes were planned against: a group whose copy is
+        /// older refuses them (retryable) rather than apply them to tables it does not
+        /// know yet.
+        catalog_version: u64,
         /// One entry per row written, at most one per row.
         writes: Vec<RowWrite>,
     },
@@ -98,14 +122,57 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The schema change a DDL operation makes; `None` for every other operation.
+    pub fn schema_change(&self) -> Option<ddl::SchemaChange<'_>> {
+        match self {
+            Operation::CreateTable {
+                spec,
+                if_not_exists,
+            } => Some(ddl::SchemaChange::CreateTable {
+                spec,
+                if_not_exists: *if_not_exists,
+            }),
+            Operation::DropTable { name, if_exists } => Some(ddl::SchemaChange::DropTable {
+                name,
+                if_exists: *if_exists,
+            }),
+            Operation::CreateIndex {
+                table,
+                spec,
+                if_not_exists,
+            } => Some(ddl::SchemaChange::CreateIndex {
+                table,
+                spec,
+                if_not_exists: *if_not_exists,
+            }),
+            Operation::DropIndex { name, if_exists } => Some(ddl::SchemaChange::DropIndex {
+                name,
+                if_exists: *if_exists,
+            }),
+            Operation::IndexReady { index, ready_ts } => Some(ddl::SchemaChange::IndexReady {
+                index: *index,
+                ready_ts: *ready_ts,
+            }),
+            Operation::InstallCatalog { .. }
+            | Operation::Advance
+            | Operation::Commit { .. }
+            | Operation::Prepare(_)
+            | Operation::Decide { .. }
+            | Operation::Resolve { .. } => None,
+        }
+    }
+
     /// Whether applying it changes the catalog (and so is synced at once).
-    fn changes_catalog(&self) -> bool {
+    pub fn changes_catalog(&self) -> bool {
         match self {
             Operation::CreateTable { .. }
             | Operation::DropTable { .. }
             | Operation::CreateIndex { .. }
-            | Operation::DropIndex { .. } => true,
-            Operation::Commit { .. }
+            | Operation::DropIndex { .. }
+            | Operation::IndexReady { .. }
+            | Operation::InstallCatalog { .. } => true,
+            Operation::Advance
+            | Operation::Commit { .. }
             | Operation::Prepare(_)
             | Operation::Decide { .. }
             | Operation::Resolve { .. } => false,
@@ -135,6 +202,12 @@ pub enum Applied {
     Skipped {
         /// Text of the notice.
         notice: String,
+    },
+    /// A cross-group transaction's share is prepared here at this timestamp (its commit
+    /// timestamp must be at least the largest of its participants').
+    Prepared {
+        /// The prepare timestamp in this group.
+        prepare_ts: u64,
     },
     /// A cross-group transaction's record holds this outcome (which may not be the one
     /// asked for: a reader may have aborted it first, or it committed before a reader's
@@ -288,64 +361,49 @@ impl StateMachine {
         let ts = command.commit_ts;
         let mut prepared_delta: PreparedDelta = 0;
         let applied = match &command.operation {
-            Operation::CreateTable {
-                spec,
-                if_not_exists,
-            } => {
-                if *if_not_exists && catalog.relation_exists(&spec.name) {
-                    return Ok(Planned::Skipped(already_exists(&spec.name)));
+            Operation::CreateTable { .. }
+            | Operation::DropTable { .. }
+            | Operation::CreateIndex { .. }
+            | Operation::DropIndex { .. }
+            | Operation::IndexReady { .. } => {
+                let change = command.operation.schema_change().ok_or_else(|| {
+                    Error::Internal("a DDL operation without a schema change".into())
+                })?;
+                let effect = ddl::change_catalog(&mut catalog, change, ts)?;
+                if let ddl::CatalogEffect::Skipped(applied) = effect {
+                    return Ok(Planned::Skipped(applied));
                 }
-                catalog.add_table(spec.clone(), ts)?;
+                let prepared = self.prepared;
+                ddl::apply_effect(&self.store, &effect, ts, prepared, &mut batch, progress)?;
                 Applied::Done
             }
-            Operation::DropTable { name, if_exists } => {
-                if *if_exists && catalog.table(name).is_none() {
+            Operation::InstallCatalog { catalog: new } => {
+                if new.version() <= catalog.version() {
                     return Ok(Planned::Skipped(skipped(format!(
-                        "table \"{name}\" does not exist, skipping"
+                        "catalog version {} is installed already",
+                        catalog.version()
                     ))));
                 }
-                let table = catalog.remove_table(name)?;
-                delete_table_data(&table, &mut batch);
+                for effect in ddl::install_effects(&catalog, new) {
+                    let prepared = self.prepared;
+                    ddl::apply_effect(&self.store, &effect, ts, prepared, &mut batch, progress)?;
+                }
+                catalog = (**new).clone();
                 Applied::Done
             }
-            Operation::CreateIndex {
-                table,
-                spec,
-                if_not_exists,
+            Operation::Advance => Applied::Done,
+            Operation::Commit {
+                start_ts,
+                catalog_version,
+                writes,
             } => {
-                if *if_not_exists && catalog.relation_exists(&spec.name) {
-                    return Ok(Planned::Skipped(already_exists(&spec.name)));
-                }
-                let index = catalog.add_index(table, spec.clone(), ts)?;
-                let table = catalog.require_table(table)?;
-                if self.prepared > 0 {
-                    two_phase::refuse_while_prepared(&self.store, table.id, &table.name)?;
-                }
-                index_maintenance::backfill(&self.store, table, &index, ts, &mut batch, progress)?;
-                Applied::Done
-            }
-            Operation::DropIndex { name, if_exists } => {
-                if *if_exists && catalog.index_owner(name).is_none() {
-                    return Ok(Planned::Skipped(skipped(format!(
-                        "index \"{name}\" does not exist, skipping"
-                    ))));
-                }
-                let (table_id, index) = catalog.remove_index(name)?;
-                let table = catalog
-                    .table_by_id(table_id)
-                    .ok_or_else(|| Error::Internal("index owner vanished".into()))?;
-                for shard in table.shards() {
-                    let prefix = keys::index_prefix(shard, table_id, index.id);
-                    delete_prefix(&prefix, &mut batch);
-                }
-                Applied::Done
-            }
-            Operation::Commit { start_ts, writes } => {
+                require_catalog_version(&catalog, *catalog_version)?;
                 let locks = self.lock_check(None);
                 self.apply_commit(&catalog, *start_ts, ts, writes, locks, &mut batch)?;
                 Applied::Done
             }
             Operation::Prepare(prepare) => {
+                require_catalog_version(&catalog, prepare.catalog_version)?;
                 let (applied, delta) = self.plan_prepare(&catalog, ts, prepare, &mut batch)?;
                 prepared_delta = delta;
                 applied
@@ -564,9 +622,17 @@ fn skipped(notice: String) -> Applied {
     Applied::Skipped { notice }
 }
 
-/// The notice of CREATE ... IF NOT EXISTS when the name is taken.
-fn already_exists(name: &str) -> Applied {
-    skipped(format!("relation \"{name}\" already exists, skipping"))
+/// Fails (retryable) when the group's catalog is older than the one a commit was
+/// planned against: the group has not installed it yet.
+fn require_catalog_version(catalog: &Catalog, planned: u64) -> Result<()> {
+    if catalog.version() < planned {
+        return Err(Error::Retryable(format!(
+            "this group has catalog version {}, older than the version {planned} the \
+             transaction was planned against",
+            catalog.version()
+        )));
+    }
+    Ok(())
 }
 
 fn delete_prefix(prefix: &[u8], batch: &mut Batch) {

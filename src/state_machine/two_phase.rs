@@ -29,8 +29,8 @@
 //! While a group holds no prepared transaction, commits read no locks (the state
 //! machine counts prepared transactions in memory), so one-group work pays nothing.
 //!
-//! Built so far: the participant's state and its checks. Not yet: the coordinator
-//! proposing these, readers resolving locks they meet, and collecting decided records.
+//! The coordinator proposing these is `txn::coordinator`; readers and cleaners that
+//! meet locks settle them in `txn::locks`. Decided records are not yet collected.
 
 use super::{Applied, RowWrite, StateMachine};
 use crate::catalog::Catalog;
@@ -64,6 +64,8 @@ pub struct Prepare {
     pub txn: TxnId,
     /// The snapshot it read at; a row changed after it is a conflict, as in COMMIT.
     pub start_ts: u64,
+    /// The catalog version its writes were planned against, as in COMMIT.
+    pub catalog_version: u64,
     /// The group holding the transaction record, named in every lock so that a reader
     /// meeting one knows where to ask.
     pub record_group: GroupId,
@@ -109,6 +111,7 @@ pub struct Lock {
 struct PreparedTxn {
     start_ts: u64,
     prepare_ts: u64,
+    record_group: GroupId,
     writes: Vec<RowWrite>,
     /// Every lock key it holds here, released when it is resolved.
     locks: Vec<Vec<u8>>,
@@ -202,6 +205,57 @@ fn list_prepared(store: &Store) -> Result<Vec<(TxnId, PreparedTxn)>> {
     }
 }
 
+/// A transaction prepared in a group and not yet resolved there, as a cleaner sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreparedShare {
+    /// The transaction.
+    pub txn: TxnId,
+    /// Where its record is.
+    pub record_group: GroupId,
+}
+
+/// Every transaction prepared in this store and not yet resolved.
+pub fn prepared_shares(store: &Store) -> Result<Vec<PreparedShare>> {
+    Ok(list_prepared(store)?
+        .into_iter()
+        .map(|(txn, prepared)| PreparedShare {
+            txn,
+            record_group: prepared.record_group,
+        })
+        .collect())
+}
+
+/// Locks read per batch when a table's locks in one shard are listed.
+const LOCK_BATCH: usize = 256;
+
+/// Every lock held on rows and unique values of `table` in `shard`, at most `limit`.
+pub fn table_locks(
+    store: &Store,
+    shard: keys::ShardId,
+    table: TableId,
+    limit: usize,
+) -> Result<Vec<Lock>> {
+    let prefix = keys::table_locks_prefix(shard, table);
+    let end = crate::encoding::keycode::prefix_end(&prefix)
+        .ok_or_else(|| Error::Internal("unbounded lock prefix".into()))?;
+    let mut start = prefix;
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let batch = store.scan(Space::Latest, &start, &end, LOCK_BATCH.min(limit))?;
+        let full = batch.len() == LOCK_BATCH.min(limit);
+        for (key, bytes) in batch {
+            out.push(encoding::decode(&bytes)?);
+            start = key;
+            start.push(0);
+        }
+        if !full {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
 /// How many transactions are prepared in this store and not yet resolved.
 pub fn count_prepared(store: &Store) -> Result<usize> {
     Ok(list_prepared(store)?.len())
@@ -242,8 +296,9 @@ impl StateMachine {
         batch: &mut Batch,
     ) -> Result<(Applied, PreparedDelta)> {
         let txn = prepare.txn;
-        if read_prepared(&self.store, txn)?.is_some() {
-            return Ok((Applied::Done, 0));
+        if let Some(already) = read_prepared(&self.store, txn)? {
+            let prepare_ts = already.prepare_ts;
+            return Ok((Applied::Prepared { prepare_ts }, 0));
         }
         if prepare.participants.is_some() && read_record(&self.store, txn)?.is_some() {
             return Err(Error::SerializationFailure(format!(
@@ -280,6 +335,7 @@ impl StateMachine {
         let prepared = PreparedTxn {
             start_ts: prepare.start_ts,
             prepare_ts,
+            record_group: prepare.record_group,
             writes: prepare.writes.clone(),
             locks,
         };
@@ -299,7 +355,7 @@ impl StateMachine {
                 encoding::encode(&record)?,
             );
         }
-        Ok((Applied::Done, 1))
+        Ok((Applied::Prepared { prepare_ts }, 1))
     }
 
     /// Plans the decision in the record's group, with the resolution of its own share.
@@ -449,6 +505,7 @@ mod tests {
                     unique: true,
                 }],
                 shard_count: 4,
+                groups: 1,
             };
             let create = Operation::CreateTable {
                 spec,
@@ -500,7 +557,11 @@ mod tests {
         fn commit(&mut self, writes: Vec<RowWrite>) -> Result<Applied> {
             let writes = self.aimed(writes);
             let start_ts = self.ts;
-            self.apply(Operation::Commit { start_ts, writes })
+            self.apply(Operation::Commit {
+                start_ts,
+                catalog_version: 0,
+                writes,
+            })
         }
 
         fn prepare(&mut self, txn: TxnId, writes: Vec<RowWrite>) -> Result<Applied> {
@@ -509,6 +570,7 @@ mod tests {
             self.apply(Operation::Prepare(Prepare {
                 txn,
                 start_ts,
+                catalog_version: 0,
                 record_group: HERE,
                 participants: Some(vec![HERE, HERE + 1]),
                 writes,
@@ -669,6 +731,7 @@ mod tests {
         let stale = Operation::Prepare(Prepare {
             txn: TXN,
             start_ts: 0,
+            catalog_version: 0,
             record_group: HERE,
             participants: None,
             writes: group.aimed(vec![update(1, "b@x")]),

@@ -22,8 +22,11 @@
 //! Snapshot isolation allows write skew (two transactions each read what the other
 //! writes, and both commit); serializable isolation is a later goal.
 
+mod coordinator;
+mod locks;
 mod scan;
 
+pub use locks::{clean_abandoned, FirstSeen, ABANDONED_AFTER};
 pub use scan::{RowScan, RowSource};
 
 use crate::catalog::{Index, Table};
@@ -194,6 +197,7 @@ impl Transaction {
     pub fn get_committed(&self, table: &Table, pk: &[u8]) -> Result<Option<Vec<Value>>> {
         self.record_row_read(table, pk);
         let (group, prefix) = shard::locate_row(table, pk);
+        self.settle_row(table, pk, group)?;
         match mvcc::read_live(self.replica.group_store(group)?, &prefix, self.start_ts)? {
             Some(bytes) => Ok(Some(encoding::decode(&bytes)?)),
             None => Ok(None),
@@ -204,8 +208,33 @@ impl Transaction {
     fn exists_committed(&self, table: &Table, pk: &[u8]) -> Result<bool> {
         self.record_row_read(table, pk);
         let (group, prefix) = shard::locate_row(table, pk);
+        self.settle_row(table, pk, group)?;
         let store = self.replica.group_store(group)?;
         Ok(mvcc::read_live(store, &prefix, self.start_ts)?.is_some())
+    }
+
+    /// Before a row is read: settles a cross-group commit's lock on it that the snapshot
+    /// cannot ignore (see [`locks`]). Free where no lock can exist.
+    fn settle_row(&self, table: &Table, pk: &[u8], group: GroupId) -> Result<()> {
+        if !self.replica.may_hold_locks() {
+            return Ok(());
+        }
+        locks::settle_row(&self.replica, table, pk, group, self.start_ts)
+    }
+
+    /// Before a shard's part of a scan is read: settles the locks there that the
+    /// snapshot cannot ignore. On an unconfirmed snapshot nothing is settled: the scan
+    /// is refused and rerun on a confirmed one.
+    fn settle_shard(
+        &self,
+        table: &Table,
+        shard: crate::storage::keys::ShardId,
+        group: GroupId,
+    ) -> Result<()> {
+        if !self.replica.may_hold_locks() || self.unconfirmed.is_some() {
+            return Ok(());
+        }
+        locks::settle_shard(&self.replica, table, shard, group, self.start_ts)
     }
 
     /// Whether a row has a buffered write (scans skip such rows in storage and take the
@@ -398,47 +427,53 @@ impl Transaction {
         }
     }
 
-    /// Commits: sends every buffered write in one command to the group the router
-    /// placed them in. A read-only transaction commits without touching storage.
+    /// Commits: a transaction whose writes all live in one group sends them in one
+    /// command (the one-phase path, as fast as before sharding); one writing several
+    /// groups commits them atomically through the coordinator's two phases (see
+    /// [`coordinator`]). A read-only transaction commits without touching storage.
     pub fn commit(self) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let group = self.group_written()?;
-        let writes = self
-            .writes
-            .into_iter()
-            .map(|((table_id, pk), pending)| RowWrite {
-                table_id,
-                pk,
-                row: pending.row,
-                insert: pending.insert,
-            })
-            .collect();
+        let catalog_version = self.replica.catalog().version();
+        let mut shares = self.shares_by_group()?;
+        if shares.len() > 1 {
+            return coordinator::commit_across_groups(
+                &self.replica,
+                self.start_ts,
+                catalog_version,
+                shares,
+            );
+        }
+        let Some((group, writes)) = shares.pop_first() else {
+            return Err(Error::Internal("a commit with no writes was routed".into()));
+        };
         let commit = Operation::Commit {
             start_ts: self.start_ts,
+            catalog_version,
             writes,
         };
-        self.replica.propose(group, commit, None).map(|_| ())
+        self.replica.propose(group, commit).map(|_| ())
     }
 
-    /// The one group every buffered write lives in. Writes spanning groups need the
-    /// cross-shard commit protocol, which is not built yet; until it is, every table's
-    /// shards are placed in a single data group, so spanning groups cannot happen, and
-    /// if the shard map ever said otherwise the commit is refused rather than split.
-    fn group_written(&self) -> Result<GroupId> {
-        let by_group = self.written_rows_by_group()?;
-        let mut groups = by_group.keys();
-        let first = *groups
-            .next()
-            .ok_or_else(|| Error::Internal("a commit with no writes was routed".into()))?;
-        if let Some(other) = groups.next() {
-            return Err(Error::FeatureNotSupported(format!(
-                "a transaction writing shards in groups {first} and {other}: \
-                 cross-group commits are not built yet"
-            )));
+    /// Every buffered write as the row write it commits, by the group the router
+    /// places it in; a table dropped since the write is a serialization failure.
+    fn shares_by_group(&self) -> Result<BTreeMap<GroupId, Vec<RowWrite>>> {
+        let catalog = self.replica.catalog();
+        let mut shares: BTreeMap<GroupId, Vec<RowWrite>> = BTreeMap::new();
+        for ((table_id, pk), pending) in &self.writes {
+            let table = catalog
+                .table_by_id(*table_id)
+                .ok_or_else(dropped_concurrently)?;
+            let (group, _) = shard::locate_row(table, pk);
+            shares.entry(group).or_default().push(RowWrite {
+                table_id: *table_id,
+                pk: pk.clone(),
+                row: pending.row.clone(),
+                insert: pending.insert,
+            });
         }
-        Ok(first)
+        Ok(shares)
     }
 
     /// The storage prefix of every buffered write, by the group the router places it
@@ -447,16 +482,19 @@ impl Transaction {
         let catalog = self.replica.catalog();
         let mut by_group: BTreeMap<GroupId, Vec<Vec<u8>>> = BTreeMap::new();
         for (table_id, pk) in self.writes.keys() {
-            let table = catalog.table_by_id(*table_id).ok_or_else(|| {
-                Error::SerializationFailure(
-                    "a table this transaction writes was dropped concurrently".into(),
-                )
-            })?;
+            let table = catalog
+                .table_by_id(*table_id)
+                .ok_or_else(dropped_concurrently)?;
             let (group, prefix) = shard::locate_row(table, pk);
             by_group.entry(group).or_default().push(prefix);
         }
         Ok(by_group)
     }
+}
+
+/// The error of a commit or confirmation whose table went meanwhile.
+fn dropped_concurrently() -> Error {
+    Error::SerializationFailure("a table this transaction writes was dropped concurrently".into())
 }
 
 /// Written rows checked per batched lookup when a snapshot is confirmed.

@@ -160,6 +160,9 @@ impl Transaction {
                 let Some(spans) = scan.ranges.pop_front() else {
                     return Ok(false);
                 };
+                for span in &spans {
+                    self.settle_shard(&scan.table, span.shard, span.group)?;
+                }
                 scan.cursors = spans
                     .into_iter()
                     .map(|span| Cursor {

@@ -211,7 +211,7 @@ impl RaftNode {
     }
 
     /// Voters and learners of `group` as this replica knows them.
-    fn members(&self, group: GroupId) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+    pub(super) fn members(&self, group: GroupId) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
         let Ok(state) = self.group(group) else {
             return Default::default();
         };
@@ -411,12 +411,7 @@ impl RaftNode {
             let caught_up = {
                 let receiver = state.raft.metrics();
                 let metrics = receiver.borrow();
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|replication| replication.get(&node_id).cloned())
-                    .flatten()
-                    .map(|log_id| log_id.index);
+                let matched = super::node::replicated_index(&metrics, node_id);
                 matched.is_some() && matched == metrics.last_log_index
             };
             if caught_up {

@@ -16,6 +16,7 @@ pub mod network;
 pub mod node;
 pub mod pacing;
 pub mod rounds;
+pub mod schema;
 pub mod snapshot;
 pub mod state_machine;
 pub mod transport;

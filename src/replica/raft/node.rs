@@ -2,9 +2,17 @@
 //! serves the timestamp oracle when it leads the metadata group, and answers reads at
 //! the consistency level asked for.
 //!
-//! Groups: the metadata group ([`METADATA_GROUP`]: oracle bound, membership) and the
-//! data group ([`DATA_GROUP`]: every table). Every node is a member of both; nothing
-//! here assumes that — a group is looked up by id for every call.
+//! Groups: the metadata group ([`METADATA_GROUP`]: oracle bound, membership, the
+//! catalog) and a pool of data groups (numbered from [`FIRST_SHARD_GROUP`]) that the
+//! shard router places table shards on. Every node is a member of every group today;
+//! nothing here assumes that — a group is looked up by id for every call. Each data
+//! group keeps its shards in a store of its own (its snapshot is that store's data, and
+//! its meta keys — applied timestamp, prepared transactions — are its alone); the node
+//! store holds every group's Raft log and the metadata group's state.
+//!
+//! DDL ([`RaftNode::change_schema`]) changes the catalog in the metadata group, then
+//! installs the new catalog in every data group through its log (see
+//! `state_machine::ddl`); a new index becomes readable once every group has built it.
 //!
 //! Writes: a node proposes to its own Raft when it leads the group, otherwise it sends
 //! the proposal to the leader, one hop (the leader never forwards again). A write is
@@ -41,7 +49,8 @@ use super::types::{GroupId, LogId, Node, NodeId, Request, Response, TypeConfig, 
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::error::{Error, Result};
 use crate::replica::ReadLevel;
-use crate::state_machine::Operation;
+use crate::shard::FIRST_SHARD_GROUP;
+use crate::state_machine::{Applied, Operation};
 use crate::storage::Store;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
@@ -52,9 +61,10 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The one data group a cluster runs today: every shard is placed in it (the shard
-/// router's first data group), until the cluster starts a pool of them.
-pub const DATA_GROUP: GroupId = crate::shard::FIRST_SHARD_GROUP;
+/// Most data groups a cluster runs: each costs heartbeats, a log, a store and batching
+/// rounds on every node hosting it, and a 2-core node spends its CPU on that
+/// bookkeeping instead of statements well before a few dozen.
+pub const MAX_DATA_GROUPS: u64 = 16;
 /// Most attempts of one write while leaders change or are unknown.
 const MAX_WRITE_ATTEMPTS: usize = 100;
 /// Pause before retrying a write that found no usable leader.
@@ -172,6 +182,9 @@ pub struct NodeConfig {
     pub settings: RaftSettings,
     /// Whether fault-injection commands meant for tests (a clock rate) are accepted.
     pub test_faults: bool,
+    /// How many data groups the cluster runs (the same on every node), 1 to
+    /// [`MAX_DATA_GROUPS`].
+    pub data_groups: u64,
 }
 
 /// Why a write or read did not happen.
@@ -306,10 +319,26 @@ pub struct GroupStatus {
     pub learners: Vec<NodeId>,
 }
 
+/// A group's parts between starting its Raft and making the node.
+struct StartedGroup {
+    group: GroupId,
+    kind: GroupKind,
+    raft: Raft<TypeConfig>,
+    view: Arc<AppliedView>,
+    pipelining: Arc<LeaderPipelining>,
+    pacing: Arc<SnapshotPacing>,
+    store: Arc<Store>,
+    catalog: SharedCatalog,
+}
+
 /// One hosted group.
 pub(super) struct Group {
     pub(super) raft: Raft<TypeConfig>,
     kind: GroupKind,
+    /// The store the group's state machine applies to.
+    store: Arc<Store>,
+    /// The group's catalog: the cluster's in the metadata group, a data group's copy.
+    catalog: SharedCatalog,
     view: Arc<AppliedView>,
     /// When this replica last knew it had applied everything the leader had committed.
     fresh_as_of: Mutex<Option<Instant>>,
@@ -361,6 +390,11 @@ impl Drop for MembershipChangeGuard {
 }
 
 impl Group {
+    /// The version of the group's catalog as applied on this replica.
+    pub(super) fn catalog_version(&self) -> u64 {
+        self.catalog.current().version()
+    }
+
     /// Holds writes, lease reads and timestamps back until the guard is dropped.
     pub(super) fn hold_writes(&self, to: NodeId) -> WriteHold<'_> {
         *self
@@ -410,34 +444,51 @@ pub struct RaftNode {
     peers: Arc<PeerClient>,
     oracle: tokio::sync::Mutex<OracleWindow>,
     catalog: SharedCatalog,
-    store: Arc<Store>,
+    /// The store of every group hosted here (the node store for the metadata group);
+    /// fixed at start, so readers borrow a store for as long as the node lives.
+    stores: BTreeMap<GroupId, Arc<Store>>,
     stop: CancellationToken,
     /// Measures the spans leases and staleness bounds rest on.
     clock: NodeClock,
+    /// A test fault: how long cross-group commits coordinated here pause before
+    /// deciding (see [`RaftNode::set_commit_pause`]).
+    commit_pause_millis: std::sync::atomic::AtomicU64,
 }
 
 impl RaftNode {
     /// Opens the store, starts every group and the transport, and bootstraps or joins
     /// the cluster. Runs on the caller's tokio runtime.
     pub async fn start(config: NodeConfig) -> Result<Arc<RaftNode>> {
+        if !(1..=MAX_DATA_GROUPS).contains(&config.data_groups) {
+            return Err(Error::InvalidParameterValue(format!(
+                "data groups must be between 1 and {MAX_DATA_GROUPS}, not {}",
+                config.data_groups
+            )));
+        }
         let store = Arc::new(Store::open(&config.data_dir.join("store"))?);
         let syncer = LogSyncer::start(Arc::clone(&store))?;
         let local_ip = listen_ip(&config.raft_address)?;
         let peers = Arc::new(PeerClient::new(local_ip));
         let openraft_config = Arc::new(config.settings.openraft_config()?);
         let mut started = Vec::new();
-        let mut catalog = None;
-        for (group, kind) in [
-            (METADATA_GROUP, GroupKind::Metadata),
-            (DATA_GROUP, GroupKind::Data),
-        ] {
+        let data_groups = (FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + config.data_groups)
+            .map(|group| (group, GroupKind::Data));
+        for (group, kind) in
+            std::iter::once((METADATA_GROUP, GroupKind::Metadata)).chain(data_groups)
+        {
+            let group_store = match kind {
+                GroupKind::Metadata => Arc::clone(&store),
+                GroupKind::Data => {
+                    let path = config.data_dir.join("groups").join(group.to_string());
+                    Arc::new(Store::open(&path)?)
+                }
+            };
             let directory = config.data_dir.join("snapshots").join(group.to_string());
-            let machine = GroupStateMachine::open(Arc::clone(&store), group, kind, &directory)?;
+            let machine =
+                GroupStateMachine::open(Arc::clone(&group_store), group, kind, &directory)?;
             let view = machine.view();
             let pacing = machine.pacing();
-            if let Some(handle) = machine.catalog_handle() {
-                catalog = Some(handle);
-            }
+            let catalog = machine.catalog_handle();
             let pipelining = Arc::new(LeaderPipelining::default());
             let log = LogStore::new(
                 Arc::clone(&store),
@@ -463,9 +514,26 @@ impl RaftNode {
             )
             .await
             .map_err(|error| Error::Internal(format!("cannot start group {group}: {error}")))?;
-            started.push((group, kind, raft, view, pipelining, pacing));
+            started.push(StartedGroup {
+                group,
+                kind,
+                raft,
+                view,
+                pipelining,
+                pacing,
+                store: group_store,
+                catalog,
+            });
         }
-        let catalog = catalog.ok_or_else(|| Error::Internal("no data group".into()))?;
+        let catalog = started
+            .iter()
+            .find(|started| started.kind == GroupKind::Metadata)
+            .map(|started| started.catalog.clone())
+            .ok_or_else(|| Error::Internal("no metadata group".into()))?;
+        let stores = started
+            .iter()
+            .map(|started| (started.group, Arc::clone(&started.store)))
+            .collect();
         let listener = tokio::net::TcpListener::bind(&config.raft_address)
             .await
             .map_err(|error| {
@@ -475,22 +543,25 @@ impl RaftNode {
         let node = Arc::new_cyclic(|node: &Weak<RaftNode>| {
             let groups = started
                 .into_iter()
-                .map(|(group, kind, raft, view, pipelining, pacing)| {
-                    let proposals = (kind == GroupKind::Data)
+                .map(|started| {
+                    let group = started.group;
+                    let proposals = (started.kind == GroupKind::Data)
                         .then(|| proposal_rounds(node.clone(), group, stop.clone()));
-                    let linearizable_reads = read_rounds(raft.clone(), stop.clone());
+                    let linearizable_reads = read_rounds(started.raft.clone(), stop.clone());
                     let state = Group {
-                        raft,
-                        kind,
-                        view,
+                        raft: started.raft,
+                        kind: started.kind,
+                        store: started.store,
+                        catalog: started.catalog,
+                        view: started.view,
                         fresh_as_of: Mutex::new(None),
                         last_leader_contact: Mutex::new(None),
                         moving_to: Mutex::new(None),
                         proposals,
                         linearizable_reads,
-                        pipelining,
+                        pipelining: started.pipelining,
                         membership_changes: Mutex::new(0),
-                        pacing,
+                        pacing: started.pacing,
                     };
                     (group, Arc::new(state))
                 })
@@ -501,9 +572,10 @@ impl RaftNode {
                 peers,
                 oracle: tokio::sync::Mutex::new(OracleWindow::default()),
                 catalog,
-                store,
+                stores,
                 stop,
                 clock: NodeClock::default(),
+                commit_pause_millis: std::sync::atomic::AtomicU64::new(0),
             }
         });
         tokio::spawn(transport::serve(
@@ -623,12 +695,17 @@ impl RaftNode {
         self.config.node_id
     }
 
-    /// The node's store (snapshot reads of the data group's replica).
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    /// The store holding this node's replica of `group`, if it hosts one.
+    pub fn group_store(&self, group: GroupId) -> Option<&Store> {
+        self.stores.get(&group).map(|store| &**store)
     }
 
-    /// The data group's catalog as applied on this replica.
+    /// How many data groups the cluster runs.
+    pub fn data_group_count(&self) -> u64 {
+        self.config.data_groups
+    }
+
+    /// The cluster's catalog as the metadata group applied it on this replica.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.current()
     }
@@ -639,8 +716,9 @@ impl RaftNode {
     pub async fn checksums(&self) -> Result<Vec<(GroupId, Option<u64>, u64)>> {
         let mut sums = Vec::new();
         for id in self.group_ids() {
-            let kind = self.group(id)?.kind;
-            let store = Arc::clone(&self.store);
+            let state = self.group(id)?;
+            let kind = state.kind;
+            let store = Arc::clone(&state.store);
             let (applied, sum) = tokio::task::spawn_blocking(move || {
                 super::state_machine::checksum(&store, id, kind)
             })
@@ -1007,6 +1085,40 @@ impl RaftNode {
         state.pipelining.set(allowed);
     }
 
+    /// Makes every cross-group commit this node coordinates pause `millis` between its
+    /// prepares and its decision (a fault for tests); refused unless the node was
+    /// started with `test_faults`.
+    pub fn set_commit_pause(
+        &self,
+        millis: u64,
+    ) -> std::result::Result<Vec<StepReport>, WriteError> {
+        if !self.config.test_faults {
+            return Err(WriteError::Refused(
+                "a commit pause is a fault for tests: start the node with test_faults = true"
+                    .into(),
+            ));
+        }
+        self.commit_pause_millis
+            .store(millis, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(millis, "cross-group commits coordinated here now pause");
+        Ok(vec![StepReport {
+            group: METADATA_GROUP,
+            action: format!(
+                "node {} pauses cross-group commits {millis} ms before deciding",
+                self.id()
+            ),
+            millis: 0,
+        }])
+    }
+
+    /// How long cross-group commits coordinated here pause before deciding.
+    pub fn commit_pause(&self) -> Duration {
+        Duration::from_millis(
+            self.commit_pause_millis
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// Makes this node's clock run `rate` times as fast as the system's (a fault for
     /// tests: see [`super::clock`]); refused unless the node was started with
     /// `test_faults`.
@@ -1228,6 +1340,39 @@ impl RaftNode {
                     "this replica did not catch up with the leader in time: {error}"
                 ))
             })
+    }
+
+    /// Moves `group`'s applied timestamp up to at least `ts` with an entry that commits
+    /// nothing (see `ClusterReplica::read_timestamp`), and waits until this replica
+    /// has applied it.
+    pub async fn advance_to(&self, group: GroupId, ts: u64) -> Result<()> {
+        let request = Request::Data {
+            timestamp: ts,
+            operation: Operation::Advance,
+        };
+        match self.commit_and_apply(group, Proposal::Entry(request)).await {
+            Ok(_) => Ok(()),
+            // Committing nothing, it may simply be asked again.
+            Err(Error::OutcomeUnknown(why)) => Err(Error::Retryable(why)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Commits `proposal` in `group`, waits until this replica has applied it, and
+    /// returns what the change answered, with its commit timestamp.
+    pub async fn commit_and_apply(
+        &self,
+        group: GroupId,
+        proposal: Proposal,
+    ) -> Result<(Applied, u64)> {
+        let (log_id, response) = self.write(group, proposal).await.map_err(write_error)?;
+        self.wait_applied(group, log_id.index).await?;
+        match response {
+            Response::Data(answer) => answer,
+            other => Err(Error::Internal(format!(
+                "group {group} answered entry {log_id} with {other:?}"
+            ))),
+        }
     }
 
     /// Waits until this replica of `group` may serve a read at `level`.
@@ -1555,6 +1700,7 @@ fn read_rounds(
 async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken) {
     let mut last_campaign: HashMap<GroupId, Instant> = HashMap::new();
     let mut co_location = CoLocation::default();
+    let mut balance = Balance::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -1573,9 +1719,22 @@ async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken)
                 }
             });
         }
+        for (group, to) in balance.due(node.leaders_to_balance()) {
+            let node = Arc::clone(&node);
+            tokio::spawn(async move {
+                let step = MembershipStep::TransferLeader { to };
+                match node.run_step(group, &step).await {
+                    Ok(action) => tracing::info!(group, to, %action, "leadership balanced"),
+                    Err(error) => tracing::debug!(group, to, ?error, "leadership not balanced"),
+                }
+            });
+        }
         for group in node.group_ids() {
             node.refresh_pipelining(group);
             node.snapshot_if_due(group).await;
+            if node.leads(group) && group != METADATA_GROUP {
+                node.catch_up_catalog(group).await;
+            }
             if let Some(when) = node.campaign_due(group) {
                 let recently = last_campaign
                     .get(&group)
@@ -1591,6 +1750,116 @@ async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken)
             }
         }
     }
+}
+
+/// Spreads the leadership of data groups over the nodes: data group `g`'s preferred
+/// leader is the `(g - 1) mod n`-th of its `n` voters in id order, so each node leads
+/// about groups/nodes of them and write work spreads instead of funnelling through one
+/// leader. A leader that is not the preferred one hands over once the preferred node
+/// has been a live voter for [`CO_LOCATE_AFTER`] (elections settle first), and not more
+/// often than that per group. With one data group nothing moves (its leader is wherever
+/// elections put it, and the metadata leadership follows it).
+#[derive(Default)]
+struct Balance {
+    /// Per group: since when this node has led it while another was preferred.
+    apart_since: HashMap<GroupId, Instant>,
+    /// Per group: when leadership was last handed over for balance.
+    last_move: HashMap<GroupId, Instant>,
+}
+
+impl Balance {
+    /// Given the groups led here whose preferred leader is another node, the hand-overs
+    /// that are due now.
+    fn due(&mut self, wanted: Vec<(GroupId, NodeId)>) -> Vec<(GroupId, NodeId)> {
+        self.apart_since
+            .retain(|group, _| wanted.iter().any(|(candidate, _)| candidate == group));
+        let mut due = Vec::new();
+        for (group, to) in wanted {
+            let since = *self.apart_since.entry(group).or_insert_with(Instant::now);
+            let rested = self
+                .last_move
+                .get(&group)
+                .is_none_or(|last| last.elapsed() >= CO_LOCATE_AFTER);
+            if since.elapsed() >= CO_LOCATE_AFTER && rested {
+                self.apart_since.remove(&group);
+                self.last_move.insert(group, Instant::now());
+                due.push((group, to));
+            }
+        }
+        due
+    }
+}
+
+impl RaftNode {
+    /// Whether this node leads `group` as far as it knows.
+    pub fn leads(&self, group: GroupId) -> bool {
+        self.leader_of(group)
+            .is_some_and(|(leader, _)| leader == self.id())
+    }
+
+    /// The data groups this node leads whose preferred leader (see [`Balance`]) is
+    /// another voter it has heard from recently, with that voter.
+    fn leaders_to_balance(&self) -> Vec<(GroupId, NodeId)> {
+        if self.data_group_count() < 2 {
+            return Vec::new();
+        }
+        let mut wanted = Vec::new();
+        for group in self.data_groups() {
+            let Ok(state) = self.group(group) else {
+                continue;
+            };
+            if !self.leads(group) || state.moving_to().is_some() {
+                continue;
+            }
+            let (voters, _) = self.members(group);
+            let voters: Vec<NodeId> = voters.into_iter().collect();
+            let Some(&preferred) = voters.get(preferred_position(group, voters.len())) else {
+                continue;
+            };
+            if preferred != self.id() && self.voter_is_live(group, preferred) {
+                wanted.push((group, preferred));
+            }
+        }
+        wanted
+    }
+}
+
+/// Entries a voter may trail the leader by and still take over its leadership for
+/// balance: close enough that the hand-over holds writes only briefly.
+const BALANCE_MAX_LAG: u64 = 64;
+
+impl RaftNode {
+    /// As leader of `group`: whether `node` replicates it and trails by little.
+    fn voter_is_live(&self, group: GroupId, node: NodeId) -> bool {
+        let Ok(state) = self.group(group) else {
+            return false;
+        };
+        let receiver = state.raft.metrics();
+        let metrics = receiver.borrow();
+        match (replicated_index(&metrics, node), metrics.last_log_index) {
+            (Some(matched), Some(last)) => last.saturating_sub(matched) <= BALANCE_MAX_LAG,
+            _ => false,
+        }
+    }
+}
+
+/// As a leader's metrics say: the last log index `node` has replicated, if known.
+pub(super) fn replicated_index(
+    metrics: &openraft::RaftMetrics<NodeId, Node>,
+    node: NodeId,
+) -> Option<u64> {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|replication| replication.get(&node).cloned())
+        .flatten()
+        .map(|log_id| log_id.index)
+}
+
+/// Which of a data group's `voters` (in id order) should lead it.
+fn preferred_position(group: GroupId, voters: usize) -> usize {
+    let offset = group.saturating_sub(FIRST_SHARD_GROUP);
+    usize::try_from(offset).unwrap_or(0) % voters.max(1)
 }
 
 /// How long the metadata and data leaders must be apart before the metadata leadership
@@ -1641,7 +1910,7 @@ impl RaftNode {
         if metadata.moving_to().is_some() {
             return None;
         }
-        let (data_leader, _) = self.live_leader_of(DATA_GROUP).ok()?;
+        let (data_leader, _) = self.live_leader_of(FIRST_SHARD_GROUP).ok()?;
         if data_leader == self.id() {
             return None;
         }
@@ -1663,6 +1932,18 @@ fn role_name(state: ServerState) -> &'static str {
         ServerState::Candidate => "candidate",
         ServerState::Learner => "learner",
         ServerState::Shutdown => "shut down",
+    }
+}
+
+/// The SQL error of a write that did not happen, or may not have.
+pub fn write_error(error: WriteError) -> Error {
+    match error {
+        WriteError::NotLeader(_) => {
+            Error::Retryable("the leader changed before the write was proposed".into())
+        }
+        WriteError::Retry(why) => Error::Retryable(why),
+        WriteError::Unknown(why) => Error::OutcomeUnknown(why),
+        WriteError::Refused(why) => Error::ObjectNotInPrerequisiteState(why),
     }
 }
 
@@ -1781,9 +2062,7 @@ mod tests {
         assert!(!no_quorum_is_only(1, &[set(&[1]), set(&[1, 2, 3])]));
         assert!(no_quorum_is_only(1, &[set(&[1, 2]), set(&[1, 3])]));
     }
-    use crate::catalog::{Column, TableSpec};
     use crate::state_machine::{Applied, Operation};
-    use crate::types::DataType;
 
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -1812,58 +2091,44 @@ mod tests {
                 bootstrap: Bootstrap::InitialMembers(members.clone()),
                 settings: RaftSettings::default(),
                 test_faults: false,
+                data_groups: 2,
             })
         });
         futures::future::try_join_all(starts).await.unwrap()
     }
 
-    fn create_table(name: &str) -> Request {
-        Request::Data {
-            timestamp: 1,
-            operation: Operation::CreateTable {
-                spec: TableSpec {
-                    name: name.into(),
-                    columns: vec![Column {
-                        name: "id".into(),
-                        data_type: DataType::BigInt,
-                        nullable: false,
-                        default: None,
-                        hidden: false,
-                    }],
-                    primary_key: vec![0],
-                    unique_constraints: Vec::new(),
-                    shard_count: 1,
-                },
-                if_not_exists: false,
-            },
+    fn create_table(name: &str) -> Operation {
+        Operation::CreateTable {
+            spec: crate::catalog::test_table_spec(name, 4, 2),
+            if_not_exists: false,
         }
     }
 
-    /// Three nodes in one process: a write made through any node (forwarded to the
-    /// leader when needed) is applied on every replica; timestamps from any node only
-    /// go up; every node reports the same leader.
+    /// Three nodes in one process, two data groups: a schema change made through any
+    /// node (forwarded to the leaders when needed) reaches the catalog on every node
+    /// and every data group's copy on every replica; timestamps from any node only go
+    /// up; every node reports the same leader.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_replicate_and_forward() {
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let nodes = cluster(&dirs).await;
         let mut last = 0;
         for (i, node) in nodes.iter().enumerate() {
-            let (log_id, response) = node
-                .write(DATA_GROUP, Proposal::Entry(create_table(&format!("t{i}"))))
+            let applied = node
+                .change_schema(create_table(&format!("t{i}")))
                 .await
                 .unwrap();
-            assert!(
-                matches!(response, Response::Data(Ok((Applied::Done, _)))),
-                "{response:?}"
-            );
+            assert_eq!(applied, Applied::Done);
+            let version = node.catalog().version();
             for replica in &nodes {
-                let group = replica.group(DATA_GROUP).unwrap();
-                group
-                    .raft
-                    .wait(Some(Duration::from_secs(5)))
-                    .applied_index_at_least(Some(log_id.index), "replicated")
-                    .await
-                    .unwrap();
+                for group in [METADATA_GROUP, FIRST_SHARD_GROUP, FIRST_SHARD_GROUP + 1] {
+                    let state = replica.group(group).unwrap();
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while state.catalog_version() < version {
+                        assert!(Instant::now() < deadline, "group {group} never installed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
                 assert!(replica.catalog().table(&format!("t{i}")).is_some());
             }
             for _ in 0..5 {
@@ -1873,10 +2138,10 @@ mod tests {
             }
         }
         for node in &nodes {
-            node.prepare_read(DATA_GROUP, ReadLevel::Linearizable)
+            node.prepare_read(FIRST_SHARD_GROUP, ReadLevel::Linearizable)
                 .await
                 .unwrap();
-            node.prepare_read(DATA_GROUP, ReadLevel::Lease)
+            node.prepare_read(FIRST_SHARD_GROUP + 1, ReadLevel::Lease)
                 .await
                 .unwrap();
         }

@@ -30,10 +30,12 @@ use super::types::{
     StoredMembership, TypeConfig,
 };
 use super::{state_key, StateTag};
-use crate::catalog::SharedCatalog;
+use crate::catalog::{Catalog, SharedCatalog, INDEX_BUILDING};
 use crate::encoding;
 use crate::error::{Error, Result};
-use crate::state_machine::{Command, StateMachine};
+use crate::state_machine::ddl::{self, CatalogEffect};
+use crate::state_machine::{Applied, Command, Operation, StateMachine};
+use crate::storage::keys;
 use crate::storage::{Batch, KeyRange, Space, Store};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
@@ -111,7 +113,10 @@ impl AppliedView {
 
 /// What a group applies entries to.
 enum Contents {
-    Metadata,
+    /// The metadata group: the cluster's catalog (the oracle bound is in the applied
+    /// state).
+    Metadata(SharedCatalog),
+    /// A data group: its shards, with its own copy of the catalog.
     Data(StateMachine),
 }
 
@@ -169,7 +174,7 @@ impl GroupStateMachine {
         let applied: AppliedState = read_tag(&store, group, StateTag::Applied)?.unwrap_or_default();
         let current = read_tag::<StoredSnapshot>(&store, group, StateTag::Snapshot)?;
         let contents = match kind {
-            GroupKind::Metadata => Contents::Metadata,
+            GroupKind::Metadata => Contents::Metadata(SharedCatalog::new(load_catalog(&store)?)),
             GroupKind::Data => Contents::Data(StateMachine::open(Arc::clone(&store))?),
         };
         let interrupted_batch = read_tag(&store, group, StateTag::BatchProgress)?;
@@ -204,17 +209,18 @@ impl GroupStateMachine {
         Arc::clone(&self.pacing)
     }
 
-    /// The catalog handle of a data group (planners read it without the apply path).
-    pub fn catalog_handle(&self) -> Option<SharedCatalog> {
+    /// The group's catalog, read without the apply path: the cluster's catalog in the
+    /// metadata group (what planners use), the group's own copy in a data group.
+    pub fn catalog_handle(&self) -> SharedCatalog {
         match &self.contents {
-            Contents::Data(machine) => Some(machine.catalog_handle()),
-            Contents::Metadata => None,
+            Contents::Data(machine) => machine.catalog_handle(),
+            Contents::Metadata(catalog) => catalog.clone(),
         }
     }
 
     fn kind(&self) -> GroupKind {
         match self.contents {
-            Contents::Metadata => GroupKind::Metadata,
+            Contents::Metadata(_) => GroupKind::Metadata,
             Contents::Data(_) => GroupKind::Data,
         }
     }
@@ -355,7 +361,10 @@ impl GroupStateMachine {
                     Err(error) => Ok(Response::Data(Err(error))),
                 }
             }
-            (Request::ReserveTimestamps { up_to }, Contents::Metadata) => {
+            (Request::Schema { operation }, Contents::Metadata(catalog)) => Ok(
+                apply_schema_change(&self.store, catalog, &operation, record)?,
+            ),
+            (Request::ReserveTimestamps { up_to }, Contents::Metadata(_)) => {
                 self.applied.oracle_reserved = self.applied.oracle_reserved.max(up_to);
                 // Encoded after the change: the bound is part of the applied state.
                 self.store.write_unsynced(self.applied_batch()?)?;
@@ -379,8 +388,9 @@ impl GroupStateMachine {
         self.applied = applied;
         // The snapshot covers whatever batch a crash interrupted.
         self.interrupted_batch = None;
-        if let Contents::Data(machine) = &mut self.contents {
-            machine.reload()?;
+        match &mut self.contents {
+            Contents::Data(machine) => machine.reload()?,
+            Contents::Metadata(catalog) => catalog.replace(Arc::new(load_catalog(&self.store)?)),
         }
         self.publish();
         let mut current = self
@@ -393,6 +403,53 @@ impl GroupStateMachine {
         *current = Some(stored);
         Ok(())
     }
+}
+
+/// The cluster's catalog as the metadata group last applied it to `store`.
+fn load_catalog(store: &Store) -> Result<Catalog> {
+    match store.get(Space::Meta, keys::META_CATALOG)? {
+        Some(bytes) => encoding::decode(&bytes),
+        None => Ok(Catalog::default()),
+    }
+}
+
+/// Applies a DDL operation to the cluster's catalog (the metadata group's share of a
+/// schema change; data groups follow when the new catalog is installed in them). A
+/// refused change (a name taken, a table missing) is the entry's answer, alike on
+/// every replica; `record` (the applied state) is written either way.
+fn apply_schema_change(
+    store: &Store,
+    catalog: &SharedCatalog,
+    operation: &Operation,
+    mut record: Batch,
+) -> Result<Response> {
+    let Some(change) = operation.schema_change() else {
+        store.write_unsynced(record)?;
+        return Ok(Response::Data(Err(Error::Internal(format!(
+            "the metadata group cannot apply {operation:?}"
+        )))));
+    };
+    let mut changed = (*catalog.current()).clone();
+    // Data groups backfill a new index later, each at its own timestamp: nobody reads
+    // through it until it is declared ready.
+    let answer = match ddl::change_catalog(&mut changed, change, INDEX_BUILDING) {
+        Ok(CatalogEffect::Skipped(applied)) => Ok((applied, 0)),
+        Ok(_) => {
+            record.put(
+                Space::Meta,
+                keys::META_CATALOG.to_vec(),
+                encoding::encode(&changed)?,
+            );
+            Ok((Applied::Done, 0))
+        }
+        Err(error) if error.is_deterministic() => Err(error),
+        Err(error) => return Err(error),
+    };
+    store.write_unsynced(record)?;
+    if answer.is_ok() {
+        catalog.replace(Arc::new(changed));
+    }
+    Ok(Response::Data(answer))
 }
 
 /// Installs the snapshot file `stored.file` (already in `directory`) into the group's
@@ -467,8 +524,12 @@ impl Fnv64 {
 /// The key ranges a kind of group owns in the store.
 fn ranges_of(kind: GroupKind) -> Vec<KeyRange> {
     match kind {
-        // All of the metadata group's state is its applied-state record.
-        GroupKind::Metadata => Vec::new(),
+        // Besides its applied-state record (oracle bound, membership): the catalog.
+        GroupKind::Metadata => vec![KeyRange {
+            space: Space::Meta,
+            start: keys::META_CATALOG.to_vec(),
+            end: keys::META_CATALOG.iter().copied().chain([0]).collect(),
+        }],
         GroupKind::Data => StateMachine::data_ranges(),
     }
 }
@@ -902,16 +963,18 @@ mod tests {
                 primary_key: vec![0],
                 unique_constraints: Vec::new(),
                 shard_count: 4,
+                groups: 1,
             },
             if_not_exists: false,
         }
     }
 
     fn insert(machine: &GroupStateMachine, id: i64, start_ts: u64) -> Operation {
-        let catalog = machine.catalog_handle().unwrap();
+        let catalog = machine.catalog_handle();
         let table_id = catalog.current().table("t").unwrap().id;
         Operation::Commit {
             start_ts,
+            catalog_version: 0,
             writes: vec![RowWrite {
                 table_id,
                 pk: keycode::encode_values(&[Value::from(id)]),
@@ -969,12 +1032,7 @@ mod tests {
         let mut reopened = open(dir.path(), GroupKind::Data);
         assert_eq!(reopened.applied_state().await.unwrap(), expected);
         assert_eq!(reopened.view().commit_ts(), 101);
-        assert!(reopened
-            .catalog_handle()
-            .unwrap()
-            .current()
-            .table("t")
-            .is_some());
+        assert!(reopened.catalog_handle().current().table("t").is_some());
     }
 
     fn batch(index: u64, changes: Vec<(u64, Operation)>) -> Entry {

@@ -47,6 +47,12 @@ pub enum Request {
         /// The change.
         operation: Operation,
     },
+    /// Metadata group: a schema change to the cluster's catalog (DDL's first step; the
+    /// data groups then install the new catalog).
+    Schema {
+        /// The DDL operation.
+        operation: Operation,
+    },
     /// Metadata group: raise the oracle's reserved bound to `up_to`; the leader hands
     /// out timestamps below it from memory.
     ReserveTimestamps {

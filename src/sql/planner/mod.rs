@@ -733,8 +733,14 @@ impl<'a> Planner<'a> {
 
     /// Turns CREATE TABLE into a table definition: checks names, resolves the primary
     /// key (adding a hidden row id when there is none) and evaluates defaults. The
-    /// table gets `WITH (shards = N)` shards, or `default_shards`.
-    pub fn table_spec(&self, create: &CreateTable, default_shards: u16) -> Result<TableSpec> {
+    /// table gets `WITH (shards = N)` shards, or `default_shards`, placed on a pool of
+    /// `groups` data groups.
+    pub fn table_spec(
+        &self,
+        create: &CreateTable,
+        default_shards: u16,
+        groups: u64,
+    ) -> Result<TableSpec> {
         let mut columns: Vec<Column> = Vec::with_capacity(create.columns.len() + 1);
         for definition in &create.columns {
             if columns.iter().any(|c| c.name == definition.name) {
@@ -833,6 +839,7 @@ impl<'a> Planner<'a> {
             primary_key,
             unique_constraints,
             shard_count: create.shards.unwrap_or(default_shards),
+            groups,
         })
     }
 

@@ -1,0 +1,158 @@
+//! DDL in a cluster: the catalog changes in the metadata group, then every data group
+//! installs the new catalog through its own log.
+//!
+//! Why two steps rather than DDL in each data group: the catalog must be one value that
+//! every node plans against, whichever groups it hosts, with ids assigned once; the
+//! metadata group (on every node) orders schema changes, and a data group's copy only
+//! ever moves to a newer version of that value (see `state_machine::ddl`). A commit
+//! names the catalog version it was planned against, and a group whose copy is older
+//! refuses it (retryable), so no group applies writes to a table it does not know yet.
+//!
+//! A new index of an existing table is added as building (no snapshot reads through
+//! it); each group backfills its shards when it installs the catalog, at its own commit
+//! timestamp; once all have, the index is declared ready from the latest of those
+//! timestamps, so a snapshot at or after it finds every row's entry in every group. A
+//! group that cannot build it (a duplicate value of a unique index) refuses the install;
+//! the index is then dropped again and the error reported.
+//!
+//! A node that stops between the steps leaves some groups behind; the leader of each
+//! data group installs the newest catalog it finds behind ([`RaftNode::catch_up_catalog`]).
+
+use super::node::{Proposal, RaftNode};
+use super::types::{GroupId, Request, METADATA_GROUP};
+use crate::error::{Error, Result};
+use crate::shard::FIRST_SHARD_GROUP;
+use crate::state_machine::{Applied, Operation};
+
+impl RaftNode {
+    /// Runs one DDL operation across the cluster; returns once every data group has
+    /// installed its effect.
+    pub async fn change_schema(&self, operation: Operation) -> Result<Applied> {
+        self.refuse_unique_across_groups(&operation)?;
+        let applied = self.change_catalog(operation.clone()).await?;
+        if let Applied::Skipped { .. } = applied {
+            return Ok(applied);
+        }
+        let installed = self.install_catalog_everywhere().await;
+        let Operation::CreateIndex { spec, .. } = &operation else {
+            return installed.map(|_| applied);
+        };
+        match installed {
+            Ok(ready_ts) => {
+                let catalog = self.catalog();
+                let Some((_, index)) = catalog.index_owner(&spec.name) else {
+                    return Err(Error::Retryable(format!(
+                        "index \"{}\" was dropped while it was being built",
+                        spec.name
+                    )));
+                };
+                let ready = Operation::IndexReady {
+                    index: index.id,
+                    ready_ts,
+                };
+                self.change_catalog(ready).await?;
+                self.install_catalog_everywhere().await?;
+                Ok(applied)
+            }
+            Err(error) if error.is_deterministic() => {
+                // Some group cannot build the index: it goes, as if never created.
+                let drop = Operation::DropIndex {
+                    name: spec.name.clone(),
+                    if_exists: true,
+                };
+                self.change_catalog(drop).await?;
+                self.install_catalog_everywhere().await?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Refuses (0A000) a unique secondary index over shards in more than one group:
+    /// each group checks uniqueness against its own shards only, so two rows with the
+    /// same value in different groups could both commit. Enforcing it across groups
+    /// needs the index placed by the indexed value's hash (not built yet). Primary keys
+    /// are unaffected: a key's hash names its one shard.
+    fn refuse_unique_across_groups(&self, operation: &Operation) -> Result<()> {
+        let (spread, name) = match operation {
+            Operation::CreateTable { spec, .. } => match spec.unique_constraints.first() {
+                Some(unique) => {
+                    let groups = u64::from(spec.shard_count).min(spec.groups);
+                    (groups > 1, unique.name.clone())
+                }
+                None => return Ok(()),
+            },
+            Operation::CreateIndex { table, spec, .. } if spec.unique => {
+                let catalog = self.catalog();
+                let Some(table) = catalog.table(table) else {
+                    return Ok(()); // the metadata group reports the missing table
+                };
+                let mut groups: Vec<GroupId> = table.placement.iter().map(|p| p.group).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                (groups.len() > 1, spec.name.clone())
+            }
+            _ => return Ok(()),
+        };
+        if spread {
+            return Err(Error::FeatureNotSupported(format!(
+                "unique index \"{name}\" over shards in several data groups: uniqueness is \
+                 checked per group until unique indexes are placed by value (use one data \
+                 group, or WITH (shards = 1))"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Commits a schema change in the metadata group and waits until this replica has
+    /// applied it (the next statement here plans against it).
+    async fn change_catalog(&self, operation: Operation) -> Result<Applied> {
+        let request = Request::Schema { operation };
+        let proposal = Proposal::Entry(request);
+        let (applied, _) = self.commit_and_apply(METADATA_GROUP, proposal).await?;
+        Ok(applied)
+    }
+
+    /// Installs this replica's catalog in every data group, concurrently; returns the
+    /// latest commit timestamp of the installs (an install skipped because a newer copy
+    /// is there counts at its own timestamp, which is later than that copy's).
+    async fn install_catalog_everywhere(&self) -> Result<u64> {
+        let installs = self.pool().map(|group| self.install_catalog(group));
+        let mut latest = 0;
+        for outcome in futures::future::join_all(installs).await {
+            latest = latest.max(outcome?);
+        }
+        Ok(latest)
+    }
+
+    /// Installs this replica's catalog in `group`; returns the install's commit
+    /// timestamp once this replica has applied it.
+    async fn install_catalog(&self, group: GroupId) -> Result<u64> {
+        let catalog = Box::new((*self.catalog()).clone());
+        let install = Operation::InstallCatalog { catalog };
+        let (_, commit_ts) = self
+            .commit_and_apply(group, Proposal::Change(install))
+            .await?;
+        Ok(commit_ts)
+    }
+
+    /// Every data group of the cluster.
+    fn pool(&self) -> impl Iterator<Item = GroupId> {
+        FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + self.data_group_count()
+    }
+
+    /// As leader of data group `group`: installs the cluster's catalog if the group's
+    /// copy is older (a schema change whose proposer stopped half-way).
+    pub(super) async fn catch_up_catalog(&self, group: GroupId) {
+        let Ok(state) = self.group(group) else {
+            return;
+        };
+        if state.catalog_version() >= self.catalog().version() {
+            return;
+        }
+        match self.install_catalog(group).await {
+            Ok(_) => tracing::info!(group, "installed a newer catalog left behind"),
+            Err(error) => tracing::warn!(group, %error, "could not install the catalog"),
+        }
+    }
+}
