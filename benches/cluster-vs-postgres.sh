@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# shellcheck source=benches/lib/common.sh
+source benches/lib/common.sh
 
 DURATION=${DURATION:-10}
 ROWS=${ROWS:-10000}
@@ -23,18 +25,13 @@ KILLS=${KILLS:-10}
 work=$(mktemp -d /tmp/tessera-cluster-vs-pg.XXXXXX)
 pids=()
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 cleanup() {
   for pid_file in "$work"/*.pid; do
     [ -f "$pid_file" ] && kill -KILL "$(cat "$pid_file")" 2>/dev/null || true
   done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for dir in primary standby; do
-    if [ -f "$work/$dir/postmaster.pid" ]; then
-      as_postgres "$pg_bin/pg_ctl" -D "$work/$dir" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
-  done
+  stop_postgres
   if [ -n "${keep_logs:-}" ]; then
     mkdir -p "$work.logs" && cp "$work"/node*.log "$work.logs/" && echo "node logs kept in $work.logs" >&2
   fi
@@ -42,46 +39,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { # host
-  python3 -c "import socket; s=socket.socket(); s.bind(('$1',0)); print(s.getsockname()[1]); s.close()"
-}
-wait_for_log() { # file text
-  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; tail -5 "$1" >&2; exit 1
-}
-
 echo "building tessera (optimized)..." >&2
 cargo build --profile bench --quiet --bin tessera
 tessera=target/release/tessera
 
 # PostgreSQL: a primary and a synchronous standby.
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
-primary_port=$(free_port 127.0.0.1)
-standby_port=$(free_port 127.0.0.1)
-as_postgres "$pg_bin/initdb" -D "$work/primary" -A trust -U postgres -E UTF8 --locale=C >/dev/null
-cat >> "$work/primary/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-max_connections = 100
-wal_level = replica
-max_wal_senders = 4
-synchronous_standby_names = 'standby1'
-synchronous_commit = on
-EOF
-as_postgres "$pg_bin/pg_ctl" -D "$work/primary" -l "$work/primary.log" -w \
-  -o "-p $primary_port -k $work" start >/dev/null
-as_postgres "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
-  -D "$work/standby" -X stream -R >/dev/null
-echo "primary_conninfo = 'host=127.0.0.1 port=$primary_port user=postgres application_name=standby1'" \
-  | as_postgres tee -a "$work/standby/postgresql.auto.conf" >/dev/null
-as_postgres "$pg_bin/pg_ctl" -D "$work/standby" -l "$work/standby.log" -w \
-  -o "-p $standby_port -k $work" start >/dev/null
-for _ in $(seq 1 100); do
-  state=$(psql -X -A -t -h 127.0.0.1 -p "$primary_port" -U postgres -d postgres \
-    -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'")
-  [ "$state" = "sync" ] && break
-  sleep 0.1
-done
-[ "$state" = "sync" ] || { echo "the standby is not synchronous ($state)" >&2; exit 1; }
+start_postgres_with_sync_standby
 
 # Tessera, one server.
 single_port=$(free_port 127.0.0.1)
@@ -108,36 +71,10 @@ start_node() { # index
 }
 for i in 0 1 2; do start_node "$i"; done
 
-load() { # host port
-  local values
-  values=$(python3 -c "print(', '.join(f'({i}, 0)' for i in range(1, $ROWS + 1)))")
-  psql -X -q -h "$1" -p "$2" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-    -f benches/pgbench/schema.sql -c "INSERT INTO accounts VALUES $values" >/dev/null
-}
 load 127.0.0.1 "$primary_port"
 load 127.0.0.1 "$single_port"
 load 127.0.0.1 "${sql_address[0]##*:}"
 
-run() { # host port script clients [PGOPTIONS] -> "tps p50_ms p99_ms"
-  local logs="$work/log.$RANDOM"
-  mkdir -p "$logs"
-  local out
-  out=$(cd "$logs" && PGOPTIONS="${5:-}" pgbench -n -h "$1" -p "$2" -U postgres -M prepared \
-    -c "$4" -j "$(( $4 < 2 ? $4 : 2 ))" -T "$DURATION" -D "rows=$ROWS" --max-tries=100 \
-    -l -f "$OLDPWD/benches/pgbench/$3.sql" postgres 2>&1) || true
-  local tps
-  tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-  if [ -z "$tps" ]; then echo "pgbench failed on $1:$2 ($3, $4 clients):" >&2; echo "$out" >&2; exit 1; fi
-  local percentiles
-  percentiles=$(cat "$logs"/pgbench_log.* | python3 -c '
-import sys
-latencies = sorted(int(line.split()[2]) for line in sys.stdin if line.strip())
-pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000
-print(f"{pick(0.50):.2f} {pick(0.99):.2f}")')
-  rm -rf "$logs"
-  echo "$tps $percentiles"
-}
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
 # The data group's leader (PostgreSQL's clients talk to its primary; the cluster's are
 # measured both on the leader and on a follower, which forwards writes one hop). The

@@ -2,13 +2,18 @@
 # Runs the Jepsen-style matrix — every workload under every fault, at the read levels
 # where the fault matters, SEEDS seeds of TIME seconds each — and prints a markdown
 # table of the results (for docs/consistency.md). Needs root and iptables. Usage:
-#   jepsen/matrix.sh [quick]     # quick: 1 seed, 20 s, the leader faults only
-# Environment: SEEDS (1), TIME (60), STORE (jepsen/store).
+#   jepsen/matrix.sh [quick|groups]  # quick: 1 seed, 20 s, the leader faults only;
+#                                    # groups: only the rows over four data groups
+# Environment: SEEDS (1), TIME (60), STORE (jepsen/store), JEPSEN_BIN (a built
+# tessera-jepsen to use instead of building the optimized one; the tessera binary
+# next to it is used).
 #
-# Each entry is NODES:FAULTS:LEVELS. Lease reads differ from linearizable ones only in
+# Each entry is NODES:FAULTS:LEVELS[:GROUPS] (GROUPS: data groups, default 1; with 4,
+# tables' shards spread over them and most transactions commit across groups, while
+# the leader faults pick a random group's leader each time). Lease reads differ from linearizable ones only in
 # trusting the leader's lease, so `lease` runs with the faults that test a lease: a cut
 # off, paused or clock-skewed leader, and the 5-node partitions where two leaders may
-# overlap. The full matrix is 72 runs (about 75 minutes at 60 s on 2 cores).
+# overlap. The full matrix is 104 runs (about 110 minutes at 60 s on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,26 +26,36 @@ CONFIGS="3:partition-one:linearizable 3:partition-halves:linearizable 3:kill:lin
 3:kill-leader:linearizable 3:kill-majority:linearizable 3:pause:linearizable 3:member:linearizable
 3:kill,partition-halves,pause-leader,member:linearizable
 3:partition-leader:$both 3:pause-leader:$both 3:clock-skew-leader:$both
-5:partition-majorities-ring:$both 5:partition-bridge:$both"
+5:partition-majorities-ring:$both 5:partition-bridge:$both
+3:kill-leader:linearizable:4 3:partition-leader:$both:4 3:pause-leader:$both:4
+3:kill,partition-halves,pause-leader,member:linearizable:4 5:partition-majorities-ring:$both:4"
 if [ "${1:-}" = quick ]; then
   SEEDS=1
   TIME=20
-  CONFIGS="3:partition-leader:$both 3:kill-leader:$both 3:pause-leader:$both 3:clock-skew-leader:$both"
+  CONFIGS="3:partition-leader:$both 3:kill-leader:$both 3:pause-leader:$both 3:clock-skew-leader:$both
+3:kill-leader,partition-leader:linearizable:4"
+elif [ "${1:-}" = groups ]; then
+  CONFIGS=$(echo "$CONFIGS" | tr ' ' '\n' | grep ':4$' | tr '\n' ' ')
 fi
 
-# The optimized build the benchmarks use (one profile, shared).
-cargo build --profile bench --workspace --bins >&2
-bin=target/release/tessera-jepsen
+# The optimized build the benchmarks use (one profile, shared), unless one is given.
+if [ -n "${JEPSEN_BIN:-}" ]; then
+  bin=$JEPSEN_BIN
+else
+  cargo build --profile bench --workspace --bins >&2
+  bin=target/release/tessera-jepsen
+fi
 
-echo "| workload | nodes | faults | read level | runs | operations | info | anomalies | verdict |"
-echo "|---|---:|---|---|---:|---:|---:|---|---|"
+echo "| workload | nodes | groups | faults | read level | runs | operations | info | anomalies | verdict |"
+echo "|---|---:|---:|---|---|---:|---:|---:|---|---|"
 for workload in $WORKLOADS; do
   for config in $CONFIGS; do
-    IFS=: read -r nodes nemesis levels <<< "$config"
+    IFS=: read -r nodes nemesis levels groups <<< "$config"
+    groups=${groups:-1}
     for level in ${levels//,/ }; do
       runs=()
       for seed in $(seq 1 "$SEEDS"); do
-        out=$("$bin" test --workload "$workload" --nodes "$nodes" --nemesis "$nemesis" --time "$TIME" \
+        out=$("$bin" test --workload "$workload" --nodes "$nodes" --data-groups "$groups" --nemesis "$nemesis" --time "$TIME" \
           --seed "$seed" --read-consistency "$level" --store "$STORE" 2>&1 || true)
         dir=$(echo "$out" | sed -n 's/^run directory: //p')
         if [ -z "$dir" ]; then
@@ -55,9 +70,9 @@ for workload in $WORKLOADS; do
           fi
         fi
       done
-      python3 - "$workload" "$nodes" "$nemesis" "$level" "${runs[@]}" <<'EOF'
+      python3 - "$workload" "$nodes" "$groups" "$nemesis" "$level" "${runs[@]}" <<'EOF'
 import json, sys
-workload, nodes, nemesis, level, *dirs = sys.argv[1:]
+workload, nodes, groups, nemesis, level, *dirs = sys.argv[1:]
 ops = info = 0
 anomalies, verdicts = [], []
 for d in dirs:
@@ -74,7 +89,7 @@ for d in dirs:
     anomalies += sorted({a["kind"] for a in v["anomalies"]})
     verdicts.append(v["valid"])
 summary = "valid" if all(x == "valid" for x in verdicts) else ", ".join(verdicts)
-print(f"| {workload} | {nodes} | {nemesis} | {level} | {len(dirs)} | {ops} | {info} | {', '.join(sorted(set(anomalies))) or 'none'} | {summary} |")
+print(f"| {workload} | {nodes} | {groups} | {nemesis} | {level} | {len(dirs)} | {ops} | {info} | {', '.join(sorted(set(anomalies))) or 'none'} | {summary} |")
 EOF
     done
   done

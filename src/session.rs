@@ -426,6 +426,9 @@ impl Session {
             Statement::Show { name } if name.eq_ignore_ascii_case("checksum") => {
                 admin::checksum_columns()
             }
+            Statement::Show { name } if name.eq_ignore_ascii_case("groups") => {
+                admin::groups_table(&[], &[], &[]).0
+            }
             Statement::Show { name } => text_column(&name.to_lowercase()),
             Statement::ShowShards { .. } => admin::shards_table(&[], &[]).0,
             Statement::AlterCluster(_) => admin::step_table(&[]).0,
@@ -875,6 +878,9 @@ impl Session {
         if name == "checksum" {
             return self.show_checksum();
         }
+        if name == "groups" {
+            return self.show_groups();
+        }
         if !SETTINGS.iter().any(|(n, _)| *n == name) {
             return Err(Error::UnknownSetting(name));
         }
@@ -910,6 +916,24 @@ impl Session {
     fn show_checksum(&self) -> Result<QueryResult> {
         let node = self.cluster_node("SHOW CHECKSUM")?;
         let (columns, rows) = admin::checksum_table(node.node().id(), &node.checksums()?);
+        Ok(tagged_rows("SHOW", columns, rows))
+    }
+
+    /// SHOW GROUPS: each data group with its leader, voters and the table shards (with
+    /// their hash ranges) placed on it. An embedded database hosts every shard in one
+    /// local group.
+    fn show_groups(&self) -> Result<QueryResult> {
+        let catalog = self.fresh_catalog()?;
+        let tables: Vec<&crate::catalog::Table> = catalog.tables().collect();
+        let (groups, reports) = match self.replica.cluster() {
+            Some(cluster) => {
+                let pool = crate::shard::FIRST_SHARD_GROUP
+                    ..crate::shard::FIRST_SHARD_GROUP + cluster.data_group_count();
+                (pool.collect(), cluster.group_reports()?)
+            }
+            None => (vec![crate::shard::FIRST_SHARD_GROUP], Vec::new()),
+        };
+        let (columns, rows) = admin::groups_table(&groups, &tables, &reports);
         Ok(tagged_rows("SHOW", columns, rows))
     }
 

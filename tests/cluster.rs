@@ -462,6 +462,10 @@ fn demo_runs_a_cluster_and_survives_a_stopped_node() {
     assert!(stdout.contains("node 1 killed"), "{stdout}");
     assert!(stdout.contains("node 1 restarted"), "{stdout}");
     assert!(
+        stdout.contains("t:0[0,"),
+        "\\cluster lists the groups' shards: {stdout}"
+    );
+    assert!(
         stdout.contains("rows_after_failover \n---------------------\n                   2"),
         "{stdout}"
     );
@@ -504,11 +508,12 @@ fn demo_runs_a_cluster_and_survives_a_stopped_node() {
 }
 
 /// A cluster running a pool of three data groups: a table's shards spread over all of
-/// them (SHOW SHARDS), rows written through any node into any group are read back
+/// them (SHOW SHARDS, SHOW GROUPS), rows written through any node into any group are read back
 /// whole through every node at the default (linearizable) level, an index created
 /// after the rows are in is built in every group and used, a write spanning groups
 /// commits whole (and one that fails in one group leaves nothing in any), a unique
-/// index over several groups is refused (0A000: uniqueness is checked per group), a dropped
+/// index over several groups is created with its table but not built over rows already
+/// in several groups (0A000, and nothing is left of it), a dropped
 /// table leaves nothing, every group converges, and the three groups' leaders spread
 /// over the three nodes by themselves.
 #[test]
@@ -528,6 +533,17 @@ fn a_pool_of_data_groups_spreads_shards_and_leaders() {
         .map(|row| row.get("group_id"))
         .collect();
     assert_eq!(groups, [1, 2, 3].into(), "six shards over three groups");
+    let listed = client.query("SHOW GROUPS", &[]).expect("groups");
+    assert_eq!(listed.len(), 3);
+    for row in &listed {
+        assert_eq!(
+            row.get::<_, i64>("shard_count"),
+            2,
+            "{:?}",
+            row.get::<_, String>("shards")
+        );
+        assert!(row.get::<_, String>("shards").starts_with("t:"));
+    }
     for id in 0..60i32 {
         let mut client = cluster.connect(id as usize % 3);
         client
@@ -576,22 +592,26 @@ fn a_pool_of_data_groups_spreads_shards_and_leaders() {
             i + 1
         );
     }
-    for unique in [
-        "CREATE TABLE u (id INT PRIMARY KEY, e TEXT UNIQUE)",
-        "CREATE UNIQUE INDEX t_v_key ON t (v)",
-    ] {
-        let error = client
-            .batch_execute(unique)
-            .expect_err("unique over groups");
-        assert_eq!(
-            error.code(),
-            Some(&postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
-            "{unique}: {error}"
-        );
-    }
     client
-        .batch_execute("CREATE TABLE u (id INT PRIMARY KEY, e TEXT UNIQUE) WITH (shards = 1)")
-        .expect("a unique index in one group");
+        .batch_execute("CREATE TABLE u (id INT PRIMARY KEY, e TEXT UNIQUE)")
+        .expect("a unique index over groups, created with its table");
+    client
+        .batch_execute(
+            "CREATE TABLE w (id INT PRIMARY KEY, e INT) WITH (shards = 6); \
+             INSERT INTO w SELECT g, g * 7 FROM generate_series(1, 30) AS g",
+        )
+        .expect("w");
+    let error = client
+        .batch_execute("CREATE UNIQUE INDEX w_e ON w (e)")
+        .expect_err("a unique backfill over groups");
+    assert_eq!(
+        error.code(),
+        Some(&postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
+        "{error}"
+    );
+    client
+        .batch_execute("INSERT INTO w VALUES (31, 7)")
+        .expect("the refused index is gone");
     cluster.assert_converged();
     client.batch_execute("DROP TABLE t").expect("drop");
     client

@@ -1,7 +1,7 @@
 //! Transactions across data groups, on a three-node cluster of real processes running
 //! three data groups: atomic commits under concurrency, a reader meeting a commit's
-//! locks while it is pending, and a coordinator killed between its prepares and its
-//! decision. Every table is spread over all three groups (six shards), so a statement
+//! locks while it is pending, a coordinator killed between its prepares and its
+//! decision, and unique indexes whose values are claimed across groups. Every table is spread over all three groups (six shards), so a statement
 //! touching every row is a cross-group transaction. Processes are killed by guards,
 //! even when a test fails.
 
@@ -226,5 +226,192 @@ fn a_coordinator_killed_mid_commit_leaves_nothing_half_applied() {
     }
     cluster.launch(2);
     assert_eq!(total(&cluster, 2).0, i64::from(ACCOUNTS) * 100);
+    cluster.assert_converged();
+}
+
+/// A cluster with `users (id INT PRIMARY KEY, email TEXT UNIQUE)` over every group and
+/// rows 1..=30 with emails `u1`..`u30`, written in one cross-group insert.
+fn users() -> Cluster {
+    let cluster = Cluster::start_with(3, SETTINGS);
+    for group in [2, 3] {
+        cluster.wait_for_leader(group, 0, None);
+    }
+    cluster
+        .connect(0)
+        .batch_execute(
+            "CREATE TABLE users (id INT PRIMARY KEY, email TEXT UNIQUE) WITH (shards = 6); \
+             INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 30) AS g",
+        )
+        .expect("create and fill");
+    cluster
+}
+
+/// Whether `error` is PostgreSQL's unique violation.
+fn is_unique_violation(error: &postgres::Error) -> bool {
+    error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// A unique index over several groups holds across them: its entries live in the
+/// shard their value hashes to, so a lookup by value touches one shard, a second row
+/// claiming a value is refused (23505) whichever group its own row is in, a value
+/// freed by an UPDATE or DELETE (its entry perhaps in another group than its row) can
+/// be claimed again, and every node agrees.
+#[test]
+fn a_unique_value_is_refused_a_second_time_from_any_group() {
+    let cluster = users();
+    for node in 0..3 {
+        let mut client = cluster.connect(node);
+        let row = client
+            .query_one("SELECT id FROM users WHERE email = 'u17'", &[])
+            .expect("lookup by value");
+        assert_eq!(row.get::<_, i32>(0), 17, "node {}", node + 1);
+        let plan: Vec<String> = client
+            .query("EXPLAIN SELECT id FROM users WHERE email = 'u17'", &[])
+            .expect("explain")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(
+            plan.join("\n").contains("Shards: 1 of 6 (by value hash)"),
+            "{plan:?}"
+        );
+    }
+    // Twelve new rows (spread over the groups by their keys) each repeat a value held by
+    // a row of some group.
+    for id in 31..=42 {
+        let error = cluster
+            .connect(id as usize % 3)
+            .execute(
+                "INSERT INTO users VALUES ($1, $2)",
+                &[&id, &format!("u{}", id - 30)],
+            )
+            .expect_err("a repeated value");
+        assert!(is_unique_violation(&error), "row {id}: {error}");
+    }
+    let mut client = cluster.connect(1);
+    client
+        .batch_execute("UPDATE users SET email = 'x' || email WHERE id IN (5, 6, 7)")
+        .expect("move three values");
+    client
+        .batch_execute("DELETE FROM users WHERE id IN (8, 9)")
+        .expect("free two values");
+    for (id, email) in [(43, "u5"), (44, "u6"), (45, "u7"), (46, "u8"), (47, "u9")] {
+        client
+            .execute("INSERT INTO users VALUES ($1, $2)", &[&id, &email])
+            .expect("a freed value is claimed again");
+    }
+    for (id, email) in [(48, "xu5"), (49, "u5"), (50, "u9")] {
+        let error = client
+            .execute("INSERT INTO users VALUES ($1, $2)", &[&id, &email])
+            .expect_err("a held value");
+        assert!(is_unique_violation(&error), "{email}: {error}");
+    }
+    for node in 0..3 {
+        let mut client = cluster.connect(node);
+        let rows = client
+            .query_one("SELECT count(*), count(DISTINCT email) FROM users", &[])
+            .expect("count");
+        assert_eq!(
+            (rows.get::<_, i64>(0), rows.get::<_, i64>(1)),
+            (33, 33),
+            "node {}",
+            node + 1
+        );
+        let row = client
+            .query_one("SELECT id FROM users WHERE email = 'xu6'", &[])
+            .expect("a moved value is found by its new value");
+        assert_eq!(row.get::<_, i32>(0), 6);
+    }
+    cluster.assert_converged();
+}
+
+/// Sessions on every node racing to insert rows (distinct keys, so in different
+/// groups) that claim the same unique values never both commit one value: each value
+/// ends up held by exactly one row, and each session's outcome was a commit, a unique
+/// violation, or a retryable conflict with a claim still pending.
+#[test]
+fn concurrent_claims_of_a_unique_value_commit_once() {
+    let cluster = users();
+    const VALUES: i32 = 15;
+    std::thread::scope(|scope| {
+        for worker in 0..3i32 {
+            let cluster = &cluster;
+            scope.spawn(move || {
+                let mut client = cluster.connect(worker as usize);
+                let started = Instant::now();
+                for value in 0..VALUES {
+                    let id = 1000 + worker * 100 + value;
+                    let email = format!("race{value}");
+                    loop {
+                        assert!(started.elapsed() < Duration::from_secs(60), "too slow");
+                        match client.execute("INSERT INTO users VALUES ($1, $2)", &[&id, &email]) {
+                            Ok(_) => break,
+                            Err(error) if is_unique_violation(&error) => break,
+                            Err(error) if is_retryable(&error) => continue,
+                            Err(error) => panic!("{id} {email}: {error}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for node in 0..3 {
+        let rows = cluster
+            .connect(node)
+            .query(
+                "SELECT email, count(*) FROM users WHERE email LIKE 'race%' GROUP BY email",
+                &[],
+            )
+            .expect("claims");
+        assert_eq!(rows.len(), VALUES as usize, "node {}", node + 1);
+        for row in rows {
+            assert_eq!(row.get::<_, i64>(1), 1, "{}", row.get::<_, String>(0));
+        }
+    }
+    cluster.assert_converged();
+}
+
+/// A claim of a unique value whose cross-group commit is still pending (its coordinator
+/// paused between prepares and decision) holds the value: a second row claiming it from
+/// another node is refused while it is pending (retryably) and after it commits (23505).
+#[test]
+fn a_pending_claim_holds_its_unique_value() {
+    let cluster = users();
+    cluster
+        .connect(0)
+        .batch_execute("ALTER CLUSTER SET COMMIT PAUSE 1500")
+        .expect("pause");
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            // Rows in every group, one of them claiming the contested value.
+            cluster.connect(0).batch_execute(
+                "INSERT INTO users SELECT g, CASE WHEN g = 100 THEN 'contested' \
+                 ELSE 'p' || g END FROM generate_series(100, 120) AS g",
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let error = cluster
+            .connect(1)
+            .execute("INSERT INTO users VALUES (200, 'contested')", &[])
+            .expect_err("the value is held while pending");
+        assert!(
+            is_retryable(&error) || is_unique_violation(&error),
+            "{error}"
+        );
+        writer
+            .join()
+            .expect("writer")
+            .expect("the paused claim commits");
+    });
+    let error = cluster
+        .connect(2)
+        .execute("INSERT INTO users VALUES (201, 'contested')", &[])
+        .expect_err("the value is held once committed");
+    assert!(is_unique_violation(&error), "{error}");
+    let row = cluster
+        .connect(2)
+        .query_one("SELECT id FROM users WHERE email = 'contested'", &[])
+        .expect("lookup");
+    assert_eq!(row.get::<_, i32>(0), 100);
     cluster.assert_converged();
 }

@@ -35,6 +35,10 @@ enum Command {
         /// Cluster size (1 to 9; the ring and bridge partitions need 5).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
+        /// Data groups the cluster runs (1 to 16): with several, tables' shards spread
+        /// over them and most transactions commit across groups.
+        #[arg(long, default_value_t = 1)]
+        data_groups: u64,
         /// Seconds of workload.
         #[arg(long, default_value_t = 30)]
         time: u64,
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             workload,
             nemesis,
             nodes,
+            data_groups,
             time,
             seed,
             read_consistency,
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
                 workload: workload.kind(),
                 nemeses,
                 nodes,
+                data_groups,
                 time: Duration::from_secs(time),
                 seed,
                 read_consistency,

@@ -143,8 +143,10 @@ pub struct Nemesis<'a> {
     pub network: &'a Mutex<Network>,
     /// The history.
     pub recorder: &'a Recorder,
-    /// Finds the data group's leader (node id), asking the nodes over SQL.
-    pub find_leader: &'a (dyn Fn() -> Option<u64> + Sync),
+    /// Finds the leader (node id) of a data group, asking the nodes over SQL.
+    pub find_leader: &'a (dyn Fn(u64) -> Option<u64> + Sync),
+    /// How many data groups the cluster runs: a leader fault picks one at random.
+    pub data_groups: u64,
     /// Runs an administrative statement (`ALTER CLUSTER …`) on a slot's node.
     pub admin: &'a (dyn Fn(usize, &str) -> Result<(), String> + Sync),
 }
@@ -198,16 +200,25 @@ impl Nemesis<'_> {
             Kind::PartitionLeader
             | Kind::KillLeader
             | Kind::PauseLeader
-            | Kind::ClockSkewLeader => match self.leader_slot() {
-                Some(leader) => Some(leader),
-                None => {
-                    self.record(
-                        "skip",
-                        json!({"kind": kind.name(), "why": "no leader known"}),
-                    );
-                    return Ok(None);
+            | Kind::ClockSkewLeader => {
+                let group = rng.random_range(1..=self.data_groups.max(1));
+                match self.leader_slot(group) {
+                    Some(leader) => {
+                        self.record(
+                            "target",
+                            json!({"kind": kind.name(), "group": group, "leader": leader + 1}),
+                        );
+                        Some(leader)
+                    }
+                    None => {
+                        self.record(
+                            "skip",
+                            json!({"kind": kind.name(), "group": group, "why": "no leader known"}),
+                        );
+                        return Ok(None);
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let order = shuffled(size, rng);
@@ -271,9 +282,9 @@ impl Nemesis<'_> {
         Ok(Some(fault))
     }
 
-    /// The data leader's slot.
-    fn leader_slot(&self) -> Option<usize> {
-        let id = (self.find_leader)()?;
+    /// The slot of data group `group`'s leader.
+    fn leader_slot(&self, group: u64) -> Option<usize> {
+        let id = (self.find_leader)(group)?;
         self.lock_cluster().slot_of(id)
     }
 

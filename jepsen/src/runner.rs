@@ -38,6 +38,9 @@ pub struct Options {
     pub nemeses: Vec<Kind>,
     /// Cluster size.
     pub nodes: u64,
+    /// Data groups the cluster runs (tables' shards spread over them, so most
+    /// transactions span groups when there are several).
+    pub data_groups: u64,
     /// How long the workload runs.
     pub time: Duration,
     /// Seeds the operations and the fault schedule.
@@ -80,7 +83,8 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     } else {
         Network::untouched()
     };
-    let cluster = Cluster::start(&options.binary, options.nodes, &directory, "")?;
+    let extra = format!("data_groups = {}", options.data_groups);
+    let cluster = Cluster::start(&options.binary, options.nodes, &directory, &extra)?;
     let addresses: Vec<String> = cluster
         .nodes
         .iter()
@@ -101,7 +105,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     let cluster = Mutex::new(cluster);
     let network = Mutex::new(network);
     let stop = AtomicBool::new(false);
-    let find_leader = || runtime.block_on(data_leader(&addresses));
+    let find_leader = |group| runtime.block_on(group_leader(&addresses, group));
     let admin = |node: usize, statement: &str| runtime.block_on(admin(&addresses[node], statement));
     let nemesis = Nemesis {
         kinds: options.nemeses.clone(),
@@ -110,6 +114,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         network: &network,
         recorder: &recorder,
         find_leader: &find_leader,
+        data_groups: options.data_groups,
         admin: &admin,
     };
     let faults = std::thread::scope(|scope| {
@@ -173,6 +178,9 @@ fn check_sizes(options: &Options) -> Result<(), String> {
     if !(1..=MAX_NODES).contains(&options.nodes) {
         return Err(format!("--nodes must be 1 to {MAX_NODES}"));
     }
+    if !(1..=MAX_DATA_GROUPS).contains(&options.data_groups) {
+        return Err(format!("--data-groups must be 1 to {MAX_DATA_GROUPS}"));
+    }
     for kind in &options.nemeses {
         if options.nodes < kind.min_nodes() {
             return Err(format!(
@@ -187,6 +195,8 @@ fn check_sizes(options: &Options) -> Result<(), String> {
 
 /// Most nodes a run starts (127.0.0.11 onwards).
 const MAX_NODES: u64 = 9;
+/// Most data groups a cluster runs (Tessera's own bound).
+const MAX_DATA_GROUPS: u64 = 16;
 
 /// A run that proves nothing is `unknown`: faults asked for never happened, the
 /// cluster did not recover, or the final reads failed.
@@ -252,6 +262,7 @@ fn test_description(options: &Options) -> String {
         "workload": options.workload.name(),
         "nemeses": options.nemeses.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>(),
         "nodes": options.nodes,
+        "data_groups": options.data_groups,
         "time_seconds": options.time.as_secs_f64(),
         "seed": options.seed,
         "read_consistency": options.read_consistency,
@@ -295,8 +306,9 @@ async fn try_setup(address: &str, schema: &Setup) -> Result<(), String> {
     Ok(())
 }
 
-/// The data group's leader (node id) as some node reports it.
-async fn data_leader(addresses: &[String]) -> Option<u64> {
+/// Data group `group`'s leader (node id) as some node reports it.
+async fn group_leader(addresses: &[String], group: u64) -> Option<u64> {
+    let group = i64::try_from(group).ok()?;
     for address in addresses {
         let Ok(client) = client::connect(address, "stale").await else {
             continue;
@@ -306,10 +318,10 @@ async fn data_leader(addresses: &[String]) -> Option<u64> {
             continue;
         };
         let leader = rows.iter().find_map(|row| {
-            let group: Option<i64> = row.try_get("group_id").ok()?;
             let role: Option<String> = row.try_get("role").ok()?;
             let node: Option<i64> = row.try_get("node_id").ok()?;
-            (group == Some(1) && role.as_deref() == Some("leader")).then_some(node?)
+            let row_group: Option<i64> = row.try_get("group_id").ok()?;
+            (row_group == Some(group) && role.as_deref() == Some("leader")).then_some(node?)
         });
         if let Some(node) = leader {
             return u64::try_from(node).ok();

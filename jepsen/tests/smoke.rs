@@ -32,6 +32,7 @@ fn options(read_consistency: &str, seed: u64, store: &std::path::Path) -> Option
         workload: workload::Kind::Register,
         nemeses: vec![Kind::PartitionLeader],
         nodes: 3,
+        data_groups: 1,
         time: Duration::from_secs(20),
         seed,
         read_consistency: read_consistency.into(),
@@ -93,6 +94,21 @@ fn bank_totals_hold_under_crashes() {
     bank.nemeses = vec![Kind::Kill, Kind::KillLeader];
     let outcome = run(&bank).expect("run");
     assert_valid(&outcome);
+}
+
+/// Transfers between accounts spread over four data groups (most commit across
+/// groups, by two-phase commit) stay atomic and conserve money while the leader of a
+/// random group is killed or cut off.
+#[test]
+fn bank_totals_hold_across_groups_under_leader_faults() {
+    let store = tempfile::tempdir().expect("store");
+    let mut bank = options("linearizable", 1, store.path());
+    bank.workload = workload::Kind::Bank;
+    bank.data_groups = 4;
+    bank.nemeses = vec![Kind::KillLeader, Kind::PartitionLeader];
+    let outcome = run(&bank).expect("run");
+    assert_valid(&outcome);
+    assert!(outcome.verdict.stats.get("faults").copied().unwrap_or(0) > 0);
 }
 
 /// The negative control: `stale` reads on a cut-off old leader return values the

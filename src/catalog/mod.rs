@@ -71,6 +71,10 @@ pub struct Table {
     pub shard_count: u16,
     /// Where each shard lives, by shard number (the table's part of the shard map).
     pub placement: Vec<ShardPlacement>,
+    /// The catalog version at which the definition last changed (created, an index
+    /// added, made ready or dropped): a commit planned against an older catalog is
+    /// refused, since the index writes it carries were worked out without the change.
+    pub changed_version: u64,
 }
 
 impl Table {
@@ -233,6 +237,7 @@ impl Catalog {
             indexes: Vec::new(),
             shard_count,
             placement: shard::place_shards(id, shard_count, spec.groups),
+            changed_version: self.version + 1,
         };
         for unique in spec.unique_constraints {
             if table.indexes.iter().any(|i| i.name == unique.name)
@@ -272,20 +277,24 @@ impl Catalog {
             .ok_or_else(|| Error::UndefinedTable(table.to_string()))?;
         table.indexes.push(index.clone());
         self.version += 1;
+        table.changed_version = self.version;
         Ok(index)
     }
 
     /// Makes a built index usable by snapshots at or after `ready_ts` (see
     /// [`INDEX_BUILDING`]).
     pub fn set_index_ready(&mut self, index: IndexId, ready_ts: u64) -> Result<()> {
-        let found = self
+        let version = self.version + 1;
+        let table = self
             .tables
             .values_mut()
-            .flat_map(|table| table.indexes.iter_mut())
-            .find(|candidate| candidate.id == index)
+            .find(|table| table.indexes.iter().any(|candidate| candidate.id == index))
             .ok_or_else(|| Error::UndefinedObject(format!("index with id {index}")))?;
-        found.created_ts = ready_ts;
-        self.version += 1;
+        for candidate in table.indexes.iter_mut().filter(|c| c.id == index) {
+            candidate.created_ts = ready_ts;
+        }
+        table.changed_version = version;
+        self.version = version;
         Ok(())
     }
 
@@ -305,6 +314,7 @@ impl Catalog {
         for table in self.tables.values_mut() {
             if let Some(position) = table.indexes.iter().position(|i| i.name == name) {
                 self.version += 1;
+                table.changed_version = self.version;
                 return Ok((table.id, table.indexes.remove(position)));
             }
         }

@@ -160,11 +160,35 @@ pub fn row_spans(table: &Table, range: &KeyRange) -> Vec<ShardSpan> {
         .collect()
 }
 
-/// The spans holding the entries of `index` in `range`, one per shard: an index entry
-/// lives in its row's shard, so any index lookup may touch every shard.
+/// The shard holding the entry of `index` with encoded `values` for a row in
+/// `row_shard`. A non-unique index's entries live in their row's shard (written in the
+/// row's own batch); a unique index's live in the shard its values hash to, so that one
+/// shard — one group — sees every row claiming a value and can refuse the second
+/// (entries of another group's rows reach it through the cross-group commit).
+pub fn entry_shard(table: &Table, index: &Index, values: &[u8], row_shard: ShardId) -> ShardId {
+    if index.unique {
+        keys::shard_for(values, table.shard_count)
+    } else {
+        row_shard
+    }
+}
+
+/// The shards an index lookup of `range` may find entries in: one when the index is
+/// unique and the range fixes every indexed column (the values' hash names it), every
+/// shard otherwise.
+pub fn index_shards(table: &Table, index: &Index, range: &KeyRange) -> Vec<ShardId> {
+    if index.unique && range.is_point(index.columns.len()) {
+        let values = keycode::encode_values(&range.prefix);
+        vec![entry_shard(table, index, &values, 0)]
+    } else {
+        table.shards().collect()
+    }
+}
+
+/// The spans holding the entries of `index` in `range`, one per shard it may touch.
 pub fn index_spans(table: &Table, index: &Index, range: &KeyRange) -> Vec<ShardSpan> {
-    table
-        .shards()
+    index_shards(table, index, range)
+        .into_iter()
         .map(|shard| {
             let base = keys::index_prefix(shard, table.id, index.id);
             span(table, shard, base, range)
@@ -173,10 +197,16 @@ pub fn index_spans(table: &Table, index: &Index, range: &KeyRange) -> Vec<ShardS
 }
 
 /// The spans holding the entries of `index` whose values encode to `values` (every
-/// indexed column fixed), one per shard: what a uniqueness check looks through.
+/// indexed column fixed): what a uniqueness check looks through — the values' own
+/// shard for a unique index, every shard otherwise.
 pub fn index_value_spans(table: &Table, index: &Index, values: &[u8]) -> Vec<ShardSpan> {
-    table
-        .shards()
+    let shards: Vec<ShardId> = if index.unique {
+        vec![entry_shard(table, index, values, 0)]
+    } else {
+        table.shards().collect()
+    };
+    shards
+        .into_iter()
         .filter_map(|shard| {
             let base = keys::index_prefix(shard, table.id, index.id);
             let prefix_len = base.len();

@@ -35,7 +35,8 @@ Informational
   \\di                    list indexes
 
 Cluster
-  \\cluster               nodes and groups: role, term, leader, indexes, lag
+  \\cluster               nodes and groups: role, term, leader, indexes, lag; then
+                         each data group's leader, voters and shards (hash ranges)
   \\node                  (tessera demo) the demo's nodes, running or stopped
   \\node stop N           (tessera demo) kill node N, as in a crash
   \\node start N          (tessera demo) start node N again from its data
@@ -68,7 +69,9 @@ pub fn run(line: &str, backend: &mut dyn Backend) -> Result<MetaAction> {
         ("\\di" | "\\di+", None) => Ok(MetaAction::Show(vec![list_indexes(backend)?])),
         ("\\cluster", None) => {
             let mut results = Vec::new();
-            backend.execute_each("SHOW CLUSTER", &mut |result| results.push(result))?;
+            backend.execute_each("SHOW CLUSTER; SHOW GROUPS", &mut |result| {
+                results.push(result)
+            })?;
             Ok(MetaAction::Show(results))
         }
         ("\\d" | "\\d+", Some(name)) => describe(backend, &name.to_lowercase().replace('"', "")),

@@ -1,5 +1,5 @@
 //! Tessera's own administrative statements as SQL result sets: SHOW CLUSTER, SHOW
-//! CHECKSUM, SHOW SHARDS and ALTER CLUSTER's step list. The replica layer reports what
+//! CHECKSUM, SHOW SHARDS, SHOW GROUPS and ALTER CLUSTER's step list. The replica layer reports what
 //! it knows in its own types; turning that into columns and rows is the SQL layer's
 //! job, so the replica never depends on SQL.
 
@@ -133,15 +133,7 @@ pub fn shards_table(
     for table in tables {
         for placement in &table.placement {
             let report = groups.iter().find(|g| g.group == placement.group);
-            let voters = match report {
-                Some(report) => report
-                    .voters
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                None => "local".to_string(),
-            };
+            let voters = voters_text(report);
             rows.push(vec![
                 Value::Text(table.name.clone()),
                 Value::Integer(i32::from(placement.shard)),
@@ -156,6 +148,71 @@ pub fn shards_table(
         }
     }
     (columns, rows)
+}
+
+/// SHOW GROUPS' columns and rows: one row per data group, with its leader and voters
+/// as `reports` give them (`local` when none does, as in an embedded database) and the
+/// table shards it hosts as `table:shard[hash_start,hash_end)` entries.
+pub fn groups_table(
+    groups: &[GroupId],
+    tables: &[&Table],
+    reports: &[GroupStatus],
+) -> (Vec<OutputColumn>, Vec<Vec<Value>>) {
+    let text = DataType::Text { max_length: None };
+    let columns = columns(&[
+        ("group_id", DataType::BigInt),
+        ("leader", DataType::BigInt),
+        ("voters", text),
+        ("shard_count", DataType::BigInt),
+        ("shards", text),
+    ]);
+    let rows = groups
+        .iter()
+        .map(|&group| {
+            let report = reports.iter().find(|report| report.group == group);
+            let shards: Vec<String> = tables
+                .iter()
+                .flat_map(|table| {
+                    table
+                        .placement
+                        .iter()
+                        .filter(move |placement| placement.group == group)
+                        .map(move |placement| {
+                            format!(
+                                "{}:{}[{},{})",
+                                table.name,
+                                placement.shard,
+                                placement.hash_start,
+                                placement.hash_end
+                            )
+                        })
+                })
+                .collect();
+            vec![
+                big_int(group),
+                report
+                    .and_then(|report| report.leader)
+                    .map_or(Value::Null, big_int),
+                Value::Text(voters_text(report)),
+                big_int(shards.len() as u64),
+                Value::Text(shards.join(" ")),
+            ]
+        })
+        .collect();
+    (columns, rows)
+}
+
+/// A group's voters, comma-separated; `local` for a group nobody reported.
+fn voters_text(report: Option<&GroupStatus>) -> String {
+    match report {
+        Some(report) => report
+            .voters
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "local".to_string(),
+    }
 }
 
 fn big_int(value: u64) -> Value {

@@ -19,6 +19,7 @@
 use super::{delete_prefix, delete_table_data, index_maintenance, skipped, Applied, ProgressFn};
 use crate::catalog::{Catalog, Index, IndexSpec, Table, TableSpec};
 use crate::error::{Error, Result};
+use crate::shard::GroupId;
 use crate::storage::keys::{self, IndexId};
 use crate::storage::{Batch, Store};
 
@@ -137,9 +138,10 @@ pub fn change_catalog(
     }
 }
 
-/// Adds to `batch` what a catalog effect does to a store's data at `ts`.
+/// Adds to `batch` what a catalog effect does to the data of `group` in `store` at `ts`.
 pub fn apply_effect(
     store: &Store,
+    group: GroupId,
     effect: &CatalogEffect,
     ts: u64,
     prepared: usize,
@@ -156,7 +158,7 @@ pub fn apply_effect(
             if prepared > 0 {
                 super::two_phase::refuse_while_prepared(store, table.id, &table.name)?;
             }
-            index_maintenance::backfill(store, table, index, ts, batch, progress)
+            index_maintenance::backfill(store, group, table, index, ts, batch, progress)
         }
         CatalogEffect::IndexDropped(table, index) => {
             for shard in table.shards() {

@@ -4,12 +4,20 @@
 //! An entry's key is `index values | pk | version` (see `storage::keys`), its value a
 //! single byte (live) or empty (tombstone). A unique index treats rows whose indexed
 //! values contain NULL as distinct, as PostgreSQL does.
+//!
+//! Where an entry lives is the shard router's answer (`shard::entry_shard`): a
+//! non-unique index's entry in its row's shard, a unique index's in the shard its values
+//! hash to, so that every row claiming a value is checked in one place. An entry whose
+//! shard is in this group is derived here from the row change; one whose shard is in
+//! another group is skipped here, and the transaction sends it there as an
+//! [`IndexWrite`] within the same cross-group commit, applied with the same checks.
 
 use super::two_phase::{self, LockCheck};
-use super::{key_detail, ProgressFn};
+use super::{key_detail, IndexWrite, ProgressFn};
 use crate::catalog::{Catalog, Index, Table};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
+use crate::shard::{self, GroupId};
 use crate::storage::keys::{self, ShardId};
 use crate::storage::mvcc::{self, VersionedScan, LATEST, TOMBSTONE};
 use crate::storage::{Batch, Store};
@@ -22,6 +30,8 @@ pub const LIVE_ENTRY: &[u8] = &[1];
 /// Collects the index changes of one commit and checks unique indexes as it goes.
 pub struct IndexWriter<'a> {
     store: &'a Store,
+    /// The group applying: entries whose shard is in another group are not written here.
+    group: GroupId,
     commit_ts: u64,
     /// Entries of unique indexes this commit removes: uniqueness checks ignore them, so
     /// that values can move between rows within one commit.
@@ -62,10 +72,17 @@ struct UniqueCheck {
 }
 
 impl<'a> IndexWriter<'a> {
-    /// Starts collecting for a commit at `commit_ts` whose unique checks respect `locks`.
-    pub fn new(store: &'a Store, commit_ts: u64, locks: LockCheck) -> IndexWriter<'a> {
+    /// Starts collecting for a commit at `commit_ts` in `group`, whose unique checks
+    /// respect `locks`.
+    pub fn new(
+        store: &'a Store,
+        group: GroupId,
+        commit_ts: u64,
+        locks: LockCheck,
+    ) -> IndexWriter<'a> {
         IndexWriter {
             store,
+            group,
             commit_ts,
             removed_unique: HashSet::new(),
             unique_added: HashMap::new(),
@@ -74,7 +91,7 @@ impl<'a> IndexWriter<'a> {
         }
     }
 
-    /// Records the index changes for one row.
+    /// Records the index changes for one row that live in this group.
     pub fn update(&mut self, change: &RowChange, batch: &mut Batch) -> Result<()> {
         let RowChange {
             table,
@@ -91,35 +108,120 @@ impl<'a> IndexWriter<'a> {
                 continue;
             }
             if let Some(values) = &old_values {
-                let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
-                let replaced = mvcc::read_version(self.store, &prefix, LATEST)?;
-                if index.unique {
-                    self.removed_unique.insert(prefix.clone());
+                let entry_shard = shard::entry_shard(table, index, values, shard);
+                if self.is_local(table, entry_shard) {
+                    self.remove_entry(table, index, entry_shard, values, pk, batch)?;
                 }
-                mvcc::put_version(batch, prefix, self.commit_ts, TOMBSTONE, replaced);
             }
-            if let Some(values) = &new_values {
-                let prefix = keys::index_entry_prefix(shard, table.id, index.id, values, pk);
-                // An entry can only exist already if its row existed before (tombstoned
-                // entries of a deleted row); a brand-new row needs no lookup.
-                let replaced = if has_history {
-                    mvcc::read_version(self.store, &prefix, LATEST)?
-                } else {
-                    None
+            if let (Some(values), Some(row)) = (&new_values, new) {
+                let entry_shard = shard::entry_shard(table, index, values, shard);
+                if self.is_local(table, entry_shard) {
+                    // An entry can only exist already if its row existed before
+                    // (tombstoned entries of a deleted row); a new row needs no lookup.
+                    let may_exist = has_history || entry_shard != shard;
+                    let entry = NewEntry {
+                        shard: entry_shard,
+                        values,
+                        pk,
+                        row,
+                        may_exist,
+                    };
+                    self.add_entry(table, index, entry, batch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an entry change the transaction sent here because the entry's shard is
+    /// in this group and its row's is not.
+    pub fn apply_sent(
+        &mut self,
+        table: &Table,
+        write: &IndexWrite,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let index = table
+            .indexes
+            .iter()
+            .find(|index| index.id == write.index_id)
+            .ok_or_else(|| {
+                Error::SerializationFailure(format!(
+                    "an index of \"{}\" was dropped concurrently",
+                    table.name
+                ))
+            })?;
+        let entry_shard = shard::entry_shard(table, index, &write.values, 0);
+        if !self.is_local(table, entry_shard) {
+            return Err(Error::Internal(format!(
+                "an entry of index \"{}\" was sent to group {}, which does not hold its shard",
+                index.name, self.group
+            )));
+        }
+        match &write.row {
+            Some(row) => {
+                let entry = NewEntry {
+                    shard: entry_shard,
+                    values: &write.values,
+                    pk: &write.pk,
+                    row,
+                    may_exist: true,
                 };
-                mvcc::put_version(batch, prefix.clone(), self.commit_ts, LIVE_ENTRY, replaced);
-                let row = new.unwrap_or_default();
-                if index.unique && !has_null(index, row) {
-                    self.to_check.push(UniqueCheck {
-                        shard,
-                        table_id: table.id,
-                        index_id: index.id,
-                        values: values.clone(),
-                        prefix,
-                        row: row.to_vec(),
-                    });
-                }
+                self.add_entry(table, index, entry, batch)
             }
+            None => self.remove_entry(table, index, entry_shard, &write.values, &write.pk, batch),
+        }
+    }
+
+    /// Whether `entry_shard` of `table` is in this group.
+    fn is_local(&self, table: &Table, entry_shard: ShardId) -> bool {
+        shard::group_of(table, entry_shard) == self.group
+    }
+
+    /// Tombstones one entry.
+    fn remove_entry(
+        &mut self,
+        table: &Table,
+        index: &Index,
+        entry_shard: ShardId,
+        values: &[u8],
+        pk: &[u8],
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let prefix = keys::index_entry_prefix(entry_shard, table.id, index.id, values, pk);
+        let replaced = mvcc::read_version(self.store, &prefix, LATEST)?;
+        if index.unique {
+            self.removed_unique.insert(prefix.clone());
+        }
+        mvcc::put_version(batch, prefix, self.commit_ts, TOMBSTONE, replaced);
+        Ok(())
+    }
+
+    /// Writes one live entry; a unique one is checked in [`IndexWriter::finish`].
+    fn add_entry(
+        &mut self,
+        table: &Table,
+        index: &Index,
+        entry: NewEntry,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let prefix =
+            keys::index_entry_prefix(entry.shard, table.id, index.id, entry.values, entry.pk);
+        let replaced = if entry.may_exist {
+            mvcc::read_version(self.store, &prefix, LATEST)?
+        } else {
+            None
+        };
+        mvcc::put_version(batch, prefix.clone(), self.commit_ts, LIVE_ENTRY, replaced);
+        if index.unique && !has_null(index, entry.row) {
+            self.to_check.push(UniqueCheck {
+                shard: entry.shard,
+                table_id: table.id,
+                index_id: index.id,
+                values: entry.values.to_vec(),
+                prefix,
+                row: entry.row.to_vec(),
+            });
         }
         Ok(())
     }
@@ -138,7 +240,7 @@ impl<'a> IndexWriter<'a> {
                 .iter()
                 .find(|i| i.id == check.index_id)
                 .ok_or_else(|| Error::Internal("index vanished during commit".into()))?;
-            self.check_unique(table, index, &check.values, check.prefix, &check.row)?;
+            self.check_unique(table, index, &check)?;
             claims.push(keys::unique_lock_key(
                 check.shard,
                 table.id,
@@ -149,44 +251,47 @@ impl<'a> IndexWriter<'a> {
         Ok(claims)
     }
 
-    fn check_unique(
-        &mut self,
-        table: &Table,
-        index: &Index,
-        values: &[u8],
-        own_prefix: Vec<u8>,
-        row: &[Value],
-    ) -> Result<()> {
-        let violation = || unique_violation(table, index, row);
+    /// Fails with 23505 when another live entry of the unique index has the same
+    /// values (in its shard, the only one that can hold them) or this commit adds them
+    /// twice, and with 40001 when a prepared transaction claims them.
+    fn check_unique(&mut self, table: &Table, index: &Index, check: &UniqueCheck) -> Result<()> {
+        let violation = || unique_violation(table, index, &check.row);
         if self
             .unique_added
-            .insert((index.id, values.to_vec()), own_prefix.clone())
+            .insert((index.id, check.values.clone()), check.prefix.clone())
             .is_some()
         {
             return Err(violation());
         }
-        // Index entries live in their row's shard, so the check spans every shard.
-        for shard in table.shards() {
-            let mut start = keys::index_prefix(shard, table.id, index.id);
-            start.extend_from_slice(values);
-            let end = keycode::prefix_end(&start)
-                .ok_or_else(|| Error::Internal("unbounded index prefix".into()))?;
-            let mut scan = VersionedScan::new(start, end, LATEST);
-            while !scan.is_done() {
-                for (entry, _) in scan.next_batch(self.store)? {
-                    let removed_here = self.removed_unique.contains(&entry);
-                    if entry != own_prefix && !removed_here {
-                        return Err(violation());
-                    }
+        let mut start = keys::index_prefix(check.shard, table.id, index.id);
+        start.extend_from_slice(&check.values);
+        let end = keycode::prefix_end(&start)
+            .ok_or_else(|| Error::Internal("unbounded index prefix".into()))?;
+        let mut scan = VersionedScan::new(start, end, LATEST);
+        while !scan.is_done() {
+            for (entry, _) in scan.next_batch(self.store)? {
+                let removed_here = self.removed_unique.contains(&entry);
+                if entry != check.prefix && !removed_here {
+                    return Err(violation());
                 }
             }
-            let lock = keys::unique_lock_key(shard, table.id, index.id, values);
-            two_phase::refuse_foreign_lock(self.store, self.locks, &lock, || {
-                format!("a value of unique index \"{}\"", index.name)
-            })?;
         }
-        Ok(())
+        let lock = keys::unique_lock_key(check.shard, table.id, index.id, &check.values);
+        two_phase::refuse_foreign_lock(self.store, self.locks, &lock, || {
+            format!("a value of unique index \"{}\"", index.name)
+        })
     }
+}
+
+/// A live entry to write.
+struct NewEntry<'a> {
+    shard: ShardId,
+    values: &'a [u8],
+    pk: &'a [u8],
+    /// The row the entry stands for (its values, for a violation's detail).
+    row: &'a [Value],
+    /// Whether an older version of the entry may be stored.
+    may_exist: bool,
 }
 
 /// Encoded values of the indexed columns of a row.
@@ -224,8 +329,12 @@ const PROGRESS_EVERY_ROWS: u64 = 4096;
 
 /// Writes entries for every live row of `table` into a new index, at `commit_ts`, failing
 /// (with nothing written, since the batch is dropped) when a unique index meets duplicates.
+/// A unique index's entry for a row of this group whose values hash to a shard in
+/// another group cannot be written from here: such a backfill is refused (0A000), so a
+/// unique index over several groups is created with the table or on an empty one.
 pub fn backfill(
     store: &Store,
+    group: GroupId,
     table: &Table,
     index: &Index,
     commit_ts: u64,
@@ -239,8 +348,8 @@ pub fn backfill(
     };
     let mut done = 0u64;
     let mut seen_unique: HashSet<Vec<u8>> = HashSet::new();
-    for shard in table.shards() {
-        let start = keys::table_rows_prefix(shard, table.id);
+    for row_shard in table.shards() {
+        let start = keys::table_rows_prefix(row_shard, table.id);
         let end = keycode::prefix_end(&start)
             .ok_or_else(|| Error::Internal("unbounded table prefix".into()))?;
         let mut scan = VersionedScan::new(start.clone(), end, LATEST);
@@ -252,7 +361,15 @@ pub fn backfill(
                     return Err(unique_violation(table, index, &row));
                 }
                 let pk = &row_prefix[start.len()..];
-                let prefix = keys::index_entry_prefix(shard, table.id, index.id, &values, pk);
+                let entry_shard = shard::entry_shard(table, index, &values, row_shard);
+                if shard::group_of(table, entry_shard) != group {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "building unique index \"{}\" over rows already in several data \
+                         groups; create it with the table, or on an empty table",
+                        index.name
+                    )));
+                }
+                let prefix = keys::index_entry_prefix(entry_shard, table.id, index.id, &values, pk);
                 // The index is new, so none of its entries has an older version.
                 mvcc::put_version(batch, prefix, commit_ts, LIVE_ENTRY, None);
                 done += 1;

@@ -21,6 +21,7 @@ pub mod two_phase;
 use crate::catalog::{Catalog, IndexSpec, SharedCatalog, Table, TableSpec};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
+use crate::shard::GroupId;
 use crate::storage::keys::{self, TableId};
 use crate::storage::mvcc::{self, TOMBSTONE};
 use crate::storage::{Batch, KeyRange, Space, Store};
@@ -180,6 +181,24 @@ impl Operation {
     }
 }
 
+/// A change to a unique index entry whose shard is in another group than its row's
+/// (see `shard::entry_shard`): the transaction sends it to the entry's group, within
+/// the same cross-group commit as the row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexWrite {
+    /// The row's table.
+    pub table_id: TableId,
+    /// The unique index.
+    pub index_id: keys::IndexId,
+    /// Encoded values of the indexed columns.
+    pub values: Vec<u8>,
+    /// The row's encoded primary key.
+    pub pk: Vec<u8>,
+    /// The row after the transaction, to add the entry (checked for uniqueness); `None`
+    /// to remove it (the row's old values).
+    pub row: Option<Vec<Value>>,
+}
+
 /// The final state of one row after a transaction.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RowWrite {
@@ -224,6 +243,9 @@ pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
 /// Applies commands to a store, keeping the in-memory catalog in step.
 pub struct StateMachine {
     store: Arc<Store>,
+    /// The group this state machine applies for (the embedded engine's one group holds
+    /// every shard): index entries whose shard is elsewhere are not written here.
+    group: GroupId,
     catalog: SharedCatalog,
     last_applied_ts: u64,
     /// Transactions prepared here and not yet resolved: while none is, no lock exists
@@ -232,8 +254,14 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Loads the catalog and applied state from the store.
+    /// Loads the catalog and applied state from the store of the embedded engine, which
+    /// hosts every shard in its one group.
     pub fn open(store: Arc<Store>) -> Result<StateMachine> {
+        Self::open_group(store, crate::shard::FIRST_SHARD_GROUP)
+    }
+
+    /// Loads the catalog and applied state of data group `group` from its store.
+    pub fn open_group(store: Arc<Store>, group: GroupId) -> Result<StateMachine> {
         let catalog = match store.get(Space::Meta, keys::META_CATALOG)? {
             Some(bytes) => encoding::decode(&bytes)?,
             None => Catalog::default(),
@@ -245,6 +273,7 @@ impl StateMachine {
         let prepared = two_phase::count_prepared(&store)?;
         Ok(StateMachine {
             store,
+            group,
             catalog: SharedCatalog::new(catalog),
             last_applied_ts,
             prepared,
@@ -349,6 +378,18 @@ impl StateMachine {
     }
 
     /// Works out what a command changes without writing anything.
+    /// Applies one catalog change's effect on this group's data into `batch`.
+    fn apply_catalog_effect(
+        &self,
+        effect: &ddl::CatalogEffect,
+        ts: u64,
+        batch: &mut Batch,
+        progress: Option<ProgressFn>,
+    ) -> Result<()> {
+        let (store, group, prepared) = (&self.store, self.group, self.prepared);
+        ddl::apply_effect(store, group, effect, ts, prepared, batch, progress)
+    }
+
     fn plan(&self, command: &Command, progress: Option<ProgressFn>) -> Result<Planned> {
         if command.commit_ts <= self.last_applied_ts {
             return Err(Error::SerializationFailure(format!(
@@ -373,8 +414,7 @@ impl StateMachine {
                 if let ddl::CatalogEffect::Skipped(applied) = effect {
                     return Ok(Planned::Skipped(applied));
                 }
-                let prepared = self.prepared;
-                ddl::apply_effect(&self.store, &effect, ts, prepared, &mut batch, progress)?;
+                self.apply_catalog_effect(&effect, ts, &mut batch, progress)?;
                 Applied::Done
             }
             Operation::InstallCatalog { catalog: new } => {
@@ -385,8 +425,7 @@ impl StateMachine {
                     ))));
                 }
                 for effect in ddl::install_effects(&catalog, new) {
-                    let prepared = self.prepared;
-                    ddl::apply_effect(&self.store, &effect, ts, prepared, &mut batch, progress)?;
+                    self.apply_catalog_effect(&effect, ts, &mut batch, progress)?;
                 }
                 catalog = (**new).clone();
                 Applied::Done
@@ -397,13 +436,19 @@ impl StateMachine {
                 catalog_version,
                 writes,
             } => {
-                require_catalog_version(&catalog, *catalog_version)?;
+                require_catalog_version(&catalog, *catalog_version, writes, &[])?;
                 let locks = self.lock_check(None);
-                self.apply_commit(&catalog, *start_ts, ts, writes, locks, &mut batch)?;
+                let share = Share { writes, sent: &[] };
+                self.apply_commit(&catalog, *start_ts, ts, share, locks, &mut batch)?;
                 Applied::Done
             }
             Operation::Prepare(prepare) => {
-                require_catalog_version(&catalog, prepare.catalog_version)?;
+                let (version, writes, sent) = (
+                    prepare.catalog_version,
+                    &prepare.writes,
+                    &prepare.index_writes,
+                );
+                require_catalog_version(&catalog, version, writes, sent)?;
                 let (applied, delta) = self.plan_prepare(&catalog, ts, prepare, &mut batch)?;
                 prepared_delta = delta;
                 applied
@@ -459,7 +504,7 @@ impl StateMachine {
     /// Re-reads the catalog and applied timestamp from the store, after something other
     /// than [`StateMachine::apply`] replaced the data (a Raft snapshot was installed).
     pub fn reload(&mut self) -> Result<()> {
-        let fresh = StateMachine::open(Arc::clone(&self.store))?;
+        let fresh = StateMachine::open_group(Arc::clone(&self.store), self.group)?;
         self.last_applied_ts = fresh.last_applied_ts;
         self.prepared = fresh.prepared;
         self.catalog.replace(fresh.current_catalog());
@@ -473,11 +518,12 @@ impl StateMachine {
         catalog: &Catalog,
         start_ts: u64,
         commit_ts: u64,
-        writes: &[RowWrite],
+        share: Share,
         locks: LockCheck,
         batch: &mut Batch,
     ) -> Result<Vec<Vec<u8>>> {
-        let mut index_writer = IndexWriter::new(&self.store, commit_ts, locks);
+        let Share { writes, sent } = share;
+        let mut index_writer = IndexWriter::new(&self.store, self.group, commit_ts, locks);
         for chunk in writes.chunks(LOOKUP_CHUNK) {
             let mut located = Vec::with_capacity(chunk.len());
             let mut prefixes = Vec::with_capacity(chunk.len());
@@ -505,6 +551,15 @@ impl StateMachine {
                 };
                 self.apply_row_write(row, start_ts, commit_ts, &mut index_writer, batch)?;
             }
+        }
+        for write in sent {
+            let table = catalog.table_by_id(write.table_id).ok_or_else(|| {
+                Error::UndefinedTable(format!(
+                    "table with id {} (dropped concurrently)",
+                    write.table_id
+                ))
+            })?;
+            index_writer.apply_sent(table, write, batch)?;
         }
         index_writer.finish(catalog)
     }
@@ -623,8 +678,15 @@ fn skipped(notice: String) -> Applied {
 }
 
 /// Fails (retryable) when the group's catalog is older than the one a commit was
-/// planned against: the group has not installed it yet.
-fn require_catalog_version(catalog: &Catalog, planned: u64) -> Result<()> {
+/// planned against (the group has not installed it yet), or when a table it writes
+/// changed after it (the index entries it sends other groups were worked out without
+/// the change).
+fn require_catalog_version(
+    catalog: &Catalog,
+    planned: u64,
+    writes: &[RowWrite],
+    sent: &[IndexWrite],
+) -> Result<()> {
     if catalog.version() < planned {
         return Err(Error::Retryable(format!(
             "this group has catalog version {}, older than the version {planned} the \
@@ -632,7 +694,29 @@ fn require_catalog_version(catalog: &Catalog, planned: u64) -> Result<()> {
             catalog.version()
         )));
     }
+    let tables = writes
+        .iter()
+        .map(|write| write.table_id)
+        .chain(sent.iter().map(|write| write.table_id));
+    for table_id in tables {
+        if let Some(table) = catalog.table_by_id(table_id) {
+            if table.changed_version > planned {
+                return Err(Error::SerializationFailure(format!(
+                    "the definition of \"{}\" changed while the transaction ran",
+                    table.name
+                )));
+            }
+        }
+    }
     Ok(())
+}
+
+/// What a commit writes in one group: its rows, and the unique index entries other
+/// groups' rows sent here.
+#[derive(Clone, Copy)]
+struct Share<'a> {
+    writes: &'a [RowWrite],
+    sent: &'a [IndexWrite],
 }
 
 fn delete_prefix(prefix: &[u8], batch: &mut Batch) {

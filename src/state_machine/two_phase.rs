@@ -32,7 +32,7 @@
 //! The coordinator proposing these is `txn::coordinator`; readers and cleaners that
 //! meet locks settle them in `txn::locks`. Decided records are not yet collected.
 
-use super::{Applied, RowWrite, StateMachine};
+use super::{Applied, IndexWrite, RowWrite, Share, StateMachine};
 use crate::catalog::Catalog;
 use crate::encoding;
 use crate::error::{Error, Result};
@@ -73,6 +73,8 @@ pub struct Prepare {
     pub participants: Option<Vec<GroupId>>,
     /// This group's share of the writes.
     pub writes: Vec<RowWrite>,
+    /// Unique index entries of other groups' rows whose shards are in this group.
+    pub index_writes: Vec<IndexWrite>,
 }
 
 /// The state of a transaction as its record holds it.
@@ -113,6 +115,7 @@ struct PreparedTxn {
     prepare_ts: u64,
     record_group: GroupId,
     writes: Vec<RowWrite>,
+    index_writes: Vec<IndexWrite>,
     /// Every lock key it holds here, released when it is resolved.
     locks: Vec<Vec<u8>>,
 }
@@ -265,7 +268,12 @@ pub fn count_prepared(store: &Store) -> Result<usize> {
 /// miss rows that become versions only when that transaction resolves.
 pub fn refuse_while_prepared(store: &Store, table: TableId, name: &str) -> Result<()> {
     for (txn, prepared) in list_prepared(store)? {
-        if prepared.writes.iter().any(|write| write.table_id == table) {
+        let writes_table = prepared.writes.iter().any(|write| write.table_id == table)
+            || prepared
+                .index_writes
+                .iter()
+                .any(|write| write.table_id == table);
+        if writes_table {
             return Err(locked(format!("table \"{name}\""), txn));
         }
     }
@@ -307,11 +315,15 @@ impl StateMachine {
         }
         // The versions a COMMIT would write are worked out (and so checked) but not kept.
         let mut checked = Batch::default();
+        let share = Share {
+            writes: &prepare.writes,
+            sent: &prepare.index_writes,
+        };
         let unique_claims = self.apply_commit(
             catalog,
             prepare.start_ts,
             prepare_ts,
-            &prepare.writes,
+            share,
             self.lock_check(None),
             &mut checked,
         )?;
@@ -337,6 +349,7 @@ impl StateMachine {
             prepare_ts,
             record_group: prepare.record_group,
             writes: prepare.writes.clone(),
+            index_writes: prepare.index_writes.clone(),
             locks,
         };
         batch.put(
@@ -434,14 +447,27 @@ impl StateMachine {
              prepared here at {}",
             prepared.prepare_ts
         );
-        // A table dropped since the prepare took its rows with it.
+        // A table or index dropped since the prepare took its rows and entries with it.
         let writes: Vec<RowWrite> = prepared
             .writes
             .into_iter()
             .filter(|write| catalog.table_by_id(write.table_id).is_some())
             .collect();
+        let sent: Vec<IndexWrite> = prepared
+            .index_writes
+            .into_iter()
+            .filter(|write| {
+                catalog
+                    .table_by_id(write.table_id)
+                    .is_some_and(|table| table.indexes.iter().any(|i| i.id == write.index_id))
+            })
+            .collect();
         let locks = self.lock_check(Some(txn));
-        match self.apply_commit(catalog, prepared.start_ts, commit_ts, &writes, locks, batch) {
+        let share = Share {
+            writes: &writes,
+            sent: &sent,
+        };
+        match self.apply_commit(catalog, prepared.start_ts, commit_ts, share, locks, batch) {
             Ok(_) => Ok(-1),
             Err(error) if error.is_deterministic() => panic!(
                 "invariant broken: transaction {txn}'s prepared writes failed at resolve \
@@ -485,8 +511,13 @@ mod tests {
 
     impl Group {
         fn new() -> Group {
+            Group::over(1)
+        }
+
+        /// The fixture as group [`HERE`] of a pool of `groups`, `t` spread over all.
+        fn over(groups: u64) -> Group {
             let store = Arc::new(Store::temporary().unwrap());
-            let machine = StateMachine::open(Arc::clone(&store)).unwrap();
+            let machine = StateMachine::open_group(Arc::clone(&store), HERE).unwrap();
             let mut group = Group {
                 store,
                 machine,
@@ -505,7 +536,7 @@ mod tests {
                     unique: true,
                 }],
                 shard_count: 4,
-                groups: 1,
+                groups,
             };
             let create = Operation::CreateTable {
                 spec,
@@ -557,28 +588,84 @@ mod tests {
         fn commit(&mut self, writes: Vec<RowWrite>) -> Result<Applied> {
             let writes = self.aimed(writes);
             let start_ts = self.ts;
+            let catalog_version = self.machine.catalog_handle().current().version();
             self.apply(Operation::Commit {
                 start_ts,
-                catalog_version: 0,
+                catalog_version,
                 writes,
             })
         }
 
         fn prepare(&mut self, txn: TxnId, writes: Vec<RowWrite>) -> Result<Applied> {
             let writes = self.aimed(writes);
+            self.prepare_share(txn, writes, Vec::new())
+        }
+
+        /// Prepares `txn` as the record's group of a two-group transaction.
+        fn prepare_share(
+            &mut self,
+            txn: TxnId,
+            writes: Vec<RowWrite>,
+            index_writes: Vec<IndexWrite>,
+        ) -> Result<Applied> {
             let start_ts = self.ts;
+            let catalog_version = self.machine.catalog_handle().current().version();
             self.apply(Operation::Prepare(Prepare {
                 txn,
                 start_ts,
-                catalog_version: 0,
+                catalog_version,
                 record_group: HERE,
                 participants: Some(vec![HERE, HERE + 1]),
+                index_writes,
                 writes,
             }))
         }
 
         fn decide(&mut self, txn: TxnId, outcome: TxnOutcome) -> Result<Applied> {
             self.apply(Operation::Decide { txn, outcome })
+        }
+
+        /// Prepares, as the record's group, a share of nothing but `sent` entries.
+        fn prepare_sent(&mut self, txn: TxnId, sent: Vec<IndexWrite>) -> Result<Applied> {
+            self.prepare_share(txn, Vec::new(), sent)
+        }
+
+        /// The first key from `from` on whose row lives in (`here`) or out of this group.
+        fn key_placed(&self, from: i64, here: bool) -> i64 {
+            let table = self.table();
+            (from..from + 1000)
+                .find(|&id| (crate::shard::locate_row(&table, &pk(id)).0 == HERE) == here)
+                .expect("a key in each group")
+        }
+
+        /// The first email `e<n>@x` whose unique entry lives in this group.
+        fn email_placed_here(&self, from: u32) -> String {
+            let table = self.table();
+            let index = &table.indexes[0];
+            (from..from + 1000)
+                .map(|n| format!("e{n}@x"))
+                .find(|email| {
+                    let row = [Value::BigInt(0), Value::Text(email.clone())];
+                    let values = crate::state_machine::index_values(index, &row);
+                    let shard = crate::shard::entry_shard(&table, index, &values, 0);
+                    crate::shard::group_of(&table, shard) == HERE
+                })
+                .expect("an email placed here")
+        }
+
+        /// The entry change another group's row `id` sends here: claiming `email`, or
+        /// (`claim` false) giving it up.
+        fn sent(&self, id: i64, email: &str, claim: bool) -> IndexWrite {
+            let table = self.table();
+            let index = &table.indexes[0];
+            let row = vec![Value::BigInt(id), Value::Text(email.into())];
+            IndexWrite {
+                table_id: table.id,
+                index_id: index.id,
+                values: crate::state_machine::index_values(index, &row),
+                pk: pk(id),
+                row: claim.then_some(row),
+            }
         }
     }
 
@@ -675,6 +762,51 @@ mod tests {
         assert!(group.row(11).is_some());
     }
 
+    /// Unique entries sent from another group's rows are checked and claimed exactly as
+    /// local ones: a sent claim of a value a local row holds is a 23505; a prepared sent
+    /// claim holds its value against local commits (40001) until decided; once
+    /// committed it is an entry (a local row claiming the value is a 23505), and a sent
+    /// removal frees the value again.
+    #[test]
+    fn sent_unique_entries_are_checked_and_claimed_like_local_ones() {
+        let mut group = Group::over(2);
+        let local = group.key_placed(1, true);
+        let other_local = group.key_placed(local + 1, true);
+        let remote = group.key_placed(1, false);
+        let held = group.email_placed_here(0);
+        let free = group.email_placed_here(held[1..held.len() - 2].parse::<u32>().unwrap() + 1);
+        group.commit(vec![insert(local, &held)]).unwrap();
+        let taken = group.prepare_sent(TXN, vec![group.sent(remote, &held, true)]);
+        assert!(
+            matches!(taken, Err(Error::UniqueViolation { .. })),
+            "{taken:?}"
+        );
+
+        group
+            .prepare_sent(TXN, vec![group.sent(remote, &free, true)])
+            .unwrap();
+        assert!(is_retryable_conflict(
+            group.commit(vec![insert(other_local, &free)])
+        ));
+        let commit_ts = group.ts;
+        group.decide(TXN, TxnOutcome::Commit { commit_ts }).unwrap();
+        let repeated = group.commit(vec![insert(other_local, &free)]);
+        assert!(
+            matches!(repeated, Err(Error::UniqueViolation { .. })),
+            "{repeated:?}"
+        );
+
+        group
+            .prepare_sent(OTHER_TXN, vec![group.sent(remote, &free, false)])
+            .unwrap();
+        let commit_ts = group.ts;
+        group
+            .decide(OTHER_TXN, TxnOutcome::Commit { commit_ts })
+            .unwrap();
+        group.commit(vec![insert(other_local, &free)]).unwrap();
+        assert!(group.row(other_local).is_some());
+    }
+
     /// The first decision wins: a commit arriving after a reader aborted the record is
     /// refused with 40001, and an abort arriving after the commit answers "committed".
     #[test]
@@ -731,9 +863,10 @@ mod tests {
         let stale = Operation::Prepare(Prepare {
             txn: TXN,
             start_ts: 0,
-            catalog_version: 0,
+            catalog_version: group.machine.catalog_handle().current().version(),
             record_group: HERE,
             participants: None,
+            index_writes: Vec::new(),
             writes: group.aimed(vec![update(1, "b@x")]),
         });
         assert!(is_retryable_conflict(group.apply(stale)));

@@ -26,21 +26,21 @@
 //!   locks left behind are resolved by the readers that meet them or by the leader's
 //!   cleaner (`txn::locks`).
 
-use super::locks;
+use super::{locks, GroupShare};
 use crate::error::{Error, Result};
 use crate::replica::Replica;
 use crate::shard::GroupId;
 use crate::state_machine::two_phase::{Prepare, TxnId, TxnOutcome};
-use crate::state_machine::{Applied, Operation, RowWrite};
+use crate::state_machine::{Applied, Operation};
 use std::collections::BTreeMap;
 
-/// Commits `shares` (each group's writes; at least two groups) atomically at one
-/// commit timestamp.
+/// Commits `shares` (each group's rows and sent index entries; at least two groups)
+/// atomically at one commit timestamp.
 pub(super) fn commit_across_groups(
     replica: &Replica,
     start_ts: u64,
     catalog_version: u64,
-    shares: BTreeMap<GroupId, Vec<RowWrite>>,
+    shares: BTreeMap<GroupId, GroupShare>,
 ) -> Result<()> {
     let participants: Vec<GroupId> = shares.keys().copied().collect();
     let Some(&record_group) = participants.first() else {
@@ -51,14 +51,15 @@ pub(super) fn commit_across_groups(
     let txn = replica.unique_id()?;
     let prepares = shares
         .into_iter()
-        .map(|(group, writes)| {
+        .map(|(group, share)| {
             let prepare = Prepare {
                 txn,
                 start_ts,
                 catalog_version,
                 record_group,
                 participants: (group == record_group).then(|| participants.clone()),
-                writes,
+                writes: share.writes,
+                index_writes: share.index_writes,
             };
             (group, Operation::Prepare(prepare))
         })

@@ -29,13 +29,13 @@ mod scan;
 pub use locks::{clean_abandoned, FirstSeen, ABANDONED_AFTER};
 pub use scan::{RowScan, RowSource};
 
-use crate::catalog::{Index, Table};
+use crate::catalog::{Catalog, Index, Table};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::replica::{ReadLevel, Replica};
 use crate::shard::{self, GroupId};
 use crate::state_machine::{
-    duplicate_primary_key, index_values, unique_violation, Operation, RowWrite,
+    duplicate_primary_key, index_values, unique_violation, IndexWrite, Operation, RowWrite,
 };
 use crate::storage::keys::{IndexId, TableId};
 use crate::storage::mvcc;
@@ -435,38 +435,55 @@ impl Transaction {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let catalog_version = self.replica.catalog().version();
-        let mut shares = self.shares_by_group()?;
+        let catalog = self.replica.catalog();
+        let mut shares = self.shares_by_group(&catalog)?;
         if shares.len() > 1 {
             return coordinator::commit_across_groups(
                 &self.replica,
                 self.start_ts,
-                catalog_version,
+                catalog.version(),
                 shares,
             );
         }
-        let Some((group, writes)) = shares.pop_first() else {
+        let Some((group, share)) = shares.pop_first() else {
             return Err(Error::Internal("a commit with no writes was routed".into()));
         };
+        if !share.index_writes.is_empty() {
+            return Err(Error::Internal(
+                "index entries were sent to the group of their own rows".into(),
+            ));
+        }
         let commit = Operation::Commit {
             start_ts: self.start_ts,
-            catalog_version,
-            writes,
+            catalog_version: catalog.version(),
+            writes: share.writes,
         };
         self.replica.propose(group, commit).map(|_| ())
     }
 
-    /// Every buffered write as the row write it commits, by the group the router
-    /// places it in; a table dropped since the write is a serialization failure.
-    fn shares_by_group(&self) -> Result<BTreeMap<GroupId, Vec<RowWrite>>> {
-        let catalog = self.replica.catalog();
-        let mut shares: BTreeMap<GroupId, Vec<RowWrite>> = BTreeMap::new();
+    /// What the commit writes in each group: every buffered write in the group the
+    /// router places its row in, and each unique index entry whose shard is in another
+    /// group than its row's (see `shard::entry_shard`) in that group. A table dropped
+    /// since the write is a serialization failure.
+    fn shares_by_group(&self, catalog: &Catalog) -> Result<BTreeMap<GroupId, GroupShare>> {
+        let mut shares: BTreeMap<GroupId, GroupShare> = BTreeMap::new();
         for ((table_id, pk), pending) in &self.writes {
             let table = catalog
                 .table_by_id(*table_id)
                 .ok_or_else(dropped_concurrently)?;
             let (group, _) = shard::locate_row(table, pk);
-            shares.entry(group).or_default().push(RowWrite {
+            if spans_groups(table) && table.indexes.iter().any(|index| index.unique) {
+                for (entry_group, write) in
+                    self.unique_entries_elsewhere(table, pk, pending, group)?
+                {
+                    shares
+                        .entry(entry_group)
+                        .or_default()
+                        .index_writes
+                        .push(write);
+                }
+            }
+            shares.entry(group).or_default().writes.push(RowWrite {
                 table_id: *table_id,
                 pk: pk.clone(),
                 row: pending.row.clone(),
@@ -474,6 +491,50 @@ impl Transaction {
             });
         }
         Ok(shares)
+    }
+
+    /// The changes of `table`'s unique index entries for the write of row `pk` whose
+    /// shards are in another group than `row_group`, by that group. The old values come
+    /// from the snapshot: if the row changed since, the commit fails its conflict check.
+    fn unique_entries_elsewhere(
+        &self,
+        table: &Table,
+        pk: &[u8],
+        pending: &PendingWrite,
+        row_group: GroupId,
+    ) -> Result<Vec<(GroupId, IndexWrite)>> {
+        let old = if pending.insert {
+            None
+        } else {
+            self.get_committed(table, pk)?
+        };
+        let row_shard = shard::shard_of(table, pk);
+        let mut sent = Vec::new();
+        for index in table.indexes.iter().filter(|index| index.unique) {
+            let old_values = old.as_deref().map(|row| index_values(index, row));
+            let new_values = pending.row.as_deref().map(|row| index_values(index, row));
+            if old_values == new_values {
+                continue;
+            }
+            let sides = [(old_values, None), (new_values, pending.row.clone())];
+            for (values, row) in sides {
+                let Some(values) = values else { continue };
+                let entry_shard = shard::entry_shard(table, index, &values, row_shard);
+                let entry_group = shard::group_of(table, entry_shard);
+                if entry_group == row_group {
+                    continue; // derived in the row's own group
+                }
+                let write = IndexWrite {
+                    table_id: table.id,
+                    index_id: index.id,
+                    values,
+                    pk: pk.to_vec(),
+                    row,
+                };
+                sent.push((entry_group, write));
+            }
+        }
+        Ok(sent)
     }
 
     /// The storage prefix of every buffered write, by the group the router places it
@@ -490,6 +551,24 @@ impl Transaction {
         }
         Ok(by_group)
     }
+}
+
+/// What a transaction writes in one group (see [`Transaction::commit`]).
+#[derive(Debug, Default)]
+pub(crate) struct GroupShare {
+    /// Rows whose shards are in the group.
+    pub(crate) writes: Vec<RowWrite>,
+    /// Unique index entries of other groups' rows whose shards are in the group.
+    pub(crate) index_writes: Vec<IndexWrite>,
+}
+
+/// Whether `table`'s shards live in more than one group (only then can a unique index
+/// entry live in another group than its row).
+fn spans_groups(table: &Table) -> bool {
+    table
+        .placement
+        .first()
+        .is_some_and(|first| table.placement.iter().any(|p| p.group != first.group))
 }
 
 /// The error of a commit or confirmation whose table went meanwhile.

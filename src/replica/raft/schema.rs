@@ -28,7 +28,6 @@ impl RaftNode {
     /// Runs one DDL operation across the cluster; returns once every data group has
     /// installed its effect.
     pub async fn change_schema(&self, operation: Operation) -> Result<Applied> {
-        self.refuse_unique_across_groups(&operation)?;
         let applied = self.change_catalog(operation.clone()).await?;
         if let Applied::Skipped { .. } = applied {
             return Ok(applied);
@@ -66,42 +65,6 @@ impl RaftNode {
             }
             Err(error) => Err(error),
         }
-    }
-
-    /// Refuses (0A000) a unique secondary index over shards in more than one group:
-    /// each group checks uniqueness against its own shards only, so two rows with the
-    /// same value in different groups could both commit. Enforcing it across groups
-    /// needs the index placed by the indexed value's hash (not built yet). Primary keys
-    /// are unaffected: a key's hash names its one shard.
-    fn refuse_unique_across_groups(&self, operation: &Operation) -> Result<()> {
-        let (spread, name) = match operation {
-            Operation::CreateTable { spec, .. } => match spec.unique_constraints.first() {
-                Some(unique) => {
-                    let groups = u64::from(spec.shard_count).min(spec.groups);
-                    (groups > 1, unique.name.clone())
-                }
-                None => return Ok(()),
-            },
-            Operation::CreateIndex { table, spec, .. } if spec.unique => {
-                let catalog = self.catalog();
-                let Some(table) = catalog.table(table) else {
-                    return Ok(()); // the metadata group reports the missing table
-                };
-                let mut groups: Vec<GroupId> = table.placement.iter().map(|p| p.group).collect();
-                groups.sort_unstable();
-                groups.dedup();
-                (groups.len() > 1, spec.name.clone())
-            }
-            _ => return Ok(()),
-        };
-        if spread {
-            return Err(Error::FeatureNotSupported(format!(
-                "unique index \"{name}\" over shards in several data groups: uniqueness is \
-                 checked per group until unique indexes are placed by value (use one data \
-                 group, or WITH (shards = 1))"
-            )));
-        }
-        Ok(())
     }
 
     /// Commits a schema change in the metadata group and waits until this replica has

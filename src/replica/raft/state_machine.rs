@@ -175,7 +175,7 @@ impl GroupStateMachine {
         let current = read_tag::<StoredSnapshot>(&store, group, StateTag::Snapshot)?;
         let contents = match kind {
             GroupKind::Metadata => Contents::Metadata(SharedCatalog::new(load_catalog(&store)?)),
-            GroupKind::Data => Contents::Data(StateMachine::open(Arc::clone(&store))?),
+            GroupKind::Data => Contents::Data(StateMachine::open_group(Arc::clone(&store), group)?),
         };
         let interrupted_batch = read_tag(&store, group, StateTag::BatchProgress)?;
         let snapshot_bytes = current.as_ref().map_or(0, |stored| {
@@ -974,7 +974,7 @@ mod tests {
         let table_id = catalog.current().table("t").unwrap().id;
         Operation::Commit {
             start_ts,
-            catalog_version: 0,
+            catalog_version: catalog.current().version(),
             writes: vec![RowWrite {
                 table_id,
                 pk: keycode::encode_values(&[Value::from(id)]),

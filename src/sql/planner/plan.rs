@@ -551,10 +551,23 @@ fn describe_aggregate(aggregate: &Aggregate) -> String {
     }
 }
 
-/// Which shards a scan touches: primary-key points only the shards their keys hash to;
+/// Which shards a scan touches: primary-key points only the shards their keys hash to,
+/// points of a unique index only the shards their values hash to (then each row's own);
 /// anything else every shard, read together and merged in key order.
 fn describe_shards(table: &Table, access: &AccessPath) -> String {
     let count = table.shard_count.max(1);
+    if let AccessPath::Index(index, ranges) = access {
+        if index.unique && ranges.iter().all(|r| r.is_point(index.columns.len())) {
+            let touched: std::collections::BTreeSet<_> = ranges
+                .iter()
+                .flat_map(|range| crate::shard::index_shards(table, index, range))
+                .collect();
+            return format!(
+                "Shards: {} of {count} (by value hash), then each row's own",
+                touched.len()
+            );
+        }
+    }
     let points = match access {
         AccessPath::PrimaryKey(ranges)
             if ranges.iter().all(|r| r.is_point(table.primary_key.len())) =>

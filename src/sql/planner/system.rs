@@ -79,6 +79,7 @@ pub fn derived_table(name: &str, columns: impl IntoIterator<Item = (String, Data
         indexes: Vec::new(),
         shard_count: 1,
         placement: Vec::new(),
+        changed_version: 0,
     }
 }
 

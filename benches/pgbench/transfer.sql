@@ -1,0 +1,11 @@
+-- A transfer: two accounts (on different shards, as a hash of the key spreads them)
+-- updated in one transaction. Over several data groups most transfers commit across
+-- groups.
+\set from random(1, :rows)
+\set to random(1, :rows - 1)
+\set to (:to >= :from) ? :to + 1 : :to
+\set amount random(1, 100)
+BEGIN;
+UPDATE accounts SET abalance = abalance - :amount WHERE aid = :from;
+UPDATE accounts SET abalance = abalance + :amount WHERE aid = :to;
+END;
