@@ -76,6 +76,11 @@ enum Command {
         /// the same on every member; default 1). Tables' shards are spread over them.
         #[arg(long)]
         data_groups: Option<u64>,
+        /// Cluster node, first start: how many nodes replicate each data group (1 to 7,
+        /// default 3). With more nodes than this, each node hosts only its groups and
+        /// reaches the others over the network.
+        #[arg(long)]
+        replication_factor: Option<usize>,
     },
     /// Start a throwaway local cluster (127.0.0.1 .. 127.0.0.N) and open the shell on
     /// it; `\node stop N` / `\node start N` in the shell kill and restart a node, to
@@ -190,6 +195,7 @@ fn main() {
             initial_members,
             join,
             data_groups,
+            replication_factor,
         } => match server_config(
             config,
             ServerFlags {
@@ -203,6 +209,7 @@ fn main() {
                     initial_members,
                     join,
                     data_groups,
+                    replication_factor,
                 },
             },
         ) {

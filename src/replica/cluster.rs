@@ -10,6 +10,7 @@
 //! never retried here. After a write, the call waits until this replica has applied it,
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
+use super::group_read::{self, GroupAnswer, GroupRead};
 use super::raft::membership::StepReport;
 use super::raft::node::write_error;
 pub use super::raft::node::NodeStatus;
@@ -149,6 +150,21 @@ impl ClusterReplica {
         })
     }
 
+    /// Answers `read` of `group` here when this node hosts it, otherwise from a node
+    /// that does, once it has applied up to `at_least_ts` (see `raft::remote`).
+    pub fn read_group(
+        &self,
+        group: GroupId,
+        at_least_ts: u64,
+        read: GroupRead,
+    ) -> Result<GroupAnswer> {
+        if let Some(store) = self.node.group_store(group) {
+            return group_read::answer(store, read);
+        }
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.read_remote(group, at_least_ts, read).await })?
+    }
+
     /// How long a cross-group commit coordinated here pauses between its prepares and
     /// its decision (a test fault; zero unless set).
     pub fn commit_pause(&self) -> std::time::Duration {
@@ -191,19 +207,15 @@ impl ClusterReplica {
     /// commit since the last such read need the entry; closed timestamps that leaders
     /// publish on their own would spare even that round.
     pub fn read_timestamp(&self, level: ReadLevel) -> Result<u64> {
-        let groups = self.node.data_groups();
+        let groups: Vec<GroupId> = self.node.pool().collect();
         let node = Arc::clone(&self.node);
-        let prepared = groups.clone();
-        self.run(async move {
-            let rounds = prepared
-                .iter()
-                .map(|group| node.prepare_read(*group, level));
-            futures::future::try_join_all(rounds).await.map(|_| ())
+        let applied = self.run(async move {
+            let rounds = groups.iter().map(|group| {
+                let node = &node;
+                async move { Ok::<_, Error>((*group, node.applied_for_read(*group, level).await?)) }
+            });
+            futures::future::try_join_all(rounds).await
         })??;
-        let applied = groups
-            .iter()
-            .map(|group| Ok((*group, self.node.applied_commit_ts(*group)?)))
-            .collect::<Result<Vec<(GroupId, u64)>>>()?;
         let (lowest, highest) = match (
             applied.iter().map(|(_, ts)| *ts).min(),
             applied.iter().map(|(_, ts)| *ts).max(),

@@ -16,6 +16,7 @@
 //! key) is only reported once that commit is durable.
 
 pub mod cluster;
+pub mod group_read;
 pub mod oracle;
 pub mod raft;
 
@@ -23,7 +24,9 @@ use crate::catalog::{Catalog, SharedCatalog};
 use crate::error::Result;
 use crate::shard::GroupId;
 use crate::state_machine::{Applied, Command, Operation, ProgressFn, StateMachine};
+use crate::storage::mvcc;
 use crate::storage::Store;
+use group_read::{GroupAnswer, GroupRead};
 use oracle::{LocalOracle, TimestampOracle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -132,14 +135,90 @@ impl Replica {
         }
     }
 
-    /// The store holding this replica's copy of `group`, for snapshot reads of the
-    /// shards the router placed there. Every group is hosted on every node today, so
-    /// this never refuses yet; once groups have their own members, a group hosted
-    /// elsewhere is read over the network instead.
+    /// The store holding this node's own copy of `group`, for work a group's leader
+    /// does on its own replica (the cleaner); an error where the group is not hosted.
+    /// Reads for transactions go through [`Replica::read_group`].
     pub fn group_store(&self, group: GroupId) -> Result<&Store> {
         match self {
             Replica::Local(local) => Ok(local.store()),
             Replica::Cluster(cluster) => cluster.group_store(group),
+        }
+    }
+
+    /// Answers `read` of `group` from a replica that has applied everything up to
+    /// `at_least_ts`: this node's own when it hosts the group (a snapshot from
+    /// [`Replica::read_timestamp`] is applied here already), otherwise a node that
+    /// hosts it, over the network.
+    pub fn read_group(
+        &self,
+        group: GroupId,
+        at_least_ts: u64,
+        read: GroupRead,
+    ) -> Result<GroupAnswer> {
+        match self {
+            Replica::Local(local) => group_read::answer(local.store(), read),
+            Replica::Cluster(cluster) => cluster.read_group(group, at_least_ts, read),
+        }
+    }
+
+    /// The live value of record `prefix` in `group` as of `read_ts`.
+    pub fn read_live(
+        &self,
+        group: GroupId,
+        prefix: &[u8],
+        read_ts: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let read = GroupRead::Live {
+            prefix: prefix.to_vec(),
+            read_ts,
+        };
+        match self.read_group(group, read_ts, read)? {
+            GroupAnswer::Live(value) => Ok(value),
+            other => Err(group_read::mismatched(&other)),
+        }
+    }
+
+    /// The newest version of each record in `group`, read where everything up to
+    /// `at_least_ts` is applied.
+    pub fn read_latest_versions(
+        &self,
+        group: GroupId,
+        prefixes: &[Vec<u8>],
+        at_least_ts: u64,
+    ) -> Result<Vec<Option<mvcc::Version>>> {
+        let read = GroupRead::LatestVersions {
+            prefixes: prefixes.to_vec(),
+        };
+        match self.read_group(group, at_least_ts, read)? {
+            GroupAnswer::LatestVersions(versions) => Ok(versions),
+            other => Err(group_read::mismatched(&other)),
+        }
+    }
+
+    /// The next batch of `scan` over `group`; `scan` moves past it.
+    pub fn scan_batch(
+        &self,
+        group: GroupId,
+        scan: &mut mvcc::VersionedScan,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if let Some(store) = self.hosted_store(group) {
+            return scan.next_batch(store);
+        }
+        let read = GroupRead::Scan { scan: scan.clone() };
+        match self.read_group(group, scan.read_ts(), read)? {
+            GroupAnswer::Scan { rows, scan: moved } => {
+                *scan = moved;
+                Ok(rows)
+            }
+            other => Err(group_read::mismatched(&other)),
+        }
+    }
+
+    /// This node's store of `group`, if it hosts the group.
+    fn hosted_store(&self, group: GroupId) -> Option<&Store> {
+        match self {
+            Replica::Local(local) => Some(local.store()),
+            Replica::Cluster(cluster) => cluster.node().group_store(group),
         }
     }
 

@@ -107,6 +107,9 @@ pub struct ClusterConfig {
     /// How many data groups the cluster runs, 1 to 16 (default 1); the same on every
     /// member. Tables' shards are spread over them.
     pub data_groups: Option<u64>,
+    /// How many nodes replicate each data group when the cluster forms, 1 to 7
+    /// (default 3); with more nodes than this, each node hosts only its groups.
+    pub replication_factor: Option<usize>,
 }
 
 impl ClusterConfig {
@@ -163,6 +166,9 @@ impl ClusterConfig {
             settings,
             test_faults: self.test_faults,
             data_groups: self.data_groups.unwrap_or(1),
+            replication_factor: self
+                .replication_factor
+                .unwrap_or(crate::replica::raft::placement::DEFAULT_REPLICATION_FACTOR),
         })
     }
 }
@@ -293,6 +299,8 @@ pub struct ClusterFlags {
     pub join: Option<String>,
     /// `--data-groups`.
     pub data_groups: Option<u64>,
+    /// `--replication-factor`.
+    pub replication_factor: Option<usize>,
 }
 
 impl ClusterFlags {
@@ -302,7 +310,8 @@ impl ClusterFlags {
             || flags.raft_listen.is_some()
             || flags.initial_members.is_some()
             || flags.join.is_some()
-            || flags.data_groups.is_some();
+            || flags.data_groups.is_some()
+            || flags.replication_factor.is_some();
         if !any_flag && file.is_none() {
             return Ok(None);
         }
@@ -321,6 +330,9 @@ impl ClusterFlags {
         }
         if flags.data_groups.is_some() {
             config.data_groups = flags.data_groups;
+        }
+        if flags.replication_factor.is_some() {
+            config.replication_factor = flags.replication_factor;
         }
         if config.node_id == 0 || config.raft_listen.is_empty() {
             return Err(Error::InvalidParameterValue(

@@ -129,6 +129,7 @@ fn short_key() -> Error {
 /// A resumable scan over the live records whose prefixes lie in `[start, end)`, as of
 /// `read_ts`, returning them in batches so callers can stop early and memory stays
 /// bounded.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VersionedScan {
     next_key: Vec<u8>,
     end: Vec<u8>,
@@ -150,6 +151,11 @@ impl VersionedScan {
     /// Whether every record has been returned.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// The snapshot the scan reads at.
+    pub fn read_ts(&self) -> u64 {
+        self.read_ts
     }
 
     /// The next batch of live `(record prefix, value)` pairs; empty only when done.

@@ -22,6 +22,7 @@
 
 use crate::catalog::Table;
 use crate::error::{Error, Result};
+use crate::replica::group_read::{self, GroupAnswer, GroupRead};
 use crate::replica::Replica;
 use crate::shard::GroupId;
 use crate::state_machine::two_phase::{self, Lock, TxnId, TxnOutcome, TxnRecord};
@@ -49,8 +50,15 @@ pub fn settle_shard(
     group: GroupId,
     snapshot: u64,
 ) -> Result<()> {
-    let store = replica.group_store(group)?;
-    let found = two_phase::table_locks(store, shard, table.id, MAX_LOCKS_PER_READ + 1)?;
+    let listing = GroupRead::TableLocks {
+        shard,
+        table: table.id,
+        limit: MAX_LOCKS_PER_READ + 1,
+    };
+    let found = match replica.read_group(group, snapshot, listing)? {
+        GroupAnswer::TableLocks(locks) => locks,
+        other => return Err(group_read::mismatched(&other)),
+    };
     let truncated = found.len() > MAX_LOCKS_PER_READ;
     // A transaction holds many locks here and one settling releases them all.
     let mut holders: Vec<Lock> = Vec::new();
@@ -80,8 +88,12 @@ pub fn settle_row(
     snapshot: u64,
 ) -> Result<()> {
     let shard = crate::shard::shard_of(table, pk);
-    let store = replica.group_store(group)?;
-    match two_phase::read_lock(store, &keys::row_lock_key(shard, table.id, pk))? {
+    let key = keys::row_lock_key(shard, table.id, pk);
+    let lock = match replica.read_group(group, snapshot, GroupRead::Lock { key })? {
+        GroupAnswer::Lock(lock) => lock,
+        other => return Err(group_read::mismatched(&other)),
+    };
+    match lock {
         Some(lock) if lock.prepare_ts <= snapshot => settle(replica, group, lock),
         Some(_) | None => Ok(()),
     }
@@ -108,8 +120,13 @@ fn decision(
 ) -> Result<TxnOutcome> {
     let deadline = Instant::now() + patience;
     loop {
-        let store = replica.group_store(record_group)?;
-        match two_phase::read_record(store, txn)? {
+        // Any replica's copy will do: a stale "pending" only makes this wait, and the
+        // forced abort is answered with the decision if there was one.
+        let record = match replica.read_group(record_group, 0, GroupRead::Record { txn })? {
+            GroupAnswer::Record(record) => record,
+            other => return Err(group_read::mismatched(&other)),
+        };
+        match record {
             Some(TxnRecord::Committed { commit_ts }) => {
                 return Ok(TxnOutcome::Commit { commit_ts })
             }

@@ -150,9 +150,8 @@ impl Transaction {
         let fresh_ts = self.replica.read_timestamp(unconfirmed.level)?;
         let by_group = self.written_rows_by_group()?;
         for (group, prefixes) in by_group {
-            let store = self.replica.group_store(group)?;
             for chunk in prefixes.chunks(CONFIRM_CHUNK) {
-                let latest = mvcc::read_latest_versions(store, chunk)?;
+                let latest = self.replica.read_latest_versions(group, chunk, fresh_ts)?;
                 if latest
                     .iter()
                     .flatten()
@@ -198,7 +197,7 @@ impl Transaction {
         self.record_row_read(table, pk);
         let (group, prefix) = shard::locate_row(table, pk);
         self.settle_row(table, pk, group)?;
-        match mvcc::read_live(self.replica.group_store(group)?, &prefix, self.start_ts)? {
+        match self.replica.read_live(group, &prefix, self.start_ts)? {
             Some(bytes) => Ok(Some(encoding::decode(&bytes)?)),
             None => Ok(None),
         }
@@ -209,8 +208,10 @@ impl Transaction {
         self.record_row_read(table, pk);
         let (group, prefix) = shard::locate_row(table, pk);
         self.settle_row(table, pk, group)?;
-        let store = self.replica.group_store(group)?;
-        Ok(mvcc::read_live(store, &prefix, self.start_ts)?.is_some())
+        Ok(self
+            .replica
+            .read_live(group, &prefix, self.start_ts)?
+            .is_some())
     }
 
     /// Before a row is read: settles a cross-group commit's lock on it that the snapshot
@@ -267,7 +268,7 @@ impl Transaction {
                 "a scan needs a confirmed snapshot".into(),
             ));
         }
-        scan.next_batch(self.replica.group_store(group)?)
+        self.replica.scan_batch(group, scan)
     }
 
     /// Notes a row read from an unconfirmed snapshot.
@@ -398,10 +399,9 @@ impl Transaction {
         for span in shard::index_value_spans(table, index, values) {
             // The commit checks unique values again against the latest state, so this
             // scan needs no confirmed snapshot.
-            let store = self.replica.group_store(span.group)?;
             let mut scan = mvcc::VersionedScan::new(span.start.clone(), span.end, self.start_ts);
             while !scan.is_done() {
-                for (entry, _) in scan.next_batch(store)? {
+                for (entry, _) in self.replica.scan_batch(span.group, &mut scan)? {
                     pks.push(entry[span.start.len()..].to_vec());
                 }
             }

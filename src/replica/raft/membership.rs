@@ -89,6 +89,15 @@ impl RaftNode {
         if node_id == 0 {
             return Err(WriteError::Refused("node ids start at 1".into()));
         }
+        if self.data_groups().len() as u64 != self.data_group_count() {
+            return Err(WriteError::Refused(
+                "this node hosts only some data groups (the cluster has more nodes than \
+                 its replication factor); adding a node to such a cluster, which would \
+                 move groups between nodes, is not supported yet — ask a node that \
+                 hosts every group, or start the cluster with every node"
+                    .into(),
+            ));
+        }
         let mut reports = Vec::new();
         for group in self.group_ids() {
             if let Some(existing) = self.member_address(group, node_id) {

@@ -5,7 +5,8 @@
 //! and vote of every hosted group; [`state_machine`] applies committed entries and
 //! [`snapshot`] writes and reads snapshot files, whose timing [`pacing`] decides;
 //! [`transport`] and [`network`] carry Raft and node calls between peers; [`node`]
-//! hosts the groups, routes writes and reads; [`membership`] adds and removes nodes and
+//! hosts the groups, routes writes and reads; [`placement`] says which nodes replicate
+//! which data group, and [`remote`] reaches the groups a node does not host; [`membership`] adds and removes nodes and
 //! moves leadership; [`clock`] measures the spans leases rest on, at a rate tests may
 //! skew.
 
@@ -15,6 +16,8 @@ pub mod membership;
 pub mod network;
 pub mod node;
 pub mod pacing;
+pub mod placement;
+pub mod remote;
 pub mod rounds;
 pub mod schema;
 pub mod snapshot;

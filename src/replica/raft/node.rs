@@ -42,12 +42,14 @@ use super::log_store::{LeaderPipelining, LogStore, LogSyncer};
 use super::membership::{MembershipStep, StepReport};
 use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
 use super::pacing::SnapshotPacing;
+use super::placement;
 use super::rounds::{RoundError, RoundFn, RoundLimits, Rounds};
 use super::state_machine::{AppliedView, GroupKind, GroupStateMachine};
 use super::transport::{self, CallError, Handler};
 use super::types::{GroupId, LogId, Node, NodeId, Request, Response, TypeConfig, METADATA_GROUP};
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::error::{Error, Result};
+use crate::replica::group_read::{GroupAnswer, GroupRead};
 use crate::replica::ReadLevel;
 use crate::shard::FIRST_SHARD_GROUP;
 use crate::state_machine::{Applied, Operation};
@@ -185,6 +187,9 @@ pub struct NodeConfig {
     /// How many data groups the cluster runs (the same on every node), 1 to
     /// [`MAX_DATA_GROUPS`].
     pub data_groups: u64,
+    /// How many nodes replicate each data group when the cluster forms (see
+    /// [`super::placement`]), 1 to [`super::placement::MAX_REPLICATION_FACTOR`].
+    pub replication_factor: usize,
 }
 
 /// Why a write or read did not happen.
@@ -260,6 +265,24 @@ pub enum NodeRequest {
         /// How long to keep trying.
         within_millis: u64,
     },
+    /// For a node that does not host the group: run the read round for `level` here
+    /// and answer this replica's applied timestamp (see [`super::remote`]).
+    PrepareRead {
+        /// The group.
+        group: GroupId,
+        /// The read level.
+        level: ReadLevel,
+    },
+    /// For a node that does not host the group: answer a read once this replica has
+    /// applied up to `at_least_ts`.
+    Read {
+        /// The group.
+        group: GroupId,
+        /// The snapshot's timestamp (or the newest the caller saw).
+        at_least_ts: u64,
+        /// What to read.
+        read: GroupRead,
+    },
 }
 
 /// The answer to a [`NodeRequest`].
@@ -279,6 +302,11 @@ pub enum NodeResponse {
     Joined(std::result::Result<Vec<StepReport>, WriteError>),
     /// To Campaign: whether the receiver leads now.
     Campaigned(std::result::Result<(), String>),
+    /// To PrepareRead: the applied timestamp after the read round; `None` when the
+    /// receiver does not host the group.
+    ReadPrepared(Option<Result<u64>>),
+    /// To Read; `None` when the receiver does not host the group.
+    Read(Option<Result<GroupAnswer>>),
 }
 
 /// One node's report for SHOW CLUSTER.
@@ -453,6 +481,9 @@ pub struct RaftNode {
     /// A test fault: how long cross-group commits coordinated here pause before
     /// deciding (see [`RaftNode::set_commit_pause`]).
     commit_pause_millis: std::sync::atomic::AtomicU64,
+    /// For each group this node does not host, the node that last answered for it
+    /// (see [`super::remote`]).
+    remote_hosts: Mutex<HashMap<GroupId, NodeId>>,
 }
 
 impl RaftNode {
@@ -465,17 +496,20 @@ impl RaftNode {
                 config.data_groups
             )));
         }
+        let most = placement::MAX_REPLICATION_FACTOR;
+        if !(1..=most).contains(&config.replication_factor) {
+            return Err(Error::InvalidParameterValue(format!(
+                "the replication factor must be between 1 and {most}, not {}",
+                config.replication_factor
+            )));
+        }
         let store = Arc::new(Store::open(&config.data_dir.join("store"))?);
         let syncer = LogSyncer::start(Arc::clone(&store))?;
         let local_ip = listen_ip(&config.raft_address)?;
         let peers = Arc::new(PeerClient::new(local_ip));
         let openraft_config = Arc::new(config.settings.openraft_config()?);
         let mut started = Vec::new();
-        let data_groups = (FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + config.data_groups)
-            .map(|group| (group, GroupKind::Data));
-        for (group, kind) in
-            std::iter::once((METADATA_GROUP, GroupKind::Metadata)).chain(data_groups)
-        {
+        for (group, kind) in hosted_groups(&config)? {
             let group_store = match kind {
                 GroupKind::Metadata => Arc::clone(&store),
                 GroupKind::Data => {
@@ -576,6 +610,7 @@ impl RaftNode {
                 stop,
                 clock: NodeClock::default(),
                 commit_pause_millis: std::sync::atomic::AtomicU64::new(0),
+                remote_hosts: Mutex::new(HashMap::new()),
             }
         });
         tokio::spawn(transport::serve(
@@ -598,20 +633,26 @@ impl RaftNode {
     async fn bootstrap(&self) -> Result<()> {
         match &self.config.bootstrap {
             Bootstrap::InitialMembers(members) => {
-                let first = members.keys().next() == Some(&self.id());
+                let ids: Vec<NodeId> = members.keys().copied().collect();
+                let factor = self.config.replication_factor;
                 for group in self.group_ids() {
                     let raft = self.group(group)?.raft.clone();
                     // A restarted member already has its membership in its log.
                     if raft.is_initialized().await.unwrap_or(false) {
                         continue;
                     }
-                    if first {
-                        initialize_group(&raft, group, members).await?;
+                    let voters: BTreeMap<NodeId, Node> =
+                        placement::initial_voters(group, &ids, factor)
+                            .into_iter()
+                            .filter_map(|id| Some((id, members.get(&id)?.clone())))
+                            .collect();
+                    if voters.keys().next() == Some(&self.id()) {
+                        initialize_group(&raft, group, &voters).await?;
                     } else {
                         tokio::spawn(initialize_unless_reached(
                             raft,
                             group,
-                            members.clone(),
+                            voters,
                             self.stop.clone(),
                         ));
                     }
@@ -703,6 +744,28 @@ impl RaftNode {
     /// How many data groups the cluster runs.
     pub fn data_group_count(&self) -> u64 {
         self.config.data_groups
+    }
+
+    /// How many nodes replicate each data group when the cluster forms.
+    pub fn replication_factor(&self) -> usize {
+        self.config.replication_factor
+    }
+
+    /// The node that last answered for `group`, which this node does not host.
+    pub(super) fn remote_host(&self, group: GroupId) -> Option<NodeId> {
+        let hosts = self
+            .remote_hosts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        hosts.get(&group).copied()
+    }
+
+    /// Remembers that `host` answered for `group`.
+    pub(super) fn note_remote_host(&self, group: GroupId, host: NodeId) {
+        self.remote_hosts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(group, host);
     }
 
     /// The cluster's catalog as the metadata group applied it on this replica.
@@ -814,6 +877,9 @@ impl RaftNode {
     /// what applying it answered.
     pub async fn write(&self, group: GroupId, proposal: Proposal) -> WriteOutcome {
         let deadline = Instant::now() + self.config.settings.write_timeout;
+        if !self.hosts(group) {
+            return self.write_remote(group, proposal, deadline).await;
+        }
         let mut last_refusal = String::from("no leader");
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -1366,7 +1432,9 @@ impl RaftNode {
         proposal: Proposal,
     ) -> Result<(Applied, u64)> {
         let (log_id, response) = self.write(group, proposal).await.map_err(write_error)?;
-        self.wait_applied(group, log_id.index).await?;
+        if self.hosts(group) {
+            self.wait_applied(group, log_id.index).await?;
+        }
         match response {
             Response::Data(answer) => answer,
             other => Err(Error::Internal(format!(
@@ -1585,6 +1653,36 @@ fn no_quorum_is_only(me: NodeId, configs: &[std::collections::BTreeSet<NodeId>])
     configs
         .iter()
         .all(|config| config.iter().any(|voter| *voter != me))
+}
+
+/// The groups this node hosts: the metadata group, and the data groups the ring places
+/// on it when the cluster forms (see [`super::placement`]); every data group when it
+/// joins; after a restart, those it has a store for.
+fn hosted_groups(config: &NodeConfig) -> Result<Vec<(GroupId, GroupKind)>> {
+    let all = FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + config.data_groups;
+    let data: Vec<GroupId> = match &config.bootstrap {
+        Bootstrap::InitialMembers(members) => {
+            let ids: Vec<NodeId> = members.keys().copied().collect();
+            let factor = config.replication_factor;
+            all.filter(|&group| {
+                placement::initial_voters(group, &ids, factor).contains(&config.node_id)
+            })
+            .collect()
+        }
+        Bootstrap::Join(_) => all.collect(),
+        Bootstrap::Restart => all
+            .filter(|group| {
+                config
+                    .data_dir
+                    .join("groups")
+                    .join(group.to_string())
+                    .exists()
+            })
+            .collect(),
+    };
+    Ok(std::iter::once((METADATA_GROUP, GroupKind::Metadata))
+        .chain(data.into_iter().map(|group| (group, GroupKind::Data)))
+        .collect())
 }
 
 /// How long a member other than the first waits to be reached by a leader before it
@@ -1811,9 +1909,7 @@ impl RaftNode {
             if !self.leads(group) || state.moving_to().is_some() {
                 continue;
             }
-            let (voters, _) = self.members(group);
-            let voters: Vec<NodeId> = voters.into_iter().collect();
-            let Some(&preferred) = voters.get(preferred_position(group, voters.len())) else {
+            let Some(preferred) = self.preferred_leader(group) else {
                 continue;
             };
             if preferred != self.id() && self.voter_is_live(group, preferred) {
@@ -1856,10 +1952,22 @@ pub(super) fn replicated_index(
         .map(|log_id| log_id.index)
 }
 
-/// Which of a data group's `voters` (in id order) should lead it.
-fn preferred_position(group: GroupId, voters: usize) -> usize {
-    let offset = group.saturating_sub(FIRST_SHARD_GROUP);
-    usize::try_from(offset).unwrap_or(0) % voters.max(1)
+impl RaftNode {
+    /// Which voter should lead data group `group`: the cluster member at the group's
+    /// ring position (see [`placement::preferred_leader`]) when it is a voter of the
+    /// group, otherwise the voter at that position among the group's own voters.
+    fn preferred_leader(&self, group: GroupId) -> Option<NodeId> {
+        let (voters, _) = self.members(group);
+        let (members, _) = self.members(METADATA_GROUP);
+        let members: Vec<NodeId> = members.into_iter().collect();
+        match placement::preferred_leader(group, &members) {
+            Some(member) if voters.contains(&member) => Some(member),
+            _ => {
+                let voters: Vec<NodeId> = voters.into_iter().collect();
+                placement::preferred_leader(group, &voters)
+            }
+        }
+    }
 }
 
 /// How long the metadata and data leaders must be apart before the metadata leadership
@@ -2039,6 +2147,14 @@ impl RaftNode {
                 self.campaign(group, Duration::from_millis(within_millis))
                     .await,
             ),
+            NodeRequest::PrepareRead { group, level } => {
+                NodeResponse::ReadPrepared(self.answer_read_round(group, level).await)
+            }
+            NodeRequest::Read {
+                group,
+                at_least_ts,
+                read,
+            } => NodeResponse::Read(self.answer_read(group, at_least_ts, read).await),
         }
     }
 }
@@ -2092,6 +2208,7 @@ mod tests {
                 settings: RaftSettings::default(),
                 test_faults: false,
                 data_groups: 2,
+                replication_factor: placement::DEFAULT_REPLICATION_FACTOR,
             })
         });
         futures::future::try_join_all(starts).await.unwrap()

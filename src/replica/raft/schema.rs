@@ -99,8 +99,8 @@ impl RaftNode {
         Ok(commit_ts)
     }
 
-    /// Every data group of the cluster.
-    fn pool(&self) -> impl Iterator<Item = GroupId> {
+    /// Every data group of the cluster, hosted here or not.
+    pub fn pool(&self) -> impl Iterator<Item = GroupId> {
         FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + self.data_group_count()
     }
 
