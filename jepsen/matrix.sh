@@ -3,17 +3,18 @@
 # where the fault matters, SEEDS seeds of TIME seconds each — and prints a markdown
 # table of the results (for docs/consistency.md). Needs root and iptables. Usage:
 #   jepsen/matrix.sh [quick|groups]  # quick: 1 seed, 20 s, the leader faults only;
-#                                    # groups: only the rows over four data groups
+#                                    # groups: only the rows over several data groups
 # Environment: SEEDS (1), TIME (60), STORE (jepsen/store), JEPSEN_BIN (a built
 # tessera-jepsen to use instead of building the optimized one; the tessera binary
 # next to it is used).
 #
 # Each entry is NODES:FAULTS:LEVELS[:GROUPS] (GROUPS: data groups, default 1; with 4,
 # tables' shards spread over them and most transactions commit across groups, while
-# the leader faults pick a random group's leader each time). Lease reads differ from linearizable ones only in
+# the leader faults pick a random group's leader each time; 5 nodes with 5 groups puts
+# each group on 3 of them, so data partitions and most calls cross nodes). Lease reads differ from linearizable ones only in
 # trusting the leader's lease, so `lease` runs with the faults that test a lease: a cut
 # off, paused or clock-skewed leader, and the 5-node partitions where two leaders may
-# overlap. The full matrix is 104 runs (about 110 minutes at 60 s on 2 cores).
+# overlap. The full matrix is 120 runs (about 130 minutes at 60 s on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,14 +29,15 @@ CONFIGS="3:partition-one:linearizable 3:partition-halves:linearizable 3:kill:lin
 3:partition-leader:$both 3:pause-leader:$both 3:clock-skew-leader:$both
 5:partition-majorities-ring:$both 5:partition-bridge:$both
 3:kill-leader:linearizable:4 3:partition-leader:$both:4 3:pause-leader:$both:4
-3:kill,partition-halves,pause-leader,member:linearizable:4 5:partition-majorities-ring:$both:4"
+3:kill,partition-halves,pause-leader,member:linearizable:4 5:partition-majorities-ring:$both:4
+5:kill-leader:linearizable:5 5:partition-leader:$both:5 5:kill,partition-halves:linearizable:5"
 if [ "${1:-}" = quick ]; then
   SEEDS=1
   TIME=20
   CONFIGS="3:partition-leader:$both 3:kill-leader:$both 3:pause-leader:$both 3:clock-skew-leader:$both
 3:kill-leader,partition-leader:linearizable:4"
 elif [ "${1:-}" = groups ]; then
-  CONFIGS=$(echo "$CONFIGS" | tr ' ' '\n' | grep ':4$' | tr '\n' ' ')
+  CONFIGS=$(echo "$CONFIGS" | tr ' ' '\n' | grep -E ':[0-9]+$' | tr '\n' ' ')
 fi
 
 # The optimized build the benchmarks use (one profile, shared), unless one is given.

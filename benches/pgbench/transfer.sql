@@ -3,7 +3,7 @@
 -- groups.
 \set from random(1, :rows)
 \set to random(1, :rows - 1)
-\set to (:to >= :from) ? :to + 1 : :to
+\set to CASE WHEN :to >= :from THEN :to + 1 ELSE :to END
 \set amount random(1, 100)
 BEGIN;
 UPDATE accounts SET abalance = abalance - :amount WHERE aid = :from;

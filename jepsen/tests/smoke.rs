@@ -96,15 +96,17 @@ fn bank_totals_hold_under_crashes() {
     assert_valid(&outcome);
 }
 
-/// Transfers between accounts spread over four data groups (most commit across
-/// groups, by two-phase commit) stay atomic and conserve money while the leader of a
-/// random group is killed or cut off.
+/// Transfers between accounts spread over five data groups on five nodes, each group
+/// on three of them (so most transfers commit across groups by two-phase commit, and
+/// most reads and writes reach groups the client's node does not host), stay atomic
+/// and conserve money while the leader of a random group is killed or cut off.
 #[test]
 fn bank_totals_hold_across_groups_under_leader_faults() {
     let store = tempfile::tempdir().expect("store");
     let mut bank = options("linearizable", 1, store.path());
     bank.workload = workload::Kind::Bank;
-    bank.data_groups = 4;
+    bank.nodes = 5;
+    bank.data_groups = 5;
     bank.nemeses = vec![Kind::KillLeader, Kind::PartitionLeader];
     let outcome = run(&bank).expect("run");
     assert_valid(&outcome);

@@ -124,14 +124,16 @@ impl ClusterReplica {
         self.run(async move { node.change_schema(operation).await })?
     }
 
-    /// Whether the leader of every data group hosted here was heard from within two
-    /// heartbeats (see [`RaftNode::leader_heard_within`]).
+    /// Whether this node hosts every data group and heard from each one's leader
+    /// within two heartbeats (see [`RaftNode::leader_heard_within`]): only then is its
+    /// own snapshot as it is probably fresh enough to start a transaction on.
     pub fn leader_recently_heard(&self) -> bool {
         let within = self.node.settings().heartbeat * 2;
-        self.node
-            .data_groups()
-            .into_iter()
-            .all(|group| self.node.leader_heard_within(group, within))
+        let hosted = self.node.data_groups();
+        hosted.len() as u64 == self.node.data_group_count()
+            && hosted
+                .into_iter()
+                .all(|group| self.node.leader_heard_within(group, within))
     }
 
     /// How many nodes the cluster has (the metadata group's voters).
@@ -158,6 +160,7 @@ impl ClusterReplica {
         at_least_ts: u64,
         read: GroupRead,
     ) -> Result<GroupAnswer> {
+        self.ensure_readable(group, at_least_ts)?;
         if let Some(store) = self.node.group_store(group) {
             return group_read::answer(store, read);
         }
@@ -202,10 +205,9 @@ impl ClusterReplica {
     /// snapshot must include every write acknowledged before the read began, in
     /// whichever group: the highest applied timestamp after each group's read round.
     /// A group behind it is moved up to it by an entry that commits nothing
-    /// ([`Operation::Advance`]): after it, the group's applied timestamp is at least
-    /// the snapshot's and every later commit lands above it. Only groups that had no
-    /// commit since the last such read need the entry; closed timestamps that leaders
-    /// publish on their own would spare even that round.
+    /// ([`Operation::Advance`]) when a transaction first reads it (`raft::catch_up`):
+    /// after it, the group's applied timestamp is at least the snapshot's and every
+    /// later commit lands above it. Groups the transaction never reads need nothing.
     pub fn read_timestamp(&self, level: ReadLevel) -> Result<u64> {
         let groups: Vec<GroupId> = self.node.pool().collect();
         let node = Arc::clone(&self.node);
@@ -221,22 +223,22 @@ impl ClusterReplica {
             applied.iter().map(|(_, ts)| *ts).max(),
         ) {
             (Some(lowest), Some(highest)) => (lowest, highest),
-            _ => return Err(Error::Internal("this node hosts no data group".into())),
+            _ => return Err(Error::Internal("the cluster has no data group".into())),
         };
-        if matches!(level, ReadLevel::Stale { .. }) || lowest == highest {
-            return Ok(lowest);
+        // Groups behind the snapshot are moved up when first read (`raft::catch_up`).
+        match level {
+            ReadLevel::Stale { .. } => Ok(lowest),
+            ReadLevel::Linearizable | ReadLevel::Lease => Ok(highest),
         }
-        let behind: Vec<GroupId> = applied
-            .into_iter()
-            .filter(|(_, ts)| *ts < highest)
-            .map(|(group, _)| group)
-            .collect();
+    }
+
+    /// Returns once `group` can be read at `ts` here (see `raft::catch_up`).
+    pub fn ensure_readable(&self, group: GroupId, ts: u64) -> Result<()> {
+        if self.node.readable_at(group, ts) {
+            return Ok(());
+        }
         let node = Arc::clone(&self.node);
-        self.run(async move {
-            let advances = behind.iter().map(|group| node.advance_to(*group, highest));
-            futures::future::try_join_all(advances).await.map(|_| ())
-        })??;
-        Ok(highest)
+        self.run(async move { node.ensure_readable(group, ts).await })?
     }
 
     /// The catalog as applied on this replica.

@@ -201,6 +201,9 @@ impl Replica {
         group: GroupId,
         scan: &mut mvcc::VersionedScan,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if let Replica::Cluster(cluster) = self {
+            cluster.ensure_readable(group, scan.read_ts())?;
+        }
         if let Some(store) = self.hosted_store(group) {
             return scan.next_batch(store);
         }

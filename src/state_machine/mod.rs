@@ -377,7 +377,6 @@ impl StateMachine {
         self.store.write_unsynced(extra)
     }
 
-    /// Works out what a command changes without writing anything.
     /// Applies one catalog change's effect on this group's data into `batch`.
     fn apply_catalog_effect(
         &self,
@@ -390,6 +389,7 @@ impl StateMachine {
         ddl::apply_effect(store, group, effect, ts, prepared, batch, progress)
     }
 
+    /// Works out what a command changes without writing anything.
     fn plan(&self, command: &Command, progress: Option<ProgressFn>) -> Result<Planned> {
         if command.commit_ts <= self.last_applied_ts {
             return Err(Error::SerializationFailure(format!(

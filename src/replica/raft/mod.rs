@@ -6,10 +6,12 @@
 //! [`snapshot`] writes and reads snapshot files, whose timing [`pacing`] decides;
 //! [`transport`] and [`network`] carry Raft and node calls between peers; [`node`]
 //! hosts the groups, routes writes and reads; [`placement`] says which nodes replicate
-//! which data group, and [`remote`] reaches the groups a node does not host; [`membership`] adds and removes nodes and
+//! which data group, and [`remote`] reaches the groups a node does not host, and [`catch_up`] moves an idle group
+//! up to a snapshot taken across groups; [`membership`] adds and removes nodes and
 //! moves leadership; [`clock`] measures the spans leases rest on, at a rate tests may
 //! skew.
 
+pub mod catch_up;
 pub mod clock;
 pub mod log_store;
 pub mod membership;

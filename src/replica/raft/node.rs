@@ -484,6 +484,12 @@ pub struct RaftNode {
     /// For each group this node does not host, the node that last answered for it
     /// (see [`super::remote`]).
     remote_hosts: Mutex<HashMap<GroupId, NodeId>>,
+    /// Per data group, the gate readers advancing it take turns at (see
+    /// [`super::catch_up`]).
+    pub(super) advance_gates: Mutex<HashMap<GroupId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per data group not hosted here, the highest timestamp it is known to have
+    /// committed at.
+    pub(super) committed_floor: Mutex<HashMap<GroupId, u64>>,
 }
 
 impl RaftNode {
@@ -611,6 +617,8 @@ impl RaftNode {
                 clock: NodeClock::default(),
                 commit_pause_millis: std::sync::atomic::AtomicU64::new(0),
                 remote_hosts: Mutex::new(HashMap::new()),
+                advance_gates: Mutex::new(HashMap::new()),
+                committed_floor: Mutex::new(HashMap::new()),
             }
         });
         tokio::spawn(transport::serve(

@@ -129,7 +129,12 @@ impl RaftNode {
             .ask_hosts(group, |_| NodeRequest::PrepareRead { group, level })
             .await?;
         match answer {
-            NodeResponse::ReadPrepared(Some(outcome)) => outcome,
+            NodeResponse::ReadPrepared(Some(outcome)) => {
+                if let Ok(applied) = &outcome {
+                    self.note_committed_at(group, *applied);
+                }
+                outcome
+            }
             other => Err(Error::Internal(format!(
                 "a read round of group {group} was answered with {other:?}"
             ))),
