@@ -126,7 +126,7 @@ impl RaftNode {
             return self.applied_commit_ts(group);
         }
         let answer = self
-            .ask_hosts(group, |_| NodeRequest::PrepareRead { group, level })
+            .ask_hosts(group, || NodeRequest::PrepareRead { group, level })
             .await?;
         match answer {
             NodeResponse::ReadPrepared(Some(outcome)) => {
@@ -150,7 +150,7 @@ impl RaftNode {
         read: GroupRead,
     ) -> Result<GroupAnswer> {
         let answer = self
-            .ask_hosts(group, |_| NodeRequest::Read {
+            .ask_hosts(group, || NodeRequest::Read {
                 group,
                 at_least_ts,
                 read: read.clone(),
@@ -169,13 +169,11 @@ impl RaftNode {
     async fn ask_hosts(
         &self,
         group: GroupId,
-        request: impl Fn(NodeId) -> NodeRequest,
+        request: impl Fn() -> NodeRequest,
     ) -> Result<NodeResponse> {
         let mut last_failure = format!("no node hosting group {group} answered");
         for (host, node) in self.hosts_to_ask(group) {
-            let answer = self
-                .call_node(&node, request(host), REMOTE_CALL_TIMEOUT)
-                .await;
+            let answer = self.call_node(&node, request(), REMOTE_CALL_TIMEOUT).await;
             match answer {
                 Ok(NodeResponse::ReadPrepared(None) | NodeResponse::Read(None)) => {
                     last_failure = format!("node {host} does not host group {group}");
