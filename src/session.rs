@@ -530,15 +530,16 @@ impl Session {
     /// leader that is gone (a retryable error) before anything is sent to it; without
     /// it a commit sent to a paused or cut-off leader ends with its outcome unknown
     /// (40003), and requiring a recent heartbeat keeps that window to a heartbeat or two
-    /// after a fault. Only with one data group: over a pool, the snapshot as it is is
-    /// the most idle group's (see `ClusterReplica::read_timestamp`), older than the rows
-    /// of a busy group, so writes on it would conflict.
+    /// after a fault. Over a pool of groups the snapshot's timestamp is chosen by the
+    /// first group read (see `Transaction::snapshot_ts`), so a write to one busy group
+    /// reads it as fresh as this replica has it.
     fn begin_unconfirmed(&self) -> Result<Transaction> {
         let level = self.read_level()?;
         let may_skip = matches!(level, ReadLevel::Linearizable | ReadLevel::Lease)
-            && self.replica.cluster().is_some_and(|cluster| {
-                cluster.data_group_count() == 1 && cluster.leader_recently_heard()
-            });
+            && self
+                .replica
+                .cluster()
+                .is_some_and(|cluster| cluster.leader_recently_heard());
         if may_skip {
             Transaction::begin_unconfirmed(Arc::clone(&self.replica), level)
         } else {

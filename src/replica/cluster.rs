@@ -232,6 +232,19 @@ impl ClusterReplica {
         }
     }
 
+    /// The applied timestamp of this node's replica of `group`, or of a host's when it
+    /// hosts none, without a read round.
+    pub fn applied_as_is(&self, group: GroupId) -> Result<u64> {
+        if self.node.hosts(group) {
+            return self.node.applied_commit_ts(group);
+        }
+        let node = Arc::clone(&self.node);
+        let as_it_is = ReadLevel::Stale {
+            max_staleness: None,
+        };
+        self.run(async move { node.applied_for_read(group, as_it_is).await })?
+    }
+
     /// Returns once `group` can be read at `ts` here (see `raft::catch_up`).
     pub fn ensure_readable(&self, group: GroupId, ts: u64) -> Result<()> {
         if self.node.readable_at(group, ts) {

@@ -127,6 +127,16 @@ impl Replica {
         }
     }
 
+    /// The timestamp `group` is complete at on the replica that answers for it, as it
+    /// is, without a round: where a snapshot on no particular freshness may be taken
+    /// for a transaction that reads this group first (see `Transaction::begin_unconfirmed`).
+    pub fn applied_as_is(&self, group: GroupId) -> Result<u64> {
+        match self {
+            Replica::Local(local) => Ok(local.read_timestamp()),
+            Replica::Cluster(cluster) => cluster.applied_as_is(group),
+        }
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         match self {

@@ -59,7 +59,9 @@ type RowId = (TableId, Vec<u8>);
 /// statement-level rollback.
 pub struct Transaction {
     replica: Arc<Replica>,
-    start_ts: u64,
+    /// The snapshot: fixed, or on an unconfirmed start still to be chosen by the first
+    /// group read.
+    snapshot: Cell<Snapshot>,
     writes: BTreeMap<RowId, PendingWrite>,
     /// Rows this transaction wrote with non-NULL values in a unique index, by (index id,
     /// encoded values). Entries may be stale (the row changed again or was rolled back):
@@ -69,6 +71,17 @@ pub struct Transaction {
     undo: Vec<(RowId, Option<PendingWrite>)>,
     /// Set while the snapshot is not yet known to be fresh enough for `level`.
     unconfirmed: Option<Unconfirmed>,
+}
+
+/// A transaction's snapshot timestamp, or where it is still to be chosen.
+#[derive(Clone, Copy, Debug)]
+enum Snapshot {
+    /// Every read is at this timestamp.
+    Fixed(u64),
+    /// Not chosen yet (an unconfirmed start): the first group read chooses the timestamp
+    /// that group is complete at on this replica, never below `floor` (the lowest
+    /// complete timestamp of every group when the transaction began).
+    Open { floor: u64 },
 }
 
 /// What a transaction on an unconfirmed snapshot has read that its commit may not check.
@@ -93,7 +106,7 @@ impl Transaction {
         let start_ts = replica.read_timestamp(level)?;
         Ok(Transaction {
             replica,
-            start_ts,
+            snapshot: Cell::new(Snapshot::Fixed(start_ts)),
             writes: BTreeMap::new(),
             unique_written: HashMap::new(),
             undo: Vec::new(),
@@ -110,6 +123,9 @@ impl Transaction {
             max_staleness: None,
         };
         let mut txn = Self::begin(replica, as_it_is)?;
+        txn.snapshot = Cell::new(Snapshot::Open {
+            floor: txn.start_ts(),
+        });
         txn.unconfirmed = Some(Unconfirmed {
             level,
             rows_read: RefCell::new(Vec::new()),
@@ -155,7 +171,7 @@ impl Transaction {
                 if latest
                     .iter()
                     .flatten()
-                    .any(|(version_ts, _)| *version_ts > self.start_ts)
+                    .any(|(version_ts, _)| *version_ts > self.start_ts())
                 {
                     return Err(Error::SerializationFailure(
                         "a row this transaction wrote was changed by a concurrent transaction"
@@ -164,19 +180,43 @@ impl Transaction {
                 }
             }
         }
-        self.start_ts = fresh_ts;
+        self.snapshot.set(Snapshot::Fixed(fresh_ts));
         Ok(())
     }
 
-    /// The snapshot timestamp.
+    /// The snapshot timestamp; while it is still to be chosen, the lowest it can be.
     pub fn start_ts(&self) -> u64 {
-        self.start_ts
+        match self.snapshot.get() {
+            Snapshot::Fixed(ts) | Snapshot::Open { floor: ts } => ts,
+        }
+    }
+
+    /// The timestamp to read `group` at, choosing it if this is the first group read.
+    ///
+    /// An unconfirmed start leaves the choice to the first group read, which takes the
+    /// timestamp that group is complete at on this replica, so a transaction touching
+    /// one group reads it as fresh as this replica has it whatever the other groups did
+    /// — as on one group, its writes conflict only with commits it truly missed — and
+    /// no other group is moved up for it. (A snapshot fixed at begin would be the
+    /// lowest group's, older than the rows of a busy group.) Groups read later are
+    /// made readable at that timestamp (`raft::catch_up`). As YugabyteDB lets the first
+    /// tablet a statement touches pick its read time.
+    fn snapshot_ts(&self, group: GroupId) -> Result<u64> {
+        match self.snapshot.get() {
+            Snapshot::Fixed(ts) => Ok(ts),
+            Snapshot::Open { floor } => {
+                let ts = self.replica.applied_as_is(group)?.max(floor);
+                self.snapshot.set(Snapshot::Fixed(ts));
+                Ok(ts)
+            }
+        }
     }
 
     /// Whether this transaction's snapshot may read through `index` (it must have existed
-    /// when the snapshot was taken).
+    /// when the snapshot was taken). While the timestamp is still to be chosen, the
+    /// lowest it can be answers: an index usable there is usable at any later one.
     pub fn can_use_index(&self, index: &Index) -> bool {
-        index.created_ts <= self.start_ts
+        index.created_ts <= self.start_ts()
     }
 
     /// Whether the transaction has buffered any write.
@@ -197,7 +237,8 @@ impl Transaction {
         self.record_row_read(table, pk);
         let (group, prefix) = shard::locate_row(table, pk);
         self.settle_row(table, pk, group)?;
-        match self.replica.read_live(group, &prefix, self.start_ts)? {
+        let read_ts = self.snapshot_ts(group)?;
+        match self.replica.read_live(group, &prefix, read_ts)? {
             Some(bytes) => Ok(Some(encoding::decode(&bytes)?)),
             None => Ok(None),
         }
@@ -208,10 +249,8 @@ impl Transaction {
         self.record_row_read(table, pk);
         let (group, prefix) = shard::locate_row(table, pk);
         self.settle_row(table, pk, group)?;
-        Ok(self
-            .replica
-            .read_live(group, &prefix, self.start_ts)?
-            .is_some())
+        let read_ts = self.snapshot_ts(group)?;
+        Ok(self.replica.read_live(group, &prefix, read_ts)?.is_some())
     }
 
     /// Before a row is read: settles a cross-group commit's lock on it that the snapshot
@@ -220,7 +259,8 @@ impl Transaction {
         if !self.replica.may_hold_locks() {
             return Ok(());
         }
-        locks::settle_row(&self.replica, table, pk, group, self.start_ts)
+        let read_ts = self.snapshot_ts(group)?;
+        locks::settle_row(&self.replica, table, pk, group, read_ts)
     }
 
     /// Before a shard's part of a scan is read: settles the locks there that the
@@ -235,7 +275,8 @@ impl Transaction {
         if !self.replica.may_hold_locks() || self.unconfirmed.is_some() {
             return Ok(());
         }
-        locks::settle_shard(&self.replica, table, shard, group, self.start_ts)
+        let read_ts = self.snapshot_ts(group)?;
+        locks::settle_shard(&self.replica, table, shard, group, read_ts)
     }
 
     /// Whether a row has a buffered write (scans skip such rows in storage and take the
@@ -399,7 +440,8 @@ impl Transaction {
         for span in shard::index_value_spans(table, index, values) {
             // The commit checks unique values again against the latest state, so this
             // scan needs no confirmed snapshot.
-            let mut scan = mvcc::VersionedScan::new(span.start.clone(), span.end, self.start_ts);
+            let read_ts = self.snapshot_ts(span.group)?;
+            let mut scan = mvcc::VersionedScan::new(span.start.clone(), span.end, read_ts);
             while !scan.is_done() {
                 for (entry, _) in self.replica.scan_batch(span.group, &mut scan)? {
                     pks.push(entry[span.start.len()..].to_vec());
@@ -440,7 +482,7 @@ impl Transaction {
         if shares.len() > 1 {
             return coordinator::commit_across_groups(
                 &self.replica,
-                self.start_ts,
+                self.start_ts(),
                 catalog.version(),
                 shares,
             );
@@ -453,8 +495,10 @@ impl Transaction {
                 "index entries were sent to the group of their own rows".into(),
             ));
         }
+        // A snapshot never chosen (nothing was read) commits at its floor: checked
+        // against more commits, never fewer.
         let commit = Operation::Commit {
-            start_ts: self.start_ts,
+            start_ts: self.start_ts(),
             catalog_version: catalog.version(),
             writes: share.writes,
         };

@@ -163,18 +163,16 @@ impl Transaction {
                 for span in &spans {
                     self.settle_shard(&scan.table, span.shard, span.group)?;
                 }
-                scan.cursors = spans
-                    .into_iter()
-                    .map(|span| Cursor {
-                        scan: VersionedScan::new(
-                            span.start.clone(),
-                            span.end.clone(),
-                            self.start_ts,
-                        ),
+                let mut cursors = Vec::with_capacity(spans.len());
+                for span in spans {
+                    let read_ts = self.snapshot_ts(span.group)?;
+                    cursors.push(Cursor {
+                        scan: VersionedScan::new(span.start.clone(), span.end.clone(), read_ts),
                         span,
                         buffered: VecDeque::new(),
-                    })
-                    .collect();
+                    });
+                }
+                scan.cursors = cursors;
             }
             for cursor in &mut scan.cursors {
                 if cursor.buffered.is_empty() && !cursor.scan.is_done() {
