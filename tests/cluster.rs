@@ -735,7 +735,27 @@ fn five_nodes_partition_data_over_replication_factor_three() {
             .get(0)
     };
     for node in 0..5 {
-        assert_eq!(total(&mut cluster.connect(node)), 5000, "node {}", node + 1);
+        let mut client = cluster.connect(node);
+        assert_eq!(total(&mut client), 5000, "node {}", node + 1);
+        // Aggregated per shard: by this node for the groups it hosts, by hosts for
+        // the others.
+        let row = client
+            .query_one("SELECT count(e), min(id), max(id) FROM t", &[])
+            .expect("aggregates");
+        let answer: (i64, i32, i32) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(answer, (50, 0, 49), "node {}", node + 1);
+        // Row scans merge every shard, those of groups hosted elsewhere fetched at
+        // once, under a LIMIT pushed down to each shard.
+        let ids: Vec<i32> = client
+            .query(
+                "SELECT id FROM t WHERE v >= 0 ORDER BY id LIMIT 5 OFFSET 44",
+                &[],
+            )
+            .expect("scan")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(ids, vec![44, 45, 46, 47, 48], "node {}", node + 1);
     }
     let started = Instant::now();
     loop {

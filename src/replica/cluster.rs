@@ -10,6 +10,7 @@
 //! never retried here. After a write, the call waits until this replica has applied it,
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
+use super::fan_out::{Check, AGGREGATE_ROWS_PER_READ};
 use super::group_read::{self, GroupAnswer, GroupRead};
 use super::raft::membership::StepReport;
 use super::raft::node::write_error;
@@ -21,7 +22,9 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::shard::GroupId;
 use crate::state_machine::{Applied, Operation};
+use crate::storage::mvcc::{Records, VersionedScan};
 use crate::storage::Store;
+use crate::types::aggregate::{self, ColumnAggregate, PartialAggregate};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -166,6 +169,65 @@ impl ClusterReplica {
         }
         let node = Arc::clone(&self.node);
         self.run(async move { node.read_remote(group, at_least_ts, read).await })?
+    }
+
+    /// The next batch of each scan of a group this node does not host, from its
+    /// hosts, all asked at once; with each scan advanced past its batch.
+    pub fn scan_remote(
+        &self,
+        scans: Vec<(GroupId, VersionedScan)>,
+    ) -> Result<Vec<(Records, VersionedScan)>> {
+        let node = Arc::clone(&self.node);
+        let node = &node;
+        let batches = scans.into_iter().map(|(group, scan)| async move {
+            let at_least = scan.read_ts();
+            match node
+                .read_remote(group, at_least, GroupRead::Scan { scan })
+                .await?
+            {
+                GroupAnswer::Scan { rows, scan } => Ok((rows, scan)),
+                other => Err(group_read::mismatched(&other)),
+            }
+        });
+        self.run(futures::future::try_join_all(batches))?
+    }
+
+    /// Has hosts aggregate the scans of groups this node does not host, every group
+    /// asked at once, each in requests of a bounded number of rows (see
+    /// `replica::fan_out`); the parts combined.
+    pub fn aggregate_remote(
+        &self,
+        spans: Vec<(GroupId, VersionedScan)>,
+        aggregates: &[ColumnAggregate],
+        check: Check<'_>,
+    ) -> Result<Vec<PartialAggregate>> {
+        let node = Arc::clone(&self.node);
+        let node = &node;
+        let shards = spans.into_iter().map(|(group, mut scan)| async move {
+            let mut part = aggregate::start_all(aggregates);
+            while !scan.is_done() {
+                check()?;
+                let read = GroupRead::Aggregate {
+                    scan: scan.clone(),
+                    aggregates: aggregates.to_vec(),
+                    max_rows: AGGREGATE_ROWS_PER_READ,
+                };
+                match node.read_remote(group, scan.read_ts(), read).await? {
+                    GroupAnswer::Aggregated { parts, scan: moved } => {
+                        aggregate::combine_all(&mut part, parts)?;
+                        scan = moved;
+                    }
+                    other => return Err(group_read::mismatched(&other)),
+                }
+            }
+            Ok::<_, Error>(part)
+        });
+        let parts = self.run(futures::future::try_join_all(shards))??;
+        let mut total = aggregate::start_all(aggregates);
+        for part in parts {
+            aggregate::combine_all(&mut total, part)?;
+        }
+        Ok(total)
     }
 
     /// How long a cross-group commit coordinated here pauses between its prepares and

@@ -8,11 +8,13 @@
 //! state to resume from), lock listings a caller-given number, version lookups the
 //! keys the caller chunked.
 
+use super::fan_out;
 use crate::error::{Error, Result};
 use crate::state_machine::two_phase::{self, Lock, TxnId, TxnRecord};
 use crate::storage::keys::{ShardId, TableId};
 use crate::storage::mvcc::{self, Version, VersionedScan};
 use crate::storage::Store;
+use crate::types::aggregate::{self, ColumnAggregate, PartialAggregate};
 use serde::{Deserialize, Serialize};
 
 /// One read of a group's state.
@@ -54,6 +56,16 @@ pub enum GroupRead {
         /// The transaction.
         txn: TxnId,
     },
+    /// Aggregates of the live rows of a row scan, over up to `max_rows` rows (and the
+    /// batch crossing it), from where the scan stands.
+    Aggregate {
+        /// Where the scan stands.
+        scan: VersionedScan,
+        /// What to compute of each row.
+        aggregates: Vec<ColumnAggregate>,
+        /// Rows to aggregate at most before answering.
+        max_rows: usize,
+    },
 }
 
 /// The answer to a [`GroupRead`], variant for variant.
@@ -76,6 +88,13 @@ pub enum GroupAnswer {
     TableLocks(Vec<Lock>),
     /// To `Record`.
     Record(Option<TxnRecord>),
+    /// To `Aggregate`: one part per aggregate, and the scan advanced past the rows.
+    Aggregated {
+        /// The parts.
+        parts: Vec<PartialAggregate>,
+        /// Where to resume.
+        scan: VersionedScan,
+    },
 }
 
 /// Answers `read` from a group's own store.
@@ -98,6 +117,18 @@ pub fn answer(store: &Store, read: GroupRead) -> Result<GroupAnswer> {
             limit,
         } => GroupAnswer::TableLocks(two_phase::table_locks(store, shard, table, limit)?),
         GroupRead::Record { txn } => GroupAnswer::Record(two_phase::read_record(store, txn)?),
+        GroupRead::Aggregate {
+            scan,
+            aggregates,
+            max_rows,
+        } => {
+            let mut parts = aggregate::start_all(&aggregates);
+            let rows = max_rows.min(fan_out::AGGREGATE_ROWS_PER_READ);
+            let keep_going = || Ok(());
+            let scan =
+                fan_out::aggregate_scan(store, scan, &aggregates, &mut parts, rows, &keep_going)?;
+            GroupAnswer::Aggregated { parts, scan }
+        }
     })
 }
 

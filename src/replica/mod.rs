@@ -16,6 +16,7 @@
 //! key) is only reported once that commit is durable.
 
 pub mod cluster;
+pub mod fan_out;
 pub mod group_read;
 pub mod oracle;
 pub mod raft;

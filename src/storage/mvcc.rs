@@ -28,6 +28,9 @@ pub const TOMBSTONE: &[u8] = &[];
 /// How many key-value pairs one storage call returns at most.
 pub const SCAN_BATCH: usize = 1024;
 
+/// Live records as a scan returns them: `(record prefix, value)` pairs in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A version of a record: `(commit_ts, value)`.
 pub type Version = (u64, Vec<u8>);
 
@@ -135,6 +138,9 @@ pub struct VersionedScan {
     end: Vec<u8>,
     read_ts: u64,
     done: bool,
+    /// Records the next batch reads: [`SCAN_BATCH`], or fewer for a first batch
+    /// sized to a LIMIT (see [`VersionedScan::with_first_batch`]).
+    batch: usize,
 }
 
 impl VersionedScan {
@@ -145,7 +151,16 @@ impl VersionedScan {
             end,
             read_ts,
             done: false,
+            batch: SCAN_BATCH,
         }
+    }
+
+    /// Reads only `records` (at least 1, at most [`SCAN_BATCH`]) in the first batch,
+    /// then full batches: a scan under a LIMIT of n reads about n records per shard
+    /// when the first n suffice, instead of a full batch from every shard.
+    pub fn with_first_batch(mut self, records: usize) -> VersionedScan {
+        self.batch = records.clamp(1, SCAN_BATCH);
+        self
     }
 
     /// Whether every record has been returned.
@@ -162,8 +177,10 @@ impl VersionedScan {
     pub fn next_batch(&mut self, store: &Store) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         while out.is_empty() && !self.done {
-            let raw = store.scan(Space::Latest, &self.next_key, &self.end, SCAN_BATCH)?;
-            if raw.len() < SCAN_BATCH {
+            let size = self.batch;
+            self.batch = SCAN_BATCH;
+            let raw = store.scan(Space::Latest, &self.next_key, &self.end, size)?;
+            if raw.len() < size {
                 self.done = true;
             }
             if let Some((last, _)) = raw.last() {
@@ -198,6 +215,34 @@ mod tests {
         let mut batch = Batch::default();
         put_version(&mut batch, prefix, ts, value, replaced);
         store.write(batch).unwrap();
+    }
+
+    /// A scan sized to a LIMIT reads that many records first, then full batches, and
+    /// still returns every record once, in order.
+    #[test]
+    fn a_small_first_batch_then_full_ones() {
+        let store = Store::temporary().unwrap();
+        let keys: Vec<Vec<u8>> = (0..SCAN_BATCH as u32 + 10)
+            .map(|n| n.to_be_bytes().to_vec())
+            .collect();
+        for key in &keys {
+            put(&store, key, 1, b"v");
+        }
+        let prefix = table_rows_prefix(0, 1);
+        let end = crate::encoding::keycode::prefix_end(&prefix).unwrap();
+        let mut scan = VersionedScan::new(prefix, end, 5).with_first_batch(3);
+        let first = scan.next_batch(&store).unwrap();
+        assert_eq!(first.len(), 3);
+        let second = scan.next_batch(&store).unwrap();
+        assert_eq!(second.len(), SCAN_BATCH);
+        let mut all = first;
+        all.extend(second);
+        while !scan.is_done() {
+            all.extend(scan.next_batch(&store).unwrap());
+        }
+        let expected: Vec<Vec<u8>> = keys.iter().map(|key| row_prefix(0, 1, key)).collect();
+        let got: Vec<Vec<u8>> = all.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(got, expected);
     }
 
     /// Each reader sees the newest version at or below its timestamp; tombstones hide.

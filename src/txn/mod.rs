@@ -295,21 +295,16 @@ impl Transaction {
             .collect()
     }
 
-    /// Fetches the next batch of a stored-key scan of `group`. On an unconfirmed
-    /// snapshot it fails at once (40001, which the session catches: it confirms the
-    /// snapshot and reruns the statement), so no scan runs twice.
-    fn next_batch(
-        &self,
-        group: GroupId,
-        scan: &mut mvcc::VersionedScan,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Fails (40001, which the session answers by confirming the snapshot and running
+    /// the statement again) when a scan is asked of an unconfirmed snapshot.
+    fn refuse_unconfirmed_scan(&self) -> Result<()> {
         if let Some(unconfirmed) = &self.unconfirmed {
             unconfirmed.scanned.set(true);
             return Err(Error::SerializationFailure(
                 "a scan needs a confirmed snapshot".into(),
             ));
         }
-        self.replica.scan_batch(group, scan)
+        Ok(())
     }
 
     /// Notes a row read from an unconfirmed snapshot.

@@ -17,8 +17,10 @@ use super::Transaction;
 use crate::catalog::{Index, Table};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
+use crate::replica::fan_out::Check;
 use crate::shard::{self, KeyRange, ShardSpan};
 use crate::storage::mvcc::VersionedScan;
+use crate::types::aggregate::{ColumnAggregate, PartialAggregate};
 use crate::types::Value;
 use std::collections::{HashSet, VecDeque};
 
@@ -53,6 +55,9 @@ pub struct RowScan {
     /// Primary keys already emitted by an index scan over several ranges.
     seen: HashSet<Vec<u8>>,
     pending_done: bool,
+    /// Records each shard's first batch reads, when a LIMIT says how many rows are
+    /// wanted (see [`RowScan::wanting`]).
+    first_batch: Option<usize>,
 }
 
 /// One shard's part of the range being read.
@@ -86,6 +91,7 @@ impl RowScan {
             ready: VecDeque::new(),
             seen: HashSet::new(),
             pending_done: false,
+            first_batch: None,
             table,
         };
         match source {
@@ -122,7 +128,53 @@ impl RowScan {
     }
 }
 
+impl RowScan {
+    /// Reads only about `rows` records from each shard first (a LIMIT's rows plus its
+    /// OFFSET): the merge needs every shard's next key before it can emit one, and with
+    /// full batches a LIMIT 10 over 8 shards would read 8 × 1,024 records. Later
+    /// batches are full, so a filter that rejects rows costs one small extra batch.
+    pub fn wanting(mut self, rows: u64) -> RowScan {
+        self.first_batch = Some(usize::try_from(rows).unwrap_or(usize::MAX));
+        self
+    }
+}
+
 impl Transaction {
+    /// Computes `aggregates` over every row of `table` shard by shard, where each shard
+    /// is stored, and combines the parts (see `replica::fan_out`); `None` when this
+    /// transaction has written the table, since its own rows are overlaid only by a row
+    /// scan. Like any scan it needs a confirmed snapshot, and settles each shard's
+    /// locks first.
+    pub fn aggregate_table(
+        &self,
+        table: &Table,
+        aggregates: &[ColumnAggregate],
+        check: Check<'_>,
+    ) -> Result<Option<Vec<PartialAggregate>>> {
+        let start = (table.id, Vec::new());
+        let written = self
+            .writes
+            .range(start..)
+            .next()
+            .is_some_and(|((id, _), _)| *id == table.id);
+        if written {
+            return Ok(None);
+        }
+        self.refuse_unconfirmed_scan()?;
+        let mut scans = Vec::new();
+        for span in shard::row_spans(table, &KeyRange::all()) {
+            self.settle_shard(table, span.shard, span.group)?;
+            let read_ts = self.snapshot_ts(span.group)?;
+            scans.push((
+                span.group,
+                VersionedScan::new(span.start, span.end, read_ts),
+            ));
+        }
+        self.replica
+            .aggregate_spans(scans, aggregates, check)
+            .map(Some)
+    }
+
     /// Starts reading the rows of `table` that `source` names, as this transaction
     /// sees them; [`Transaction::next_row`] returns them one at a time.
     pub fn scan_rows(&self, table: &Table, source: &RowSource) -> RowScan {
@@ -166,20 +218,20 @@ impl Transaction {
                 let mut cursors = Vec::with_capacity(spans.len());
                 for span in spans {
                     let read_ts = self.snapshot_ts(span.group)?;
+                    let mut versioned =
+                        VersionedScan::new(span.start.clone(), span.end.clone(), read_ts);
+                    if let Some(records) = scan.first_batch {
+                        versioned = versioned.with_first_batch(records);
+                    }
                     cursors.push(Cursor {
-                        scan: VersionedScan::new(span.start.clone(), span.end.clone(), read_ts),
+                        scan: versioned,
                         span,
                         buffered: VecDeque::new(),
                     });
                 }
                 scan.cursors = cursors;
             }
-            for cursor in &mut scan.cursors {
-                if cursor.buffered.is_empty() && !cursor.scan.is_done() {
-                    let batch = self.next_batch(cursor.span.group, &mut cursor.scan)?;
-                    cursor.buffered.extend(batch);
-                }
-            }
+            self.refill(&mut scan.cursors)?;
             scan.cursors.retain(|cursor| !cursor.exhausted());
             for _ in 0..MERGE_BATCH {
                 // Every live cursor must show its next key before the smallest is known.
@@ -200,6 +252,28 @@ impl Transaction {
                 return Ok(true);
             }
         }
+    }
+
+    /// Fetches the next batch of every cursor that has run dry, all shards at once
+    /// (see `Replica::scan_batches`).
+    fn refill(&self, cursors: &mut [Cursor]) -> Result<()> {
+        let mut dry: Vec<&mut Cursor> = cursors
+            .iter_mut()
+            .filter(|cursor| cursor.buffered.is_empty() && !cursor.scan.is_done())
+            .collect();
+        if dry.is_empty() {
+            return Ok(());
+        }
+        self.refuse_unconfirmed_scan()?;
+        let scans = dry
+            .iter_mut()
+            .map(|cursor| (cursor.span.group, &mut cursor.scan))
+            .collect();
+        let batches = self.replica.scan_batches(scans)?;
+        for (cursor, batch) in dry.into_iter().zip(batches) {
+            cursor.buffered.extend(batch);
+        }
+        Ok(())
     }
 
     /// Turns one stored record of a scan into a row in `ready` (or nothing, when the

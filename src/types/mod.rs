@@ -5,6 +5,7 @@
 //! checked, `-0.0 = 0.0`, NaN equals NaN and sorts above every other float, text compares
 //! by bytes (the "C" collation), and text input/output uses PostgreSQL's formats.
 
+pub mod aggregate;
 pub mod array;
 pub(crate) mod value;
 

@@ -1,126 +1,80 @@
 //! Grouping and aggregates: COUNT, SUM, MIN, MAX, AVG, STRING_AGG, ARRAY_AGG, each
 //! optionally DISTINCT.
 //!
+//! A whole-table aggregate without grouping is computed per shard where the shards are
+//! stored and the parts combined ([`ShardAggregateExecutor`]), unless the transaction
+//! wrote the table (its own rows then need the row scan's overlay).
+//!
 //! Groups are kept in a hash map keyed by the key encoding of the group values (so NULLs
 //! group together and 1 = 1.0) in first-seen order. Without GROUP BY, an empty input still
 //! yields one row (count 0, other aggregates NULL), as SQL requires.
 
+use super::interrupt::Interrupt;
 use super::Executor;
 use crate::encoding::keycode;
 use crate::error::{Error, Result};
 use crate::sql::planner::expression::{AggregateFunction, Expression};
 use crate::sql::planner::plan::Aggregate;
+use crate::sql::planner::plan::Plan;
 use crate::txn::Transaction;
+use crate::types::aggregate::PartialAggregate;
 use crate::types::{DataType, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-/// Running state of one aggregate in one group.
+/// Running state of one aggregate in one group: the combinable ones share their state
+/// with the per-shard parts (see [`crate::types::aggregate`]).
 #[derive(Clone, Debug)]
 enum Accumulator {
-    Count(i64),
-    SumInteger(Option<i64>),
-    SumFloat(Option<f64>),
-    Extreme(Option<Value>),
-    Average { sum: f64, count: i64 },
+    Combinable(PartialAggregate),
     Joined(Option<String>),
     Collected(Option<Vec<Value>>),
 }
 
 impl Accumulator {
     fn new(aggregate: &Aggregate) -> Accumulator {
-        match aggregate.function {
-            AggregateFunction::Count => Accumulator::Count(0),
-            AggregateFunction::Sum if aggregate.data_type.is_integer() => {
-                Accumulator::SumInteger(None)
-            }
-            AggregateFunction::Sum => Accumulator::SumFloat(None),
-            AggregateFunction::Min | AggregateFunction::Max => Accumulator::Extreme(None),
-            AggregateFunction::Avg => Accumulator::Average { sum: 0.0, count: 0 },
-            AggregateFunction::StringAgg => Accumulator::Joined(None),
-            AggregateFunction::ArrayAgg => Accumulator::Collected(None),
+        match aggregate.function.combinable() {
+            Some(function) => Accumulator::Combinable(PartialAggregate::new(
+                function,
+                aggregate.data_type.is_integer(),
+            )),
+            None if aggregate.function == AggregateFunction::StringAgg => Accumulator::Joined(None),
+            None => Accumulator::Collected(None),
         }
     }
 
-    /// Adds one row's value; `separator` is string_agg's for this row.
-    fn add(
-        &mut self,
-        function: AggregateFunction,
-        value: Option<Value>,
-        separator: Option<Value>,
-    ) -> Result<()> {
-        // array_agg keeps NULLs; every other aggregate skips them.
-        if let (Accumulator::Collected(items), Some(value)) = (&mut *self, &value) {
-            items.get_or_insert_with(Vec::new).push(value.clone());
-            return Ok(());
-        }
-        let Some(value) = value else {
-            // count(*): every row counts.
-            if let Accumulator::Count(n) = self {
-                *n += 1;
-            }
-            return Ok(());
-        };
-        if value.is_null() {
-            return Ok(());
-        }
+    /// Adds one row's value (`None`: count(*)); `separator` is string_agg's for this row.
+    fn add(&mut self, value: Option<Value>, separator: Option<Value>) -> Result<()> {
         match self {
-            Accumulator::Count(n) => *n += 1,
-            Accumulator::SumInteger(sum) => {
-                let v = value.as_i64().unwrap_or_default();
-                *sum = Some(
-                    sum.unwrap_or(0)
-                        .checked_add(v)
-                        .ok_or_else(|| Error::NumericOutOfRange("bigint out of range".into()))?,
-                );
+            Accumulator::Combinable(state) => state.add(value.as_ref()),
+            // array_agg keeps NULLs.
+            Accumulator::Collected(items) => {
+                if let Some(value) = value {
+                    items.get_or_insert_with(Vec::new).push(value);
+                }
+                Ok(())
             }
-            Accumulator::SumFloat(sum) => {
-                *sum = Some(sum.unwrap_or(0.0) + value.as_f64().unwrap_or_default())
-            }
-            Accumulator::Extreme(current) => {
-                let replace = match current {
-                    None => true,
-                    Some(existing) => {
-                        let ordering = value.sort_cmp(existing);
-                        if function == AggregateFunction::Min {
-                            ordering.is_lt()
-                        } else {
-                            ordering.is_gt()
-                        }
-                    }
+            Accumulator::Joined(text) => {
+                let Some(value) = value.filter(|value| !value.is_null()) else {
+                    return Ok(());
                 };
-                if replace {
-                    *current = Some(value);
-                }
-            }
-            Accumulator::Average { sum, count } => {
-                *sum += value.as_f64().unwrap_or_default();
-                *count += 1;
-            }
-            Accumulator::Joined(text) => match text {
-                None => *text = Some(value.to_string()),
-                Some(text) => {
-                    if let Some(separator) = separator.filter(|s| !s.is_null()) {
-                        text.push_str(&separator.to_string());
+                match text {
+                    None => *text = Some(value.to_string()),
+                    Some(text) => {
+                        if let Some(separator) = separator.filter(|s| !s.is_null()) {
+                            text.push_str(&separator.to_string());
+                        }
+                        text.push_str(&value.to_string());
                     }
-                    text.push_str(&value.to_string());
                 }
-            },
-            Accumulator::Collected(_) => {}
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn finish(self, data_type: DataType) -> Result<Value> {
         Ok(match self {
-            Accumulator::Count(n) => Value::BigInt(n),
-            Accumulator::SumInteger(sum) => sum.map_or(Value::Null, Value::BigInt),
-            Accumulator::SumFloat(sum) => match sum {
-                None => Value::Null,
-                Some(s) => Value::Double(s).cast(data_type)?,
-            },
-            Accumulator::Extreme(value) => value.unwrap_or(Value::Null),
-            Accumulator::Average { count: 0, .. } => Value::Null,
-            Accumulator::Average { sum, count } => Value::Double(sum / count as f64),
+            Accumulator::Combinable(state) => state.finish(data_type)?,
             Accumulator::Joined(text) => text.map_or(Value::Null, Value::Text),
             Accumulator::Collected(items) => match (items, data_type) {
                 (Some(items), DataType::Array(element)) => Value::Array { element, items },
@@ -212,7 +166,7 @@ impl AggregateExecutor {
                     .as_ref()
                     .map(|s| s.evaluate(&row))
                     .transpose()?;
-                group.accumulators[i].add(aggregate.function, value, separator)?;
+                group.accumulators[i].add(value, separator)?;
             }
         }
         if groups.is_empty() && self.group_by.is_empty() {
@@ -238,5 +192,82 @@ impl Executor for AggregateExecutor {
             self.output = self.consume(source, txn)?.into_iter();
         }
         Ok(self.output.next())
+    }
+}
+
+/// A whole table's combinable aggregates, computed per shard and combined (see
+/// `Plan::shard_aggregation`); falls back to scanning rows into an
+/// [`AggregateExecutor`] when the transaction has written the table.
+pub struct ShardAggregateExecutor {
+    plan: Option<Plan>,
+    aggregates: Vec<Aggregate>,
+    interrupt: Arc<Interrupt>,
+    /// The row-by-row executor, when the transaction's own writes must be seen.
+    fallback: Option<Box<dyn Executor>>,
+    output: Option<Vec<Value>>,
+}
+
+impl ShardAggregateExecutor {
+    /// Aggregates per shard what `plan` (an Aggregate over a full scan) asks.
+    pub fn new(
+        plan: Plan,
+        aggregates: Vec<Aggregate>,
+        interrupt: Arc<Interrupt>,
+    ) -> ShardAggregateExecutor {
+        ShardAggregateExecutor {
+            plan: Some(plan),
+            aggregates,
+            interrupt,
+            fallback: None,
+            output: None,
+        }
+    }
+
+    /// Runs the fan-out; `None` when the fallback must run instead.
+    fn aggregate(&self, plan: &Plan, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        let Some((table, per_shard)) = plan.shard_aggregation() else {
+            return Err(Error::Internal(
+                "a shard aggregate was built for a plan that has none".into(),
+            ));
+        };
+        let interrupt = &self.interrupt;
+        let check = || interrupt.check();
+        let Some(parts) = txn.aggregate_table(table, &per_shard, &check)? else {
+            return Ok(None);
+        };
+        parts
+            .into_iter()
+            .zip(&self.aggregates)
+            .map(|(part, aggregate)| part.finish(aggregate.data_type))
+            .collect::<Result<Vec<Value>>>()
+            .map(Some)
+    }
+}
+
+impl Executor for ShardAggregateExecutor {
+    fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        if let Some(plan) = self.plan.take() {
+            match self.aggregate(&plan, txn)? {
+                Some(row) => self.output = Some(row),
+                None => {
+                    let Plan::Aggregate {
+                        source,
+                        group_by,
+                        aggregates,
+                    } = plan
+                    else {
+                        return Err(Error::Internal("a shard aggregate lost its plan".into()));
+                    };
+                    let source = super::build(&source, &self.interrupt)?;
+                    self.fallback = Some(Box::new(AggregateExecutor::new(
+                        source, group_by, aggregates,
+                    )));
+                }
+            }
+        }
+        match &mut self.fallback {
+            Some(fallback) => fallback.next(txn),
+            None => Ok(self.output.take()),
+        }
     }
 }

@@ -87,6 +87,17 @@ fn collect(plan: &Plan, txn: &Transaction, interrupt: &Arc<Interrupt>) -> Result
 /// Builds the executor tree for a read plan. Leaves (scans, VALUES) produce every row a
 /// statement touches, so they are where cancellation and timeouts are checked.
 pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor>> {
+    build_hinted(plan, interrupt, None)
+}
+
+/// [`build`], with `rows_wanted`: how many rows a LIMIT above asks of this node (through
+/// projections and filters only), so a scan of many shards reads about that many from
+/// each first instead of a full batch (see `Plan::limit_pushdown`).
+fn build_hinted(
+    plan: &Plan,
+    interrupt: &Arc<Interrupt>,
+    rows_wanted: Option<u64>,
+) -> Result<Box<dyn Executor>> {
     Ok(match plan {
         Plan::Values { rows } => Checked::wrap(
             ValuesExecutor {
@@ -95,9 +106,10 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             },
             interrupt,
         ),
-        Plan::Scan { table, access } => {
-            Checked::wrap(scan::ScanExecutor::new(table.clone(), access), interrupt)
-        }
+        Plan::Scan { table, access } => Checked::wrap(
+            scan::ScanExecutor::new(table.clone(), access).wanting(rows_wanted),
+            interrupt,
+        ),
         Plan::TableFunction {
             function,
             arguments,
@@ -112,16 +124,23 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             interrupt,
         ),
         Plan::Filter { source, predicate } => Box::new(FilterExecutor {
-            source: build(source, interrupt)?,
+            source: build_hinted(source, interrupt, rows_wanted)?,
             predicate: subquery::Evaluated::new(vec![predicate.clone()], interrupt),
         }),
         Plan::Project {
             source,
             expressions,
         } => Box::new(ProjectExecutor::new(
-            build(source, interrupt)?,
+            build_hinted(source, interrupt, rows_wanted)?,
             subquery::Evaluated::new(expressions.clone(), interrupt),
         )),
+        Plan::Aggregate { aggregates, .. } if plan.shard_aggregation().is_some() => {
+            Box::new(aggregate::ShardAggregateExecutor::new(
+                plan.clone(),
+                aggregates.clone(),
+                Arc::clone(interrupt),
+            ))
+        }
         Plan::Aggregate {
             source,
             group_by,
@@ -145,7 +164,7 @@ pub fn build(plan: &Plan, interrupt: &Arc<Interrupt>) -> Result<Box<dyn Executor
             limit,
             offset,
         } => Box::new(LimitExecutor {
-            source: build(source, interrupt)?,
+            source: build_hinted(source, interrupt, limit.map(|n| n.saturating_add(*offset)))?,
             remaining: *limit,
             to_skip: *offset,
         }),

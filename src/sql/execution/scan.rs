@@ -13,6 +13,8 @@ use crate::types::Value;
 pub struct ScanExecutor {
     table: Table,
     source: RowSource,
+    /// Rows a LIMIT above wants, if known: each shard reads about that many first.
+    rows_wanted: Option<u64>,
     /// Started on the first call, when the transaction is at hand.
     scan: Option<RowScan>,
 }
@@ -28,8 +30,15 @@ impl ScanExecutor {
         ScanExecutor {
             table,
             source,
+            rows_wanted: None,
             scan: None,
         }
+    }
+
+    /// Reads about `rows` rows from each shard first when a LIMIT wants that many.
+    pub fn wanting(mut self, rows: Option<u64>) -> ScanExecutor {
+        self.rows_wanted = rows;
+        self
     }
 }
 
@@ -37,7 +46,13 @@ impl Executor for ScanExecutor {
     fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
         let scan = match &mut self.scan {
             Some(scan) => scan,
-            None => self.scan.insert(txn.scan_rows(&self.table, &self.source)),
+            None => {
+                let scan = txn.scan_rows(&self.table, &self.source);
+                self.scan.insert(match self.rows_wanted {
+                    Some(rows) => scan.wanting(rows),
+                    None => scan,
+                })
+            }
         };
         txn.next_row(scan)
     }

@@ -7,6 +7,7 @@
 
 use super::super::ast::{BinaryOp, Expr, Select, SelectItem, UnaryOp};
 use crate::error::{Error, Result};
+use crate::types::aggregate::Combinable;
 use crate::types::{DataType, ElementType, Value, TEXT};
 use std::fmt;
 
@@ -123,6 +124,18 @@ pub enum AggregateFunction {
 }
 
 impl AggregateFunction {
+    /// The aggregate as one that can be computed per shard and combined, if it is.
+    pub fn combinable(self) -> Option<Combinable> {
+        match self {
+            AggregateFunction::Count => Some(Combinable::Count),
+            AggregateFunction::Sum => Some(Combinable::Sum),
+            AggregateFunction::Min => Some(Combinable::Min),
+            AggregateFunction::Max => Some(Combinable::Max),
+            AggregateFunction::Avg => Some(Combinable::Avg),
+            AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => None,
+        }
+    }
+
     /// Recognizes an aggregate by name.
     pub fn from_name(name: &str) -> Option<AggregateFunction> {
         Some(match name {

@@ -3,6 +3,7 @@
 use super::expression::{AggregateFunction, Expression};
 use crate::catalog::{Index, Table};
 use crate::sql::ast::SetOperator;
+use crate::types::aggregate::ColumnAggregate;
 use crate::types::DataType;
 use std::fmt::Write;
 use std::ops::Bound;
@@ -337,6 +338,62 @@ impl Plan {
         Ok(())
     }
 
+    /// When this node aggregates a whole table with combinable aggregates of plain
+    /// columns and no grouping: the table and what each shard computes, so the shards
+    /// are aggregated where they are stored, side by side, and only the parts combined
+    /// (see `replica::fan_out`).
+    pub fn shard_aggregation(&self) -> Option<(&Table, Vec<ColumnAggregate>)> {
+        let Plan::Aggregate {
+            source,
+            group_by,
+            aggregates,
+        } = self
+        else {
+            return None;
+        };
+        let Plan::Scan {
+            table,
+            access: AccessPath::FullScan,
+        } = &**source
+        else {
+            return None;
+        };
+        if !group_by.is_empty() {
+            return None;
+        }
+        let per_shard = aggregates.iter().map(|aggregate| {
+            if aggregate.distinct || aggregate.separator.is_some() {
+                return None;
+            }
+            let column = match &aggregate.argument {
+                None => None,
+                Some(Expression::Column { index, .. }) => Some(*index),
+                Some(_) => return None,
+            };
+            Some(ColumnAggregate {
+                function: aggregate.function.combinable()?,
+                column,
+                integer: aggregate.data_type.is_integer(),
+            })
+        });
+        Some((table, per_shard.collect::<Option<Vec<_>>>()?))
+    }
+
+    /// How many shards the scan under this node reads, when only projections and
+    /// filters stand between them (so a LIMIT above is pushed down to it, see
+    /// `execution::build_hinted`); `None` for a key lookup or any other node.
+    pub fn scanned_shards(&self) -> Option<u16> {
+        match self {
+            Plan::Project { source, .. } | Plan::Filter { source, .. } => source.scanned_shards(),
+            Plan::Scan {
+                access: AccessPath::PrimaryKey(ranges),
+                table,
+            } if ranges.iter().all(|r| r.is_point(table.primary_key.len())) => None,
+            Plan::Scan { table, .. } => Some(table.shard_count.max(1)),
+            _ => None,
+        }
+    }
+
     /// The plan as indented text, one node per line, as EXPLAIN prints it.
     pub fn explain(&self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -394,6 +451,20 @@ impl Plan {
                 details.push(format!("Output: {}", items.join(", ")));
                 vec![&**source]
             }
+            Plan::Aggregate { aggregates, .. } if self.shard_aggregation().is_some() => {
+                // One node: no row scan runs, each shard is aggregated where it is.
+                let table = self.shard_aggregation().map(|(table, _)| table);
+                let name = table.map_or("", |table| table.name.as_str());
+                let count = table.map_or(1, |table| table.shard_count.max(1));
+                let _ = write!(line, "Shard Aggregate on {name}");
+                let aggregates: Vec<String> = aggregates.iter().map(describe_aggregate).collect();
+                details.push(format!("Aggregates: {}", aggregates.join(", ")));
+                details.push(format!(
+                    "Shards: all {count}, each aggregated where stored, side by side, \
+                     then combined"
+                ));
+                Vec::new()
+            }
             Plan::Aggregate {
                 source,
                 group_by,
@@ -447,6 +518,14 @@ impl Plan {
                 match limit {
                     Some(limit) => details.push(format!("Limit: {limit}, Offset: {offset}")),
                     None => details.push(format!("Offset: {offset}")),
+                }
+                if let (Some(limit), Some(shards)) = (limit, source.scanned_shards()) {
+                    if shards > 1 {
+                        details.push(format!(
+                            "Pushed down: each shard reads {} rows first",
+                            limit.saturating_add(*offset)
+                        ));
+                    }
                 }
                 vec![&**source]
             }
