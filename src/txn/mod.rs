@@ -164,6 +164,7 @@ impl Transaction {
             return Ok(());
         };
         let fresh_ts = self.replica.read_timestamp(unconfirmed.level)?;
+        self.settle_written_rows(fresh_ts)?;
         let by_group = self.written_rows_by_group()?;
         for (group, prefixes) in by_group {
             for chunk in prefixes.chunks(CONFIRM_CHUNK) {
@@ -181,6 +182,29 @@ impl Transaction {
             }
         }
         self.snapshot.set(Snapshot::Fixed(fresh_ts));
+        Ok(())
+    }
+
+    /// Settles the cross-group commits' locks on the rows written so far that the
+    /// fresh snapshot at `fresh_ts` covers, so that their versions are written before
+    /// [`Transaction::confirm`] looks for versions newer than the old snapshot. A
+    /// commit decided but not yet resolved here would otherwise show no version yet,
+    /// the snapshot would move past its commit timestamp, and this transaction's
+    /// commit would overwrite it with a value computed from the row before it: a lost
+    /// update. A lock above `fresh_ts` needs nothing: its commit lands above the new
+    /// snapshot, so this transaction's commit is refused by it.
+    fn settle_written_rows(&self, fresh_ts: u64) -> Result<()> {
+        if !self.replica.may_hold_locks() {
+            return Ok(());
+        }
+        let catalog = self.replica.catalog();
+        for (table_id, pk) in self.writes.keys() {
+            let table = catalog
+                .table_by_id(*table_id)
+                .ok_or_else(dropped_concurrently)?;
+            let (group, _) = shard::locate_row(table, pk);
+            locks::settle_row(&self.replica, table, pk, group, fresh_ts)?;
+        }
         Ok(())
     }
 
