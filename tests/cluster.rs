@@ -601,17 +601,46 @@ fn a_pool_of_data_groups_spreads_shards_and_leaders() {
              INSERT INTO w SELECT g, g * 7 FROM generate_series(1, 30) AS g",
         )
         .expect("w");
-    let error = client
+    // A unique index built over rows already in several groups: each group writes the
+    // entries it holds, the rest are sent where their values hash.
+    client
         .batch_execute("CREATE UNIQUE INDEX w_e ON w (e)")
-        .expect_err("a unique backfill over groups");
+        .expect("a unique backfill over groups");
+    for node in 0..3 {
+        let mut client = cluster.connect(node);
+        let row = client
+            .query_one("SELECT id FROM w WHERE e = 91", &[])
+            .expect("a lookup by value");
+        assert_eq!(row.get::<_, i32>(0), 13, "node {}", node + 1);
+        let error = client
+            .batch_execute(&format!("INSERT INTO w VALUES ({}, 7)", 100 + node))
+            .expect_err("a value the backfill entered");
+        assert_eq!(
+            error.code(),
+            Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+            "node {}: {error}",
+            node + 1
+        );
+    }
+    // Duplicates fail the build (each value below is held by two rows, in different
+    // groups for most of the pairs); the index is gone afterwards.
+    client
+        .batch_execute(
+            "DROP INDEX w_e; \
+             INSERT INTO w SELECT g, 1000 + g % 15 FROM generate_series(31, 60) AS g",
+        )
+        .expect("rows repeating values");
+    let error = client
+        .batch_execute("CREATE UNIQUE INDEX w_dup ON w (e)")
+        .expect_err("duplicates across groups");
     assert_eq!(
         error.code(),
-        Some(&postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
+        Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
         "{error}"
     );
     client
-        .batch_execute("INSERT INTO w VALUES (31, 7)")
-        .expect("the refused index is gone");
+        .batch_execute("INSERT INTO w VALUES (61, 1001)")
+        .expect("the failed index is gone");
     cluster.assert_converged();
     client.batch_execute("DROP TABLE t").expect("drop");
     client

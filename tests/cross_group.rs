@@ -415,3 +415,125 @@ fn a_pending_claim_holds_its_unique_value() {
     assert_eq!(row.get::<_, i32>(0), 100);
     cluster.assert_converged();
 }
+
+/// A unique index built over rows already in every group, while sessions on every
+/// node keep changing the indexed column (each row's value stays distinct), ends
+/// consistent with the rows: through every node each row is found by its current value
+/// and no earlier value finds anything. This is the race between the backfill, which
+/// reads each group's rows as of its install and sends their entries where the values
+/// hash, and the commits since, which maintain those entries themselves.
+#[test]
+fn a_unique_index_built_under_writes_matches_the_rows() {
+    const ROWS: i32 = 240;
+    let cluster = Cluster::start_with(3, SETTINGS);
+    for group in [2, 3] {
+        cluster.wait_for_leader(group, 0, None);
+    }
+    cluster
+        .connect(0)
+        .batch_execute(&format!(
+            "CREATE TABLE items (id INT PRIMARY KEY, code INT NOT NULL) WITH (shards = 6); \
+             INSERT INTO items SELECT g, g FROM generate_series(1, {ROWS}) AS g"
+        ))
+        .expect("create and fill");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for worker in 0..3i32 {
+            let (cluster, stop) = (&cluster, &stop);
+            scope.spawn(move || {
+                let mut client = cluster.connect(worker as usize);
+                let started = Instant::now();
+                let mut round = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(90),
+                        "writers ran on"
+                    );
+                    // Worker w moves the codes of ids ≡ w (mod 3) up by 1000: values
+                    // stay distinct, since code ≡ id (mod 1000).
+                    let id = 1 + worker + 3 * (round % (ROWS / 3));
+                    round += 1;
+                    match client
+                        .execute("UPDATE items SET code = code + 1000 WHERE id = $1", &[&id])
+                    {
+                        Ok(_) => {}
+                        Err(error) if is_retryable(&error) || is_outcome_unknown(&error) => {}
+                        Err(error) => panic!("update {id}: {error}"),
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mut client = cluster.connect(1);
+        let started = Instant::now();
+        loop {
+            match client.batch_execute("CREATE UNIQUE INDEX items_code ON items (code)") {
+                Ok(()) => break,
+                // A prepared write on the table makes a group's install wait.
+                Err(error) if is_retryable(&error) => {
+                    assert!(started.elapsed() < Duration::from_secs(60), "{error}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => panic!("create the index: {error}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    for node in 0..3 {
+        let mut client = cluster.connect(node);
+        let plan: Vec<String> = client
+            .query("EXPLAIN SELECT id FROM items WHERE code = 5", &[])
+            .expect("explain")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(plan.join("\n").contains("items_code"), "{plan:?}");
+        let rows = client
+            .query("SELECT id, code FROM items ORDER BY id", &[])
+            .expect("rows");
+        assert_eq!(rows.len(), ROWS as usize);
+        for row in rows {
+            let (id, code): (i32, i32) = (row.get(0), row.get(1));
+            let found: Vec<i32> = client
+                .query("SELECT id FROM items WHERE code = $1", &[&code])
+                .expect("lookup")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert_eq!(found, vec![id], "node {}: code {code}", node + 1);
+            if code > 1000 {
+                let earlier = client
+                    .query("SELECT id FROM items WHERE code = $1", &[&(code - 1000)])
+                    .expect("lookup of an earlier value");
+                assert!(
+                    earlier.is_empty(),
+                    "node {}: code {}",
+                    node + 1,
+                    code - 1000
+                );
+            }
+        }
+    }
+    // No entry of an earlier value was left live: each can be claimed by a new row.
+    let mut client = cluster.connect(2);
+    let moved = client
+        .query("SELECT id, code FROM items WHERE code > 1000", &[])
+        .expect("moved rows");
+    assert!(
+        !moved.is_empty(),
+        "no row changed while the index was built"
+    );
+    for row in moved {
+        let (id, code): (i32, i32) = (row.get(0), row.get(1));
+        for earlier in (code % 1000..code).step_by(1000) {
+            client
+                .execute(
+                    "INSERT INTO items VALUES ($1, $2)",
+                    &[&(100_000 * (1 + earlier / 1000) + id), &earlier],
+                )
+                .unwrap_or_else(|error| panic!("code {earlier} of row {id}: {error}"));
+        }
+    }
+    cluster.assert_converged();
+}

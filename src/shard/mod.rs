@@ -96,6 +96,15 @@ pub fn shard_of(table: &Table, pk: &[u8]) -> ShardId {
     keys::shard_for(pk, table.shard_count)
 }
 
+/// Whether `table`'s shards live in more than one group (only then can a unique index
+/// entry live in another group than its row).
+pub fn spans_groups(table: &Table) -> bool {
+    table
+        .placement
+        .first()
+        .is_some_and(|first| table.placement.iter().any(|p| p.group != first.group))
+}
+
 /// The group hosting `shard` of `table`.
 pub fn group_of(table: &Table, shard: ShardId) -> GroupId {
     match table.placement.get(usize::from(shard)) {

@@ -173,6 +173,40 @@ impl<'a> IndexWriter<'a> {
         }
     }
 
+    /// Writes a backfilled entry sent here by the builder of a unique index (see
+    /// `Operation::BackfillEntries`), unless a commit since the index was installed
+    /// has written its key already: that version is newer than the row it was read
+    /// from, and stands.
+    pub fn backfill_sent(
+        &mut self,
+        table: &Table,
+        write: &IndexWrite,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        if write.row.is_none() {
+            return Err(Error::Internal(
+                "a backfilled index entry came without its row".into(),
+            ));
+        }
+        let Some(index) = table
+            .indexes
+            .iter()
+            .find(|index| index.id == write.index_id)
+        else {
+            return Err(Error::UndefinedObject(format!(
+                "an index of \"{}\" was dropped while it was built",
+                table.name
+            )));
+        };
+        let entry_shard = shard::entry_shard(table, index, &write.values, 0);
+        let prefix =
+            keys::index_entry_prefix(entry_shard, table.id, index.id, &write.values, &write.pk);
+        if mvcc::read_version(self.store, &prefix, LATEST)?.is_some() {
+            return Ok(());
+        }
+        self.apply_sent(table, write, batch)
+    }
+
     /// Whether `entry_shard` of `table` is in this group.
     fn is_local(&self, table: &Table, entry_shard: ShardId) -> bool {
         shard::group_of(table, entry_shard) == self.group
@@ -330,8 +364,9 @@ const PROGRESS_EVERY_ROWS: u64 = 4096;
 /// Writes entries for every live row of `table` into a new index, at `commit_ts`, failing
 /// (with nothing written, since the batch is dropped) when a unique index meets duplicates.
 /// A unique index's entry for a row of this group whose values hash to a shard in
-/// another group cannot be written from here: such a backfill is refused (0A000), so a
-/// unique index over several groups is created with the table or on an empty one.
+/// another group is not written here: the index's builder reads those rows and sends
+/// the entries there (`Operation::BackfillEntries`). Duplicates among this group's
+/// rows are found here, those across groups where the entries meet.
 pub fn backfill(
     store: &Store,
     group: GroupId,
@@ -363,11 +398,7 @@ pub fn backfill(
                 let pk = &row_prefix[start.len()..];
                 let entry_shard = shard::entry_shard(table, index, &values, row_shard);
                 if shard::group_of(table, entry_shard) != group {
-                    return Err(Error::FeatureNotSupported(format!(
-                        "building unique index \"{}\" over rows already in several data \
-                         groups; create it with the table, or on an empty table",
-                        index.name
-                    )));
+                    continue; // sent there by the index's builder
                 }
                 let prefix = keys::index_entry_prefix(entry_shard, table.id, index.id, &values, pk);
                 // The index is new, so none of its entries has an older version.

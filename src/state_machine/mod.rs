@@ -120,6 +120,17 @@ pub enum Operation {
         /// The decided outcome.
         outcome: TxnOutcome,
     },
+    /// The second step of building a unique index over several groups: entries of
+    /// rows in other groups whose values hash to this group's shards (each group's
+    /// install backfilled only the entries it holds). Each is written unless its key
+    /// already has a version (written by a commit since the install, which is newer
+    /// than the row the entry was read from), and checked for uniqueness as a commit's
+    /// entry is (23505 for a value held by another row, 40001 for one a prepared
+    /// transaction claims).
+    BackfillEntries {
+        /// The entries, each with its row (`IndexWrite::row` is always `Some`).
+        entries: Vec<IndexWrite>,
+    },
 }
 
 impl Operation {
@@ -155,6 +166,7 @@ impl Operation {
                 ready_ts: *ready_ts,
             }),
             Operation::InstallCatalog { .. }
+            | Operation::BackfillEntries { .. }
             | Operation::Advance
             | Operation::Commit { .. }
             | Operation::Prepare(_)
@@ -176,7 +188,8 @@ impl Operation {
             | Operation::Commit { .. }
             | Operation::Prepare(_)
             | Operation::Decide { .. }
-            | Operation::Resolve { .. } => false,
+            | Operation::Resolve { .. }
+            | Operation::BackfillEntries { .. } => false,
         }
     }
 }
@@ -460,6 +473,24 @@ impl StateMachine {
             }
             Operation::Resolve { txn, outcome } => {
                 prepared_delta = self.resolve_share(&catalog, *txn, *outcome, &mut batch)?;
+                Applied::Done
+            }
+            Operation::BackfillEntries { entries } => {
+                if self.prepared > 0 {
+                    two_phase::refuse_prepared_entries(&self.store, entries)?;
+                }
+                let locks = self.lock_check(None);
+                let mut writer = IndexWriter::new(&self.store, self.group, ts, locks);
+                for entry in entries {
+                    let table = catalog.table_by_id(entry.table_id).ok_or_else(|| {
+                        Error::UndefinedTable(format!(
+                            "table with id {} (dropped while its index was built)",
+                            entry.table_id
+                        ))
+                    })?;
+                    writer.backfill_sent(table, entry, &mut batch)?;
+                }
+                writer.finish(&catalog)?;
                 Applied::Done
             }
         };

@@ -280,6 +280,32 @@ pub fn refuse_while_prepared(store: &Store, table: TableId, name: &str) -> Resul
     Ok(())
 }
 
+/// Fails with 40001 while a transaction prepared here sends a change of one of these
+/// index entries: its resolve would write the entry at its commit timestamp, perhaps
+/// below a backfilled version of it (`Operation::BackfillEntries`), so the backfill
+/// waits for the decision instead.
+pub fn refuse_prepared_entries(store: &Store, entries: &[IndexWrite]) -> Result<()> {
+    let entry = |write: &IndexWrite| {
+        (
+            write.table_id,
+            write.index_id,
+            write.values.clone(),
+            write.pk.clone(),
+        )
+    };
+    let wanted: std::collections::HashSet<_> = entries.iter().map(entry).collect();
+    for (txn, prepared) in list_prepared(store)? {
+        if prepared
+            .index_writes
+            .iter()
+            .any(|write| wanted.contains(&entry(write)))
+        {
+            return Err(locked("an index entry being built".into(), txn));
+        }
+    }
+    Ok(())
+}
+
 /// What a two-phase step changes besides its batch: the change in the number of
 /// transactions prepared in the group.
 pub(super) type PreparedDelta = isize;
@@ -805,6 +831,80 @@ mod tests {
             .unwrap();
         group.commit(vec![insert(other_local, &free)]).unwrap();
         assert!(group.row(other_local).is_some());
+    }
+
+    /// Backfilled entries of a unique index built over several groups meet the claims
+    /// of their values here: a value another row holds fails the build (23505), one a
+    /// pending transaction claims or an entry a pending transaction changes makes it
+    /// wait (40001), an entry a commit wrote or removed since the install is left as it
+    /// is, and the rest are written live.
+    #[test]
+    fn backfilled_entries_are_checked_where_their_values_meet() {
+        let mut group = Group::over(2);
+        let local = group.key_placed(1, true);
+        let remote = group.key_placed(1, false);
+        let other_remote = group.key_placed(remote + 1, false);
+        let held = group.email_placed_here(0);
+        let next = |email: &str| email[1..email.len() - 2].parse::<u32>().unwrap() + 1;
+        let free = group.email_placed_here(next(&held));
+        let claimed = group.email_placed_here(next(&free));
+        group.commit(vec![insert(local, &held)]).unwrap();
+        let backfill = |entries| Operation::BackfillEntries { entries };
+
+        let duplicate = group.apply(backfill(vec![group.sent(remote, &held, true)]));
+        assert!(
+            matches!(duplicate, Err(Error::UniqueViolation { .. })),
+            "{duplicate:?}"
+        );
+        let twice = group.apply(backfill(vec![
+            group.sent(remote, &free, true),
+            group.sent(other_remote, &free, true),
+        ]));
+        assert!(
+            matches!(twice, Err(Error::UniqueViolation { .. })),
+            "{twice:?}"
+        );
+
+        group
+            .prepare_sent(TXN, vec![group.sent(other_remote, &claimed, true)])
+            .unwrap();
+        let waits = group.apply(backfill(vec![group.sent(remote, &claimed, true)]));
+        assert!(
+            is_retryable_conflict(waits),
+            "a pending claim makes the batch wait"
+        );
+        group.decide(TXN, TxnOutcome::Abort).unwrap();
+
+        // A commit since the install removed remote's entry for `free`: the backfill,
+        // which read the row before, leaves that removal standing.
+        group
+            .prepare_sent(OTHER_TXN, vec![group.sent(remote, &free, false)])
+            .unwrap();
+        let pending = group.apply(backfill(vec![group.sent(remote, &free, true)]));
+        assert!(
+            is_retryable_conflict(pending),
+            "a pending change of the entry makes the batch wait"
+        );
+        let commit_ts = group.ts;
+        group
+            .decide(OTHER_TXN, TxnOutcome::Commit { commit_ts })
+            .unwrap();
+        group
+            .apply(backfill(vec![
+                group.sent(remote, &free, true),
+                group.sent(other_remote, &claimed, true),
+            ]))
+            .unwrap();
+        let another_local = group.key_placed(local + 1, true);
+        group
+            .commit(vec![insert(another_local, &free)])
+            .expect("the removed entry was not brought back");
+        let third_local = group.key_placed(another_local + 1, true);
+        let repeated = group.commit(vec![insert(third_local, &claimed)]);
+        assert!(
+            matches!(repeated, Err(Error::UniqueViolation { .. })),
+            "the backfilled entry claims its value: {repeated:?}"
+        );
     }
 
     /// The first decision wins: a commit arriving after a reader aborted the record is

@@ -535,7 +535,7 @@ impl Transaction {
                 .table_by_id(*table_id)
                 .ok_or_else(dropped_concurrently)?;
             let (group, _) = shard::locate_row(table, pk);
-            if spans_groups(table) && table.indexes.iter().any(|index| index.unique) {
+            if shard::spans_groups(table) && table.indexes.iter().any(|index| index.unique) {
                 for (entry_group, write) in
                     self.unique_entries_elsewhere(table, pk, pending, group)?
                 {
@@ -623,15 +623,6 @@ pub(crate) struct GroupShare {
     pub(crate) writes: Vec<RowWrite>,
     /// Unique index entries of other groups' rows whose shards are in the group.
     pub(crate) index_writes: Vec<IndexWrite>,
-}
-
-/// Whether `table`'s shards live in more than one group (only then can a unique index
-/// entry live in another group than its row).
-fn spans_groups(table: &Table) -> bool {
-    table
-        .placement
-        .first()
-        .is_some_and(|first| table.placement.iter().any(|p| p.group != first.group))
 }
 
 /// The error of a commit or confirmation whose table went meanwhile.

@@ -13,6 +13,7 @@
 
 pub mod catch_up;
 pub mod clock;
+pub mod index_build;
 pub mod log_store;
 pub mod membership;
 pub mod network;

@@ -15,14 +15,20 @@
 //! group that cannot build it (a duplicate value of a unique index) refuses the install;
 //! the index is then dropped again and the error reported.
 //!
+//! A unique index over several groups has a second step before it is ready: entries
+//! that belong in another group than their row's are sent there (`raft::index_build`);
+//! duplicates across groups are found where the entries meet, and fail the build the
+//! same way.
+//!
 //! A node that stops between the steps leaves some groups behind; the leader of each
 //! data group installs the newest catalog it finds behind ([`RaftNode::catch_up_catalog`]).
 
 use super::node::{Proposal, RaftNode};
 use super::types::{GroupId, Request, METADATA_GROUP};
 use crate::error::{Error, Result};
-use crate::shard::FIRST_SHARD_GROUP;
+use crate::shard::{self, FIRST_SHARD_GROUP};
 use crate::state_machine::{Applied, Operation};
+use std::collections::BTreeMap;
 
 impl RaftNode {
     /// Runs one DDL operation across the cluster; returns once every data group has
@@ -36,7 +42,7 @@ impl RaftNode {
         let Operation::CreateIndex { spec, .. } = &operation else {
             return installed.map(|_| applied);
         };
-        match installed {
+        match self.build_index(&spec.name, installed).await {
             Ok(ready_ts) => {
                 let catalog = self.catalog();
                 let Some((_, index)) = catalog.index_owner(&spec.name) else {
@@ -67,6 +73,30 @@ impl RaftNode {
         }
     }
 
+    /// Finishes building index `name` once every group installed it (`installed`: each
+    /// group's install timestamp): a unique index over several groups also needs the
+    /// entries each group could not write itself (see `raft::index_build`). Returns
+    /// the timestamp from which the index is complete in every group.
+    async fn build_index(
+        &self,
+        name: &str,
+        installed: Result<BTreeMap<GroupId, u64>>,
+    ) -> Result<u64> {
+        let installed = installed?;
+        let ready_ts = installed.values().copied().max().unwrap_or(0);
+        let catalog = self.catalog();
+        let Some((table, index)) = catalog.index_owner(name) else {
+            return Ok(ready_ts); // dropped meanwhile: reported by the caller
+        };
+        if !index.unique || !shard::spans_groups(table) {
+            return Ok(ready_ts);
+        }
+        let sent_ts = self
+            .backfill_entries_elsewhere(table, index, &installed)
+            .await?;
+        Ok(ready_ts.max(sent_ts))
+    }
+
     /// Commits a schema change in the metadata group and waits until this replica has
     /// applied it (the next statement here plans against it).
     async fn change_catalog(&self, operation: Operation) -> Result<Applied> {
@@ -76,16 +106,18 @@ impl RaftNode {
         Ok(applied)
     }
 
-    /// Installs this replica's catalog in every data group, concurrently; returns the
-    /// latest commit timestamp of the installs (an install skipped because a newer copy
-    /// is there counts at its own timestamp, which is later than that copy's).
-    async fn install_catalog_everywhere(&self) -> Result<u64> {
-        let installs = self.pool().map(|group| self.install_catalog(group));
-        let mut latest = 0;
-        for outcome in futures::future::join_all(installs).await {
-            latest = latest.max(outcome?);
+    /// Installs this replica's catalog in every data group, concurrently; returns each
+    /// group's install commit timestamp (an install skipped because a newer copy is
+    /// there counts at its own timestamp, which is later than that copy's).
+    async fn install_catalog_everywhere(&self) -> Result<BTreeMap<GroupId, u64>> {
+        let installs = self
+            .pool()
+            .map(|group| async move { (group, self.install_catalog(group).await) });
+        let mut installed = BTreeMap::new();
+        for (group, outcome) in futures::future::join_all(installs).await {
+            installed.insert(group, outcome?);
         }
-        Ok(latest)
+        Ok(installed)
     }
 
     /// Installs this replica's catalog in `group`; returns the install's commit
