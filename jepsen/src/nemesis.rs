@@ -39,6 +39,12 @@ pub enum Kind {
     Kill,
     /// SIGKILL the data leader; restart it when the fault stops.
     KillLeader,
+    /// Hold a random node's cross-group commits between their prepares and their
+    /// decisions (`ALTER CLUSTER SET COMMIT PAUSE`), let them pile up there, then
+    /// SIGKILL it: it dies coordinating commits whose participants are prepared and
+    /// whose records are pending. The records decide; readers and cleaners resolve
+    /// the rest. Restarted when the fault stops.
+    KillCoordinator,
     /// SIGKILL a random majority (no quorum left: writes must stop, nothing
     /// acknowledged may be lost); restart them when the fault stops.
     KillMajority,
@@ -61,7 +67,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, by its command-line name.
-    pub const ALL: [(&'static str, Kind); 12] = [
+    pub const ALL: [(&'static str, Kind); 13] = [
         ("partition-leader", Kind::PartitionLeader),
         ("partition-one", Kind::PartitionOne),
         ("partition-halves", Kind::PartitionHalves),
@@ -69,6 +75,7 @@ impl Kind {
         ("partition-bridge", Kind::PartitionBridge),
         ("kill", Kind::Kill),
         ("kill-leader", Kind::KillLeader),
+        ("kill-coordinator", Kind::KillCoordinator),
         ("kill-majority", Kind::KillMajority),
         ("pause", Kind::Pause),
         ("pause-leader", Kind::PauseLeader),
@@ -153,6 +160,9 @@ pub struct Nemesis<'a> {
 
 /// How fast a skewed leader's clock runs.
 const SKEWED_RATE: f64 = 0.05;
+/// How long a coordinator about to be killed holds each cross-group commit between its
+/// prepares and its decision.
+const COMMIT_HOLD: Duration = Duration::from_millis(600);
 
 impl Nemesis<'_> {
     /// Runs faults until `stop`, then undoes the one in place (the run heals the rest
@@ -257,6 +267,7 @@ impl Nemesis<'_> {
                 Active::Cut
             }
             Kind::Kill | Kind::KillLeader => self.kill(kind, vec![victim]),
+            Kind::KillCoordinator => return self.kill_coordinator(victim),
             Kind::KillMajority => self.kill(kind, order[..size / 2 + 1].to_vec()),
             Kind::Pause | Kind::PauseLeader => {
                 self.lock_cluster().pause(victim);
@@ -310,6 +321,26 @@ impl Nemesis<'_> {
             json!({"kind": kind.name(), "nodes": slots(&victims)}),
         );
         Active::Killed(victims)
+    }
+
+    /// Holds slot `victim`'s cross-group commits mid-way for [`COMMIT_HOLD`], waits
+    /// part of it so that commits are caught there, then kills the node. A node that
+    /// refuses the hold (no test faults) is recorded and skipped.
+    fn kill_coordinator(&self, victim: usize) -> Result<Option<Active>, String> {
+        let hold = format!("ALTER CLUSTER SET COMMIT PAUSE {}", COMMIT_HOLD.as_millis());
+        if let Err(error) = (self.admin)(victim, &hold) {
+            self.record(
+                "skip",
+                json!({"kind": Kind::KillCoordinator.name(), "node": victim + 1, "why": error}),
+            );
+            return Ok(None);
+        }
+        self.record(
+            "hold-commits",
+            json!({"node": victim + 1, "millis": COMMIT_HOLD.as_millis() as u64}),
+        );
+        std::thread::sleep(COMMIT_HOLD / 2);
+        Ok(Some(self.kill(Kind::KillCoordinator, vec![victim])))
     }
 
     /// Removes slot `victim`'s node through slot `via`, then stops it and wipes its

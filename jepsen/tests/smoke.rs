@@ -116,7 +116,8 @@ fn bank_totals_hold_across_groups_under_leader_faults() {
 /// List appends over four data groups on three nodes (every node hosts every group,
 /// so write transactions start unconfirmed and most commit across groups) stay
 /// snapshot-isolated and lose no acknowledged append while group leaders are killed or
-/// cut off. It caught a lost update: a snapshot confirmed between a cross-group
+/// cut off and coordinators die holding commits between prepare and decision. It
+/// caught a lost update: a snapshot confirmed between a cross-group
 /// commit's decision and its resolve in a written row's group.
 #[test]
 fn appends_across_groups_lose_nothing_under_leader_faults() {
@@ -124,7 +125,11 @@ fn appends_across_groups_lose_nothing_under_leader_faults() {
     let mut append = options("linearizable", 1, store.path());
     append.workload = workload::Kind::Append;
     append.data_groups = 4;
-    append.nemeses = vec![Kind::KillLeader, Kind::PartitionLeader];
+    append.nemeses = vec![
+        Kind::KillLeader,
+        Kind::PartitionLeader,
+        Kind::KillCoordinator,
+    ];
     let outcome = run(&append).expect("run");
     assert_valid(&outcome);
     assert!(outcome.verdict.stats.get("faults").copied().unwrap_or(0) > 0);
