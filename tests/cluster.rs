@@ -773,6 +773,14 @@ fn five_nodes_partition_data_over_replication_factor_three() {
             .expect("aggregates");
         let answer: (i64, i32, i32) = (row.get(0), row.get(1), row.get(2));
         assert_eq!(answer, (50, 0, 49), "node {}", node + 1);
+        let groups = client
+            .query("SELECT v, count(*) FROM t GROUP BY v", &[])
+            .expect("grouped per shard");
+        let (rows, total): (i64, i64) = groups.iter().fold((0, 0), |(rows, total), group| {
+            let (v, count): (i32, i64) = (group.get(0), group.get(1));
+            (rows + count, total + i64::from(v) * count)
+        });
+        assert_eq!((rows, total), (50, 5000), "node {}", node + 1);
         // Row scans merge every shard, those of groups hosted elsewhere fetched at
         // once, under a LIMIT pushed down to each shard.
         let ids: Vec<i32> = client

@@ -10,7 +10,7 @@
 //! never retried here. After a write, the call waits until this replica has applied it,
 //! so the session's next statement (planned with this replica's catalog) sees it.
 
-use super::fan_out::{Check, AGGREGATE_ROWS_PER_READ};
+use super::fan_out::{Check, GroupedParts, AGGREGATE_ROWS_PER_READ};
 use super::group_read::{self, GroupAnswer, GroupRead};
 use super::raft::membership::StepReport;
 use super::raft::node::write_error;
@@ -24,7 +24,7 @@ use crate::shard::GroupId;
 use crate::state_machine::{Applied, Operation};
 use crate::storage::mvcc::{Records, VersionedScan};
 use crate::storage::Store;
-use crate::types::aggregate::{self, ColumnAggregate, PartialAggregate};
+use crate::types::aggregate::ShardAggregation;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -198,23 +198,23 @@ impl ClusterReplica {
     pub fn aggregate_remote(
         &self,
         spans: Vec<(GroupId, VersionedScan)>,
-        aggregates: &[ColumnAggregate],
+        spec: &ShardAggregation,
         check: Check<'_>,
-    ) -> Result<Vec<PartialAggregate>> {
+    ) -> Result<GroupedParts> {
         let node = Arc::clone(&self.node);
         let node = &node;
         let shards = spans.into_iter().map(|(group, mut scan)| async move {
-            let mut part = aggregate::start_all(aggregates);
-            while !scan.is_done() {
+            let mut part = GroupedParts::default();
+            while !scan.is_done() && !part.overflowed() {
                 check()?;
                 let read = GroupRead::Aggregate {
                     scan: scan.clone(),
-                    aggregates: aggregates.to_vec(),
+                    spec: spec.clone(),
                     max_rows: AGGREGATE_ROWS_PER_READ,
                 };
                 match node.read_remote(group, scan.read_ts(), read).await? {
                     GroupAnswer::Aggregated { parts, scan: moved } => {
-                        aggregate::combine_all(&mut part, parts)?;
+                        part.combine(parts, spec)?;
                         scan = moved;
                     }
                     other => return Err(group_read::mismatched(&other)),
@@ -223,9 +223,9 @@ impl ClusterReplica {
             Ok::<_, Error>(part)
         });
         let parts = self.run(futures::future::try_join_all(shards))??;
-        let mut total = aggregate::start_all(aggregates);
+        let mut total = GroupedParts::default();
         for part in parts {
-            aggregate::combine_all(&mut total, part)?;
+            total.combine(part, spec)?;
         }
         Ok(total)
     }

@@ -8,13 +8,13 @@
 //! state to resume from), lock listings a caller-given number, version lookups the
 //! keys the caller chunked.
 
-use super::fan_out;
+use super::fan_out::{self, GroupedParts};
 use crate::error::{Error, Result};
 use crate::state_machine::two_phase::{self, Lock, TxnId, TxnRecord};
 use crate::storage::keys::{ShardId, TableId};
 use crate::storage::mvcc::{self, Version, VersionedScan};
 use crate::storage::Store;
-use crate::types::aggregate::{self, ColumnAggregate, PartialAggregate};
+use crate::types::aggregate::ShardAggregation;
 use serde::{Deserialize, Serialize};
 
 /// One read of a group's state.
@@ -61,8 +61,8 @@ pub enum GroupRead {
     Aggregate {
         /// Where the scan stands.
         scan: VersionedScan,
-        /// What to compute of each row.
-        aggregates: Vec<ColumnAggregate>,
+        /// How to group the rows and what to compute of each group.
+        spec: ShardAggregation,
         /// Rows to aggregate at most before answering.
         max_rows: usize,
     },
@@ -88,10 +88,10 @@ pub enum GroupAnswer {
     TableLocks(Vec<Lock>),
     /// To `Record`.
     Record(Option<TxnRecord>),
-    /// To `Aggregate`: one part per aggregate, and the scan advanced past the rows.
+    /// To `Aggregate`: the groups' parts, and the scan advanced past the rows.
     Aggregated {
         /// The parts.
-        parts: Vec<PartialAggregate>,
+        parts: GroupedParts,
         /// Where to resume.
         scan: VersionedScan,
     },
@@ -119,14 +119,13 @@ pub fn answer(store: &Store, read: GroupRead) -> Result<GroupAnswer> {
         GroupRead::Record { txn } => GroupAnswer::Record(two_phase::read_record(store, txn)?),
         GroupRead::Aggregate {
             scan,
-            aggregates,
+            spec,
             max_rows,
         } => {
-            let mut parts = aggregate::start_all(&aggregates);
+            let mut parts = GroupedParts::default();
             let rows = max_rows.min(fan_out::AGGREGATE_ROWS_PER_READ);
             let keep_going = || Ok(());
-            let scan =
-                fan_out::aggregate_scan(store, scan, &aggregates, &mut parts, rows, &keep_going)?;
+            let scan = fan_out::aggregate_scan(store, scan, &spec, &mut parts, rows, &keep_going)?;
             GroupAnswer::Aggregated { parts, scan }
         }
     })

@@ -17,10 +17,10 @@ use super::Transaction;
 use crate::catalog::{Index, Table};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
-use crate::replica::fan_out::Check;
+use crate::replica::fan_out::{Check, GroupedParts};
 use crate::shard::{self, KeyRange, ShardSpan};
 use crate::storage::mvcc::VersionedScan;
-use crate::types::aggregate::{ColumnAggregate, PartialAggregate};
+use crate::types::aggregate::ShardAggregation;
 use crate::types::Value;
 use std::collections::{HashSet, VecDeque};
 
@@ -140,17 +140,17 @@ impl RowScan {
 }
 
 impl Transaction {
-    /// Computes `aggregates` over every row of `table` shard by shard, where each shard
-    /// is stored, and combines the parts (see `replica::fan_out`); `None` when this
-    /// transaction has written the table, since its own rows are overlaid only by a row
-    /// scan. Like any scan it needs a confirmed snapshot, and settles each shard's
+    /// Computes `spec`'s groups and aggregates over every row of `table` shard by
+    /// shard, where each shard is stored, and combines the parts (see
+    /// `replica::fan_out`); `None` when this transaction has written the table, since
+    /// its own rows are overlaid only by a row scan, or when there are too many groups. Like any scan it needs a confirmed snapshot, and settles each shard's
     /// locks first.
     pub fn aggregate_table(
         &self,
         table: &Table,
-        aggregates: &[ColumnAggregate],
+        spec: &ShardAggregation,
         check: Check<'_>,
-    ) -> Result<Option<Vec<PartialAggregate>>> {
+    ) -> Result<Option<GroupedParts>> {
         let start = (table.id, Vec::new());
         let written = self
             .writes
@@ -170,9 +170,8 @@ impl Transaction {
                 VersionedScan::new(span.start, span.end, read_ts),
             ));
         }
-        self.replica
-            .aggregate_spans(scans, aggregates, check)
-            .map(Some)
+        let parts = self.replica.aggregate_spans(scans, spec, check)?;
+        Ok((!parts.overflowed()).then_some(parts))
     }
 
     /// Starts reading the rows of `table` that `source` names, as this transaction

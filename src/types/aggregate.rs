@@ -38,6 +38,16 @@ pub struct ColumnAggregate {
     pub integer: bool,
 }
 
+/// What every shard computes for a fan-out aggregate: its rows grouped by plain
+/// columns (none: one group of every row) and the aggregates of each group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardAggregation {
+    /// The grouping columns, in GROUP BY order.
+    pub group_by: Vec<usize>,
+    /// The aggregates, in the select list's order.
+    pub aggregates: Vec<ColumnAggregate>,
+}
+
 /// The running state of one combinable aggregate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum PartialAggregate {

@@ -1,9 +1,10 @@
 //! Grouping and aggregates: COUNT, SUM, MIN, MAX, AVG, STRING_AGG, ARRAY_AGG, each
 //! optionally DISTINCT.
 //!
-//! A whole-table aggregate without grouping is computed per shard where the shards are
-//! stored and the parts combined ([`ShardAggregateExecutor`]), unless the transaction
-//! wrote the table (its own rows then need the row scan's overlay).
+//! A whole-table aggregate (grouped by plain columns or not) is computed per shard where
+//! the shards are stored and the parts combined ([`ShardAggregateExecutor`]), unless
+//! the transaction wrote the table (its own rows then need the row scan's overlay) or
+//! the groups are too many.
 //!
 //! Groups are kept in a hash map keyed by the key encoding of the group values (so NULLs
 //! group together and 1 = 1.0) in first-seen order. Without GROUP BY, an empty input still
@@ -17,7 +18,7 @@ use crate::sql::planner::expression::{AggregateFunction, Expression};
 use crate::sql::planner::plan::Aggregate;
 use crate::sql::planner::plan::Plan;
 use crate::txn::Transaction;
-use crate::types::aggregate::PartialAggregate;
+use crate::types::aggregate::{self, PartialAggregate};
 use crate::types::{DataType, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -195,16 +196,17 @@ impl Executor for AggregateExecutor {
     }
 }
 
-/// A whole table's combinable aggregates, computed per shard and combined (see
-/// `Plan::shard_aggregation`); falls back to scanning rows into an
-/// [`AggregateExecutor`] when the transaction has written the table.
+/// A whole table's combinable aggregates, grouped by plain columns or not, computed per
+/// shard and combined (see `Plan::shard_aggregation`); falls back to scanning rows
+/// into an [`AggregateExecutor`] when the transaction has written the table or there
+/// are too many groups.
 pub struct ShardAggregateExecutor {
     plan: Option<Plan>,
     aggregates: Vec<Aggregate>,
     interrupt: Arc<Interrupt>,
     /// The row-by-row executor, when the transaction's own writes must be seen.
     fallback: Option<Box<dyn Executor>>,
-    output: Option<Vec<Value>>,
+    output: std::vec::IntoIter<Vec<Value>>,
 }
 
 impl ShardAggregateExecutor {
@@ -219,28 +221,35 @@ impl ShardAggregateExecutor {
             aggregates,
             interrupt,
             fallback: None,
-            output: None,
+            output: Vec::new().into_iter(),
         }
     }
 
-    /// Runs the fan-out; `None` when the fallback must run instead.
-    fn aggregate(&self, plan: &Plan, txn: &Transaction) -> Result<Option<Vec<Value>>> {
-        let Some((table, per_shard)) = plan.shard_aggregation() else {
+    /// Runs the fan-out; `None` when the fallback must run instead. Rows come out one
+    /// per group, group keys then aggregates (as [`AggregateExecutor`]'s); without
+    /// GROUP BY an empty table still yields one row.
+    fn aggregate(&self, plan: &Plan, txn: &Transaction) -> Result<Option<Vec<Vec<Value>>>> {
+        let Some((table, spec)) = plan.shard_aggregation() else {
             return Err(Error::Internal(
                 "a shard aggregate was built for a plan that has none".into(),
             ));
         };
         let interrupt = &self.interrupt;
         let check = || interrupt.check();
-        let Some(parts) = txn.aggregate_table(table, &per_shard, &check)? else {
+        let Some(parts) = txn.aggregate_table(table, &spec, &check)? else {
             return Ok(None);
         };
-        parts
-            .into_iter()
-            .zip(&self.aggregates)
-            .map(|(part, aggregate)| part.finish(aggregate.data_type))
-            .collect::<Result<Vec<Value>>>()
-            .map(Some)
+        let mut groups = parts.into_groups();
+        if groups.is_empty() && spec.group_by.is_empty() {
+            groups.push((Vec::new(), aggregate::start_all(&spec.aggregates)));
+        }
+        let rows = groups.into_iter().map(|(mut row, states)| {
+            for (state, aggregate) in states.into_iter().zip(&self.aggregates) {
+                row.push(state.finish(aggregate.data_type)?);
+            }
+            Ok(row)
+        });
+        rows.collect::<Result<Vec<_>>>().map(Some)
     }
 }
 
@@ -248,7 +257,7 @@ impl Executor for ShardAggregateExecutor {
     fn next(&mut self, txn: &Transaction) -> Result<Option<Vec<Value>>> {
         if let Some(plan) = self.plan.take() {
             match self.aggregate(&plan, txn)? {
-                Some(row) => self.output = Some(row),
+                Some(rows) => self.output = rows.into_iter(),
                 None => {
                     let Plan::Aggregate {
                         source,
@@ -267,7 +276,7 @@ impl Executor for ShardAggregateExecutor {
         }
         match &mut self.fallback {
             Some(fallback) => fallback.next(txn),
-            None => Ok(self.output.take()),
+            None => Ok(self.output.next()),
         }
     }
 }

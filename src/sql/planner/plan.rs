@@ -3,7 +3,7 @@
 use super::expression::{AggregateFunction, Expression};
 use crate::catalog::{Index, Table};
 use crate::sql::ast::SetOperator;
-use crate::types::aggregate::ColumnAggregate;
+use crate::types::aggregate::{ColumnAggregate, ShardAggregation};
 use crate::types::DataType;
 use std::fmt::Write;
 use std::ops::Bound;
@@ -339,10 +339,10 @@ impl Plan {
     }
 
     /// When this node aggregates a whole table with combinable aggregates of plain
-    /// columns and no grouping: the table and what each shard computes, so the shards
+    /// columns, grouped by plain columns or not: the table and what each shard computes, so the shards
     /// are aggregated where they are stored, side by side, and only the parts combined
     /// (see `replica::fan_out`).
-    pub fn shard_aggregation(&self) -> Option<(&Table, Vec<ColumnAggregate>)> {
+    pub fn shard_aggregation(&self) -> Option<(&Table, ShardAggregation)> {
         let Plan::Aggregate {
             source,
             group_by,
@@ -358,9 +358,13 @@ impl Plan {
         else {
             return None;
         };
-        if !group_by.is_empty() {
-            return None;
-        }
+        let group_by = group_by
+            .iter()
+            .map(|key| match key {
+                Expression::Column { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect::<Option<Vec<usize>>>()?;
         let per_shard = aggregates.iter().map(|aggregate| {
             if aggregate.distinct || aggregate.separator.is_some() {
                 return None;
@@ -376,7 +380,14 @@ impl Plan {
                 integer: aggregate.data_type.is_integer(),
             })
         });
-        Some((table, per_shard.collect::<Option<Vec<_>>>()?))
+        let aggregates = per_shard.collect::<Option<Vec<_>>>()?;
+        Some((
+            table,
+            ShardAggregation {
+                group_by,
+                aggregates,
+            },
+        ))
     }
 
     /// How many shards the scan under this node reads, when only projections and
@@ -451,12 +462,20 @@ impl Plan {
                 details.push(format!("Output: {}", items.join(", ")));
                 vec![&**source]
             }
-            Plan::Aggregate { aggregates, .. } if self.shard_aggregation().is_some() => {
+            Plan::Aggregate {
+                aggregates,
+                group_by,
+                ..
+            } if self.shard_aggregation().is_some() => {
                 // One node: no row scan runs, each shard is aggregated where it is.
                 let table = self.shard_aggregation().map(|(table, _)| table);
                 let name = table.map_or("", |table| table.name.as_str());
                 let count = table.map_or(1, |table| table.shard_count.max(1));
                 let _ = write!(line, "Shard Aggregate on {name}");
+                if !group_by.is_empty() {
+                    let keys: Vec<String> = group_by.iter().map(ToString::to_string).collect();
+                    details.push(format!("Group Key: {}", keys.join(", ")));
+                }
                 let aggregates: Vec<String> = aggregates.iter().map(describe_aggregate).collect();
                 details.push(format!("Aggregates: {}", aggregates.join(", ")));
                 details.push(format!(
