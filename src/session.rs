@@ -600,12 +600,7 @@ impl Session {
                 result
             }
             None if writes => self.autocommit_unconfirmed(&work),
-            None => {
-                let mut txn = self.begin_transaction()?;
-                let result = work(self, &mut txn)?;
-                txn.commit()?;
-                Ok(result)
-            }
+            None => self.autocommit_read(&work),
         }
     }
 
@@ -658,6 +653,35 @@ impl Session {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// An autocommit read-only statement. Over a pool of data groups at `linearizable`
+    /// or `lease` it first runs on a snapshot confirmed in the first group it reads
+    /// only (see `Transaction::begin_single_group`); when it reads more than that
+    /// snapshot answers, or fails in a way an older catalog could explain, it runs
+    /// again on a snapshot across groups, so no answer rests on the shortcut's limits.
+    fn autocommit_read(
+        &self,
+        work: &impl Fn(&Session, &mut Transaction) -> Result<QueryResult>,
+    ) -> Result<QueryResult> {
+        let level = self.read_level()?;
+        let shortcut = matches!(level, ReadLevel::Linearizable | ReadLevel::Lease)
+            && self.replica.data_group_count() > 1;
+        if shortcut {
+            let mut txn = Transaction::begin_single_group(Arc::clone(&self.replica), level)?;
+            let result = work(self, &mut txn);
+            if !txn.refused_single_group() {
+                match result {
+                    Ok(result) => return txn.commit().map(|()| result),
+                    Err(error) if !may_be_an_older_catalog(&error) => return Err(error),
+                    Err(_) => {}
+                }
+            }
+        }
+        let mut txn = self.begin_transaction()?;
+        let result = work(self, &mut txn)?;
+        txn.commit()?;
+        Ok(result)
     }
 
     fn plan(
@@ -1071,4 +1095,14 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::Update { .. } => "UPDATE",
         Statement::Delete { .. } => "DELETE",
     }
+}
+
+/// Whether a statement's failure could come from planning against a catalog older than
+/// the cluster's (a table, column or object created meanwhile elsewhere), so that it
+/// is worth running again on a snapshot whose rounds bring the catalog up to date.
+fn may_be_an_older_catalog(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::UndefinedTable(_) | Error::UndefinedColumn(_) | Error::UndefinedObject(_)
+    )
 }

@@ -294,6 +294,30 @@ impl ClusterReplica {
         }
     }
 
+    /// The applied timestamp of a replica of `group` that may serve a read at `level`
+    /// after its read round: this node's own when it hosts the group, else a host's.
+    pub fn applied_for_read(&self, group: GroupId, level: ReadLevel) -> Result<u64> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.applied_for_read(group, level).await })?
+    }
+
+    /// The lowest applied timestamp of the data groups this node hosts (0 if none),
+    /// without a round: a timestamp every later snapshot here is at or above.
+    pub fn lowest_hosted_applied(&self) -> u64 {
+        self.node
+            .data_groups()
+            .into_iter()
+            .filter_map(|group| self.node.applied_commit_ts(group).ok())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The version of the catalog this node's replica of `group` has installed; `None`
+    /// where it does not host the group.
+    pub fn group_catalog_version(&self, group: GroupId) -> Option<u64> {
+        self.node.group_catalog_version(group)
+    }
+
     /// The applied timestamp of this node's replica of `group`, or of a host's when it
     /// hosts none, without a read round.
     pub fn applied_as_is(&self, group: GroupId) -> Result<u64> {

@@ -71,6 +71,23 @@ pub struct Transaction {
     undo: Vec<(RowId, Option<PendingWrite>)>,
     /// Set while the snapshot is not yet known to be fresh enough for `level`.
     unconfirmed: Option<Unconfirmed>,
+    /// Set for a read-only statement that confirms only the first group it reads.
+    single_group: Option<SingleGroup>,
+}
+
+/// A read-only statement's snapshot confirmed in one group only (see
+/// [`Transaction::begin_single_group`]).
+struct SingleGroup {
+    /// The read consistency the group's read round gives.
+    level: ReadLevel,
+    /// The catalog version the statement was planned against.
+    catalog_version: u64,
+    /// The group the snapshot was confirmed in, once chosen; `None` also when the
+    /// first group was not hosted here and a snapshot across groups was taken instead.
+    group: Cell<Option<GroupId>>,
+    /// Set when the statement asked for more than the snapshot can answer (another
+    /// group, or a group whose catalog is newer than the plan's).
+    refused: Cell<bool>,
 }
 
 /// A transaction's snapshot timestamp, or where it is still to be chosen.
@@ -104,14 +121,55 @@ impl Transaction {
     /// up, or fail when it cannot).
     pub fn begin(replica: Arc<Replica>, level: ReadLevel) -> Result<Transaction> {
         let start_ts = replica.read_timestamp(level)?;
-        Ok(Transaction {
+        Ok(Self::begin_at(replica, start_ts))
+    }
+
+    /// Begins a read-only statement's transaction whose snapshot is confirmed at
+    /// `level` in the first group it reads only: that group's read round, then the
+    /// timestamp it is complete at here. For a statement reading one group that is
+    /// exactly what a snapshot across groups would give it of that group (every write
+    /// acknowledged there before the read is in it), with one read round instead of
+    /// one per group and no group moved up — a point SELECT by key, the commonest
+    /// read. A read of a second group, or of a group whose catalog is newer than the
+    /// plan's, is refused ([`Transaction::refused_single_group`]): the caller runs the
+    /// statement again on a snapshot across groups. As YugabyteDB picks a
+    /// single-tablet statement's read time at the tablet.
+    pub fn begin_single_group(replica: Arc<Replica>, level: ReadLevel) -> Result<Transaction> {
+        let floor = match replica.cluster() {
+            Some(cluster) => cluster.lowest_hosted_applied(),
+            None => replica.read_timestamp(level)?,
+        };
+        let catalog_version = replica.catalog().version();
+        let mut txn = Self::begin_at(replica, floor);
+        txn.snapshot = Cell::new(Snapshot::Open { floor });
+        txn.single_group = Some(SingleGroup {
+            level,
+            catalog_version,
+            group: Cell::new(None),
+            refused: Cell::new(false),
+        });
+        Ok(txn)
+    }
+
+    /// Whether a single-group statement asked for more than its snapshot can answer
+    /// (see [`Transaction::begin_single_group`]): its result must not be used.
+    pub fn refused_single_group(&self) -> bool {
+        self.single_group
+            .as_ref()
+            .is_some_and(|single| single.refused.get())
+    }
+
+    /// A transaction reading at `start_ts`.
+    fn begin_at(replica: Arc<Replica>, start_ts: u64) -> Transaction {
+        Transaction {
             replica,
             snapshot: Cell::new(Snapshot::Fixed(start_ts)),
             writes: BTreeMap::new(),
             unique_written: HashMap::new(),
             undo: Vec::new(),
             unconfirmed: None,
-        })
+            single_group: None,
+        }
     }
 
     /// Begins a transaction on this replica's snapshot as it is, to be confirmed at
@@ -226,14 +284,50 @@ impl Transaction {
     /// made readable at that timestamp (`raft::catch_up`). As YugabyteDB lets the first
     /// tablet a statement touches pick its read time.
     fn snapshot_ts(&self, group: GroupId) -> Result<u64> {
-        match self.snapshot.get() {
-            Snapshot::Fixed(ts) => Ok(ts),
-            Snapshot::Open { floor } => {
+        match (self.snapshot.get(), &self.single_group) {
+            (Snapshot::Fixed(ts), Some(single)) => match single.group.get() {
+                Some(confirmed) if confirmed != group => {
+                    single.refused.set(true);
+                    Err(Error::SerializationFailure(
+                        "a statement reading several groups needs a snapshot across them".into(),
+                    ))
+                }
+                _ => Ok(ts),
+            },
+            (Snapshot::Fixed(ts), None) => Ok(ts),
+            (Snapshot::Open { floor }, Some(single)) => {
+                let ts = self.confirm_first_group(single, group)?.max(floor);
+                self.snapshot.set(Snapshot::Fixed(ts));
+                Ok(ts)
+            }
+            (Snapshot::Open { floor }, None) => {
                 let ts = self.replica.applied_as_is(group)?.max(floor);
                 self.snapshot.set(Snapshot::Fixed(ts));
                 Ok(ts)
             }
         }
+    }
+
+    /// A single-group statement's snapshot: `group`'s read round when this node hosts
+    /// it (refused when the group's catalog is newer than the plan's), otherwise a
+    /// snapshot across groups, as an ordinary statement would have taken.
+    fn confirm_first_group(&self, single: &SingleGroup, group: GroupId) -> Result<u64> {
+        let Some(cluster) = self.replica.cluster() else {
+            return self.replica.read_timestamp(single.level);
+        };
+        let Some(installed) = cluster.group_catalog_version(group) else {
+            return self.replica.read_timestamp(single.level);
+        };
+        let ts = cluster.applied_for_read(group, single.level)?;
+        let installed = cluster.group_catalog_version(group).unwrap_or(installed);
+        if installed > single.catalog_version {
+            single.refused.set(true);
+            return Err(Error::SerializationFailure(
+                "the statement was planned against an older catalog".into(),
+            ));
+        }
+        single.group.set(Some(group));
+        Ok(ts)
     }
 
     /// Whether this transaction's snapshot may read through `index` (it must have existed

@@ -805,6 +805,14 @@ impl RaftNode {
         Ok(self.group(group)?.view.commit_ts())
     }
 
+    /// The version of the catalog `group`'s replica here has installed, if hosted.
+    pub fn group_catalog_version(&self, group: GroupId) -> Option<u64> {
+        self.group(group)
+            .ok()
+            .filter(|_| self.hosts(group))
+            .map(|state| state.catalog_version())
+    }
+
     /// The data groups this node hosts, in id order.
     pub fn data_groups(&self) -> Vec<GroupId> {
         let groups = self
