@@ -5,7 +5,8 @@
 # standby, all on this machine in the same run, with the same pgbench scripts
 # (benches/pgbench/). Then a transfer (two accounts on different shards in one
 # transaction: across groups on the pooled cluster) against a one-row update on the
-# same cluster, and a full-table COUNT(*) of 200,000 rows in 8 shards against the same
+# same cluster, point reads by key on both clusters and the PostgreSQL primary, and a
+# full-table COUNT(*) of 200,000 rows in 8 shards against the same
 # rows in one shard, on a single server.
 #
 # Prints Markdown tables ready for docs/performance.md.
@@ -92,6 +93,22 @@ for script in update insert; do
       "$p_tps" "$p_p50" "$p_p99" \
       "$(ratio "$a_tps" "$p_tps")" "$(ratio "$b_tps" "$p_tps")" "$(ratio "$b_tps" "$a_tps")"
   done
+done
+
+echo
+echo "### Point reads by key: one data group, three data groups, the PostgreSQL primary"
+echo
+echo "Linearizable, through node 1; PostgreSQL's primary answers alone."
+echo
+echo "| script | clients | 1 group TPS | p50 / p99 ms | 3 groups TPS | p50 / p99 ms | PG primary TPS | p50 / p99 ms | 3 groups / 1 group | 3 groups / PG |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for clients in "${CLIENTS[@]}"; do
+  read -r a_tps a_p50 a_p99 < <(run 127.0.0.1 "$one_group_port" select "$clients")
+  read -r b_tps b_p50 b_p99 < <(run 127.0.0.1 "$three_groups_port" select "$clients")
+  read -r p_tps p_p50 p_p99 < <(run 127.0.0.1 "$primary_port" select "$clients")
+  printf '| select | %s | %.0f | %s / %s | %.0f | %s / %s | %.0f | %s / %s | %s× | %s× |\n' \
+    "$clients" "$a_tps" "$a_p50" "$a_p99" "$b_tps" "$b_p50" "$b_p99" "$p_tps" "$p_p50" "$p_p99" \
+    "$(ratio "$b_tps" "$a_tps")" "$(ratio "$b_tps" "$p_tps")"
 done
 
 echo

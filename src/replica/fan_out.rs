@@ -56,6 +56,15 @@ impl GroupedParts {
         if self.overflowed {
             return Ok(());
         }
+        if spec.group_by.is_empty() {
+            // One group of every row: no key to encode and look up per row.
+            if self.groups.is_empty() {
+                self.groups
+                    .push((Vec::new(), aggregate::start_all(&spec.aggregates)));
+                self.positions.insert(keycode::encode_values(&[]), 0);
+            }
+            return aggregate::add_row(&spec.aggregates, &mut self.groups[0].1, row);
+        }
         let keys = spec
             .group_by
             .iter()
