@@ -242,6 +242,9 @@ pub struct Session {
     interrupt: Arc<Interrupt>,
     identity: Identity,
     defaults: BTreeMap<String, String>,
+    /// The timestamp this session's next snapshot reads at or above: its last commit
+    /// whose other shares may still be resolving (see `txn::coordinator`).
+    read_after: std::cell::Cell<u64>,
 }
 
 impl Session {
@@ -255,7 +258,15 @@ impl Session {
             interrupt: Arc::default(),
             identity: Identity::default(),
             defaults: BTreeMap::new(),
+            read_after: std::cell::Cell::new(0),
         }
+    }
+
+    /// Commits `txn` and remembers where the session's next snapshot must read.
+    fn finish(&self, txn: Transaction) -> Result<()> {
+        let read_after = txn.commit()?;
+        self.read_after.set(self.read_after.get().max(read_after));
+        Ok(())
     }
 
     /// A handle that stops this session's running statement from another thread (the
@@ -521,6 +532,7 @@ impl Session {
     /// A new transaction at the session's read consistency.
     fn begin_transaction(&self) -> Result<Transaction> {
         Transaction::begin(Arc::clone(&self.replica), self.read_level()?)
+            .map(|txn| txn.reading_after(self.read_after.get()))
     }
 
     /// A new transaction that, where it may, starts on this replica's snapshot as it is
@@ -540,11 +552,12 @@ impl Session {
                 .replica
                 .cluster()
                 .is_some_and(|cluster| cluster.leader_recently_heard());
-        if may_skip {
-            Transaction::begin_unconfirmed(Arc::clone(&self.replica), level)
+        let txn = if may_skip {
+            Transaction::begin_unconfirmed(Arc::clone(&self.replica), level)?
         } else {
-            Transaction::begin(Arc::clone(&self.replica), level)
-        }
+            Transaction::begin(Arc::clone(&self.replica), level)?
+        };
+        Ok(txn.reading_after(self.read_after.get()))
     }
 
     /// The read consistency the session's settings ask for.
@@ -563,7 +576,7 @@ impl Session {
             return Ok(self.rollback());
         }
         match self.transaction.take() {
-            Some(txn) => txn.commit().map(|()| QueryResult::command("COMMIT")),
+            Some(txn) => self.finish(txn).map(|()| QueryResult::command("COMMIT")),
             None => Ok(QueryResult::command("COMMIT")
                 .with_notice(Some("there is no transaction in progress".into()))),
         }
@@ -636,7 +649,7 @@ impl Session {
         let mut txn = self.begin_unconfirmed()?;
         let result = self.run_statement(&mut txn, work)?;
         let unconfirmed = txn.is_unconfirmed();
-        match txn.commit() {
+        match self.finish(txn) {
             Ok(()) => Ok(result),
             // Refused, certainly without effect (a deterministic failure of the commit
             // leaves every replica untouched; a retryable one was never applied).
@@ -648,7 +661,7 @@ impl Session {
                 tracing::debug!(%error, "a write on this replica's snapshot runs again on a fresh one");
                 let mut txn = self.begin_transaction()?;
                 let result = work(self, &mut txn)?;
-                txn.commit()?;
+                self.finish(txn)?;
                 Ok(result)
             }
             Err(error) => Err(error),
@@ -668,11 +681,12 @@ impl Session {
         let shortcut = matches!(level, ReadLevel::Linearizable | ReadLevel::Lease)
             && self.replica.data_group_count() > 1;
         if shortcut {
-            let mut txn = Transaction::begin_single_group(Arc::clone(&self.replica), level)?;
+            let mut txn = Transaction::begin_single_group(Arc::clone(&self.replica), level)?
+                .reading_after(self.read_after.get());
             let result = work(self, &mut txn);
             if !txn.refused_single_group() {
                 match result {
-                    Ok(result) => return txn.commit().map(|()| result),
+                    Ok(result) => return self.finish(txn).map(|()| result),
                     Err(error) if !may_be_an_older_catalog(&error) => return Err(error),
                     Err(_) => {}
                 }
@@ -680,7 +694,7 @@ impl Session {
         }
         let mut txn = self.begin_transaction()?;
         let result = work(self, &mut txn)?;
-        txn.commit()?;
+        self.finish(txn)?;
         Ok(result)
     }
 

@@ -614,3 +614,35 @@ fn point_reads_confirm_only_their_own_group() {
         ((2..=ACCOUNTS as i64).sum(), ACCOUNTS as i64)
     );
 }
+
+/// A session's next transaction sees its cross-group commit whole at once, though the
+/// commit answered before its other shares were resolved: a block moving the money
+/// straight back (reading both rows first) commits without a conflict with the
+/// session's own earlier commit, and every balance ends where it started.
+#[test]
+fn a_session_sees_its_own_cross_group_commit_at_once() {
+    let cluster = bank();
+    let mut client = cluster.connect(0);
+    for round in 0..60i32 {
+        let (from, to) = (1 + round % 15, 16 + (round * 7) % 15);
+        client
+            .batch_execute(&format!(
+                "BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = {from}; \
+                 UPDATE accounts SET balance = balance + 1 WHERE id = {to}; COMMIT"
+            ))
+            .expect("transfer");
+        client
+            .batch_execute(&format!(
+                "BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = {to}; \
+                 UPDATE accounts SET balance = balance + 1 WHERE id = {from}; COMMIT"
+            ))
+            .unwrap_or_else(|error| panic!("round {round}: the move back: {error}"));
+    }
+    let balances: Vec<i32> = client
+        .query("SELECT balance FROM accounts ORDER BY id", &[])
+        .expect("balances")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(balances, vec![100; ACCOUNTS as usize]);
+}

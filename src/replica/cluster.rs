@@ -21,6 +21,7 @@ use super::ReadLevel;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::shard::GroupId;
+use crate::state_machine::two_phase::{TxnId, TxnOutcome};
 use crate::state_machine::{Applied, Operation};
 use crate::storage::mvcc::{Records, VersionedScan};
 use crate::storage::Store;
@@ -68,12 +69,54 @@ pub enum ClusterChange {
 pub struct ClusterReplica {
     node: Arc<RaftNode>,
     runtime: tokio::runtime::Handle,
+    /// Permits for resolves running after their commits answered.
+    background_resolves: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most resolves of committed transactions' other shares running at once after their
+/// commits answered; past that a commit resolves before it answers.
+const MOST_BACKGROUND_RESOLVES: usize = 256;
 
 impl ClusterReplica {
     /// The replica of `node`, whose work runs on `runtime`.
     pub fn new(node: Arc<RaftNode>, runtime: tokio::runtime::Handle) -> ClusterReplica {
-        ClusterReplica { node, runtime }
+        ClusterReplica {
+            node,
+            runtime,
+            background_resolves: Arc::new(tokio::sync::Semaphore::new(MOST_BACKGROUND_RESOLVES)),
+        }
+    }
+
+    /// Resolves `txn`'s shares in `groups` (its outcome decided) after the caller goes
+    /// on, all at once; false when [`MOST_BACKGROUND_RESOLVES`] are running already
+    /// (the caller then resolves them itself). A resolve that fails leaves its locks to
+    /// the readers that meet them and to the cleaners, as a coordinator that stopped.
+    pub fn resolve_in_background(
+        &self,
+        txn: TxnId,
+        outcome: TxnOutcome,
+        groups: Vec<GroupId>,
+    ) -> bool {
+        let Ok(permit) = Arc::clone(&self.background_resolves).try_acquire_owned() else {
+            return false;
+        };
+        let node = Arc::clone(&self.node);
+        self.runtime.spawn(async move {
+            let _permit = permit;
+            let resolves = groups.into_iter().map(|group| {
+                let node = Arc::clone(&node);
+                async move {
+                    let operation = Operation::Resolve { txn, outcome };
+                    (group, propose_on(node, group, operation).await)
+                }
+            });
+            for (group, resolved) in futures::future::join_all(resolves).await {
+                if let Err(error) = resolved {
+                    tracing::warn!(txn, group, %error, "a share was not resolved; left to readers and cleaners");
+                }
+            }
+        });
+        true
     }
 
     /// The node.

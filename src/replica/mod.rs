@@ -138,6 +138,22 @@ impl Replica {
         }
     }
 
+    /// Resolves a decided transaction's shares in `groups` after the caller goes on,
+    /// where it can (see `ClusterReplica::resolve_in_background`); false when the
+    /// caller must resolve them itself (the embedded engine never commits across
+    /// groups).
+    pub fn resolve_in_background(
+        &self,
+        txn: crate::state_machine::two_phase::TxnId,
+        outcome: crate::state_machine::two_phase::TxnOutcome,
+        groups: Vec<GroupId>,
+    ) -> bool {
+        match self {
+            Replica::Local(_) => false,
+            Replica::Cluster(cluster) => cluster.resolve_in_background(txn, outcome, groups),
+        }
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         match self {

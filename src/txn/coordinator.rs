@@ -10,7 +10,12 @@
 //! had applied when it prepared, so no snapshot that already read a participant
 //! without seeing its lock can include the commit. Then one `Decide` in the record's
 //! group commits the transaction — one Raft entry, so it is committed exactly when that
-//! entry applies — and `Resolve` turns the other participants' shares into versions.
+//! entry applies — and `Resolve` turns the other participants' shares into versions,
+//! after the commit has answered (a background task, a bounded number at once): the
+//! transaction is committed once its record is, and a reader meeting a lock not yet
+//! resolved settles it from the record. The session reads its next transaction at or
+//! above the commit timestamp (`Session::read_after`), so its own later reads wait for
+//! the resolve rather than miss it.
 //!
 //! Failure handling, by what is certain:
 //! - a prepare fails (a conflict, a duplicate, a group unreachable, even an unknown
@@ -35,13 +40,13 @@ use crate::state_machine::{Applied, Operation};
 use std::collections::BTreeMap;
 
 /// Commits `shares` (each group's rows and sent index entries; at least two groups)
-/// atomically at one commit timestamp.
+/// atomically at one commit timestamp; returns it.
 pub(super) fn commit_across_groups(
     replica: &Replica,
     start_ts: u64,
     catalog_version: u64,
     shares: BTreeMap<GroupId, GroupShare>,
-) -> Result<()> {
+) -> Result<u64> {
     let participants: Vec<GroupId> = shares.keys().copied().collect();
     let Some(&record_group) = participants.first() else {
         return Err(Error::Internal(
@@ -80,10 +85,18 @@ pub(super) fn commit_across_groups(
         Ok(Applied::Decided {
             outcome: TxnOutcome::Commit { commit_ts },
         }) => {
-            let others = participants.iter().filter(|group| **group != record_group);
+            let others: Vec<GroupId> = participants
+                .iter()
+                .copied()
+                .filter(|group| *group != record_group)
+                .collect();
             let committed = TxnOutcome::Commit { commit_ts };
-            locks::resolve_shares(replica, txn, committed, others.copied());
-            Ok(())
+            // The transaction is committed; its other shares are resolved after the
+            // answer (readers meeting their locks settle them from the record).
+            if !replica.resolve_in_background(txn, committed, others.clone()) {
+                locks::resolve_shares(replica, txn, committed, others.into_iter());
+            }
+            Ok(commit_ts)
         }
         Ok(Applied::Decided {
             outcome: TxnOutcome::Abort,

@@ -586,9 +586,13 @@ impl Transaction {
     /// command (the one-phase path, as fast as before sharding); one writing several
     /// groups commits them atomically through the coordinator's two phases (see
     /// [`coordinator`]). A read-only transaction commits without touching storage.
-    pub fn commit(self) -> Result<()> {
+    ///
+    /// Returns the timestamp later snapshots of the same session must read at or above
+    /// to see this commit (its commit timestamp when its other shares are resolved
+    /// after the answer; 0 when every replica here has it already).
+    pub fn commit(self) -> Result<u64> {
         if self.writes.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let catalog = self.replica.catalog();
         let mut shares = self.shares_by_group(&catalog)?;
@@ -615,7 +619,21 @@ impl Transaction {
             catalog_version: catalog.version(),
             writes: share.writes,
         };
-        self.replica.propose(group, commit).map(|_| ())
+        self.replica.propose(group, commit).map(|_| 0)
+    }
+
+    /// Makes the snapshot read at or above `ts` (a commit of the same session whose
+    /// shares may still be resolving, see [`Transaction::commit`]): groups are then
+    /// made readable there before they are read.
+    pub fn reading_after(self, ts: u64) -> Transaction {
+        let snapshot = match self.snapshot.get() {
+            Snapshot::Fixed(start) => Snapshot::Fixed(start.max(ts)),
+            Snapshot::Open { floor } => Snapshot::Open {
+                floor: floor.max(ts),
+            },
+        };
+        self.snapshot.set(snapshot);
+        self
     }
 
     /// What the commit writes in each group: every buffered write in the group the
