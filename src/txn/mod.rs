@@ -315,12 +315,12 @@ impl Transaction {
         let Some(cluster) = self.replica.cluster() else {
             return self.replica.read_timestamp(single.level);
         };
-        let Some(installed) = cluster.group_catalog_version(group) else {
-            return self.replica.read_timestamp(single.level);
-        };
+        if cluster.group_catalog_version(group).is_none() {
+            return self.replica.read_timestamp(single.level); // not hosted here
+        }
         let ts = cluster.applied_for_read(group, single.level)?;
-        let installed = cluster.group_catalog_version(group).unwrap_or(installed);
-        if installed > single.catalog_version {
+        let installed = cluster.group_catalog_version(group);
+        if installed.is_some_and(|version| version > single.catalog_version) {
             single.refused.set(true);
             return Err(Error::SerializationFailure(
                 "the statement was planned against an older catalog".into(),
