@@ -189,7 +189,7 @@ impl ClusterReplica {
 
     /// The store holding this node's replica of `group`; an error when this node
     /// does not host it.
-    pub fn group_store(&self, group: GroupId) -> Result<&Store> {
+    pub fn group_store(&self, group: GroupId) -> Result<Arc<Store>> {
         self.node.group_store(group).ok_or_else(|| {
             Error::ObjectNotInPrerequisiteState(format!(
                 "node {} does not host group {group}",
@@ -208,7 +208,7 @@ impl ClusterReplica {
     ) -> Result<GroupAnswer> {
         self.ensure_readable(group, at_least_ts)?;
         if let Some(store) = self.node.group_store(group) {
-            return group_read::answer(store, read);
+            return group_read::answer(&store, read);
         }
         let node = Arc::clone(&self.node);
         self.run(async move { node.read_remote(group, at_least_ts, read).await })?

@@ -26,7 +26,7 @@ use crate::types::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most rows a host aggregates for one request before answering with its part and
 /// where it stopped: bounds the request's time and lets cancels be seen between them.
@@ -239,10 +239,13 @@ impl Replica {
     }
 }
 
+/// A scan of a shard this node stores, with the store it reads.
+type StoredScan = (Arc<Store>, VersionedScan);
+
 /// Aggregates the scans of stores this node holds on worker threads, each worker
 /// taking the next scan; one part per worker.
 fn aggregate_stored(
-    stored: Vec<(&Store, VersionedScan)>,
+    stored: Vec<StoredScan>,
     spec: &ShardAggregation,
     check: Check<'_>,
 ) -> Result<Vec<GroupedParts>> {
@@ -252,7 +255,7 @@ fn aggregate_stored(
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let workers = cores.min(stored.len()).clamp(1, MOST_WORKERS);
     let next = AtomicUsize::new(0);
-    let scans: Vec<Mutex<Option<(&Store, VersionedScan)>>> = stored
+    let scans: Vec<Mutex<Option<StoredScan>>> = stored
         .into_iter()
         .map(|scan| Mutex::new(Some(scan)))
         .collect();
@@ -268,7 +271,7 @@ fn aggregate_stored(
                 .unwrap_or_else(|poison| poison.into_inner())
                 .take();
             if let Some((store, scan)) = taken {
-                aggregate_scan(store, scan, spec, &mut part, usize::MAX, check)?;
+                aggregate_scan(&store, scan, spec, &mut part, usize::MAX, check)?;
             }
         }
     };

@@ -165,9 +165,9 @@ impl Replica {
     /// The store holding this node's own copy of `group`, for work a group's leader
     /// does on its own replica (the cleaner); an error where the group is not hosted.
     /// Reads for transactions go through [`Replica::read_group`].
-    pub fn group_store(&self, group: GroupId) -> Result<&Store> {
+    pub fn group_store(&self, group: GroupId) -> Result<Arc<Store>> {
         match self {
-            Replica::Local(local) => Ok(local.store()),
+            Replica::Local(local) => Ok(Arc::clone(&local.store)),
             Replica::Cluster(cluster) => cluster.group_store(group),
         }
     }
@@ -232,7 +232,7 @@ impl Replica {
             cluster.ensure_readable(group, scan.read_ts())?;
         }
         if let Some(store) = self.hosted_store(group) {
-            return scan.next_batch(store);
+            return scan.next_batch(&store);
         }
         let read = GroupRead::Scan { scan: scan.clone() };
         match self.read_group(group, scan.read_ts(), read)? {
@@ -245,9 +245,9 @@ impl Replica {
     }
 
     /// This node's store of `group`, if it hosts the group.
-    fn hosted_store(&self, group: GroupId) -> Option<&Store> {
+    fn hosted_store(&self, group: GroupId) -> Option<Arc<Store>> {
         match self {
-            Replica::Local(local) => Some(local.store()),
+            Replica::Local(local) => Some(Arc::clone(&local.store)),
             Replica::Cluster(cluster) => cluster.node().group_store(group),
         }
     }

@@ -203,7 +203,7 @@ pub type FirstSeen = HashMap<(GroupId, TxnId), Instant>;
 /// since `seen` first noted them; forgets the ones that are gone.
 pub fn clean_abandoned(replica: &Replica, group: GroupId, seen: &mut FirstSeen) -> Result<()> {
     let store = replica.group_store(group)?;
-    let shares = two_phase::prepared_shares(store)?;
+    let shares = two_phase::prepared_shares(&store)?;
     seen.retain(|(in_group, txn), _| {
         *in_group != group || shares.iter().any(|share| share.txn == *txn)
     });

@@ -80,7 +80,7 @@ impl RaftNode {
     async fn scan_group(&self, group: GroupId, scan: &mut VersionedScan) -> Result<Records> {
         self.ensure_readable(group, scan.read_ts()).await?;
         if let Some(store) = self.group_store(group) {
-            return scan.next_batch(store);
+            return scan.next_batch(&store);
         }
         let read = GroupRead::Scan { scan: scan.clone() };
         match self.read_remote(group, scan.read_ts(), read).await? {

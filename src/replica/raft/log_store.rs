@@ -285,6 +285,25 @@ fn sync_loop(
     }
 }
 
+/// Deletes every log entry and every piece of state of `group` from the node store
+/// (synced), and forgets its durability marks: for a replica retired from this node,
+/// which may host the group again later, starting from an empty log.
+pub fn forget_group(store: &Store, syncer: &LogSyncer, group: GroupId) -> crate::error::Result<()> {
+    let mut batch = Batch::default();
+    batch.delete_range(Space::RaftLog, entry_key(group, 0), group_end(group));
+    let next = group
+        .checked_add(1)
+        .map_or_else(|| vec![0xff; 9], |next| next.to_be_bytes().to_vec());
+    batch.delete_range(Space::RaftState, group.to_be_bytes().to_vec(), next);
+    store.write(batch)?;
+    syncer
+        .groups
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .remove(&group);
+    Ok(())
+}
+
 /// One group's log and vote.
 #[derive(Clone)]
 pub struct LogStore {

@@ -1,11 +1,14 @@
 //! Membership: adding a node, removing one, and moving a group's leadership.
 //!
 //! Every change runs group by group, each step on the group's leader wherever it is (a
-//! node that does not lead forwards the step one hop, as writes are). Adding a node
-//! makes it a learner of each group first; openraft streams it a snapshot when the log
-//! it needs is already purged, and the step returns once it has caught up, so it never
-//! joins the quorum while it is far behind. Only then is it promoted to voter (a joint
-//! configuration, committed, then the final one).
+//! node that does not lead forwards the step one hop, as writes are; one that hosts no
+//! replica of the group sends it through a host). Adding a node to a group makes it a
+//! learner first; openraft streams it a snapshot when the log it needs is already
+//! purged, and the step returns once it has caught up, so it never joins the quorum
+//! while it is far behind. Only then is it promoted to voter (a joint configuration,
+//! committed, then the final one). A node joins the metadata group this way; which
+//! data groups it joins, and which a leaving node's replicas move to, `rebalance`
+//! decides.
 //!
 //! Steps are safe to repeat: adding a learner that exists, promoting a voter, removing
 //! a node that is gone change nothing. So a change cut short (a leader died, a timeout)
@@ -79,8 +82,11 @@ pub struct StepReport {
 }
 
 impl RaftNode {
-    /// Adds the node to every group: learner, caught up, then voter. The node must be
-    /// running (started with no initial members, or with `--join`).
+    /// Adds the node to the cluster: to the metadata group (learner, caught up, then
+    /// voter), then moves data group replicas onto it until every node carries about
+    /// its share (see [`super::rebalance`]). The node must be running (started with
+    /// no initial members, or with `--join`). Running it again finishes a change cut
+    /// short.
     pub async fn add_node(
         &self,
         node_id: NodeId,
@@ -89,34 +95,24 @@ impl RaftNode {
         if node_id == 0 {
             return Err(WriteError::Refused("node ids start at 1".into()));
         }
-        if self.data_groups().len() as u64 != self.data_group_count() {
-            return Err(WriteError::Refused(
-                "this node hosts only some data groups (the cluster has more nodes than \
-                 its replication factor); adding a node to such a cluster, which would \
-                 move groups between nodes, is not supported yet — ask a node that \
-                 hosts every group, or start the cluster with every node"
-                    .into(),
-            ));
+        if let Some(existing) = self.member_address(METADATA_GROUP, node_id) {
+            if existing.raft_address != node.raft_address {
+                return Err(WriteError::Refused(format!(
+                    "node id {node_id} is already a member at {} (ids are never reused)",
+                    existing.raft_address
+                )));
+            }
         }
         let mut reports = Vec::new();
-        for group in self.group_ids() {
-            if let Some(existing) = self.member_address(group, node_id) {
-                if existing.raft_address != node.raft_address {
-                    return Err(WriteError::Refused(format!(
-                        "node id {node_id} is already a member at {} (ids are never reused)",
-                        existing.raft_address
-                    )));
-                }
-            }
-            let step = MembershipStep::AddLearner {
-                node_id,
-                node: node.clone(),
-            };
-            reports.push(self.step_on_leader(group, step).await?);
-            let step = MembershipStep::Promote { node_id };
-            reports.push(self.step_on_leader(group, step).await?);
-        }
-        tracing::info!(node_id, address = %node.raft_address, "node added to every group");
+        let step = MembershipStep::AddLearner {
+            node_id,
+            node: node.clone(),
+        };
+        reports.push(self.step_on_leader(METADATA_GROUP, step).await?);
+        let step = MembershipStep::Promote { node_id };
+        reports.push(self.step_on_leader(METADATA_GROUP, step).await?);
+        reports.extend(self.rebalance(None).await?);
+        tracing::info!(node_id, address = %node.raft_address, "node added, data groups rebalanced");
         Ok(reports)
     }
 
@@ -150,52 +146,45 @@ impl RaftNode {
         self.add_node(status.node_id, node).await
     }
 
-    /// Removes the node from every group; where it leads, leadership moves first.
+    /// Removes the node from the cluster: its data group replicas move to the other
+    /// nodes first (each group keeps its replication factor while there are enough
+    /// nodes; see [`super::rebalance`]), then it leaves the metadata group. Where it
+    /// leads, leadership moves first.
     pub async fn remove_node(&self, node_id: NodeId) -> Result<Vec<StepReport>, WriteError> {
-        let mut reports = Vec::new();
-        let mut found = false;
-        for group in self.group_ids() {
-            let (voters, learners) = self.members(group);
-            if !voters.contains(&node_id) && !learners.contains(&node_id) {
-                continue;
-            }
-            found = true;
-            if voters.len() == 1 && voters.contains(&node_id) {
-                return Err(WriteError::Refused(format!(
-                    "node {node_id} is the last voter of group {group}"
-                )));
-            }
-            if self.leader_of(group).map(|(leader, _)| leader) == Some(node_id) {
-                let successor = voters.iter().copied().find(|voter| *voter != node_id);
-                if let Some(to) = successor {
-                    let step = MembershipStep::TransferLeader { to };
-                    reports.push(self.step_on_leader(group, step).await?);
-                }
-            }
-            let step = MembershipStep::Remove { node_id };
-            reports.push(self.step_on_leader(group, step).await?);
-        }
-        if !found {
+        let (voters, learners) = self.members(METADATA_GROUP);
+        if !voters.contains(&node_id) && !learners.contains(&node_id) {
             return Err(WriteError::Refused(format!(
-                "node {node_id} is not a member of any group"
+                "node {node_id} is not a member of the cluster"
             )));
         }
-        tracing::info!(node_id, "node removed from every group");
+        if voters.len() == 1 && voters.contains(&node_id) {
+            return Err(WriteError::Refused(format!(
+                "node {node_id} is the cluster's last node"
+            )));
+        }
+        let mut reports = self.rebalance(Some(node_id)).await?;
+        let step = MembershipStep::Remove { node_id };
+        reports.push(self.step_on_leader(METADATA_GROUP, step).await?);
+        tracing::info!(node_id, "node removed from the cluster");
         Ok(reports)
     }
 
-    /// Moves the leadership of `groups` (every group when empty) to `to`.
+    /// Moves the leadership of `groups` to `to`; when `groups` is empty, of every group
+    /// `to` is a voter of (with more nodes than the replication factor it hosts only
+    /// some of them).
     pub async fn transfer_leadership(
         &self,
         groups: &[GroupId],
         to: NodeId,
     ) -> Result<Vec<StepReport>, WriteError> {
-        let hosted = self.group_ids();
-        if let Some(missing) = groups.iter().find(|group| !hosted.contains(group)) {
+        let first = crate::shard::FIRST_SHARD_GROUP;
+        let last = first + self.data_group_count();
+        let exists = |group: &GroupId| *group == METADATA_GROUP || (first..last).contains(group);
+        if let Some(missing) = groups.iter().find(|group| !exists(group)) {
             return Err(WriteError::Refused(format!("there is no group {missing}")));
         }
         let groups = if groups.is_empty() {
-            hosted
+            self.groups_with_voter(to).await?
         } else {
             groups.to_vec()
         };
@@ -205,6 +194,44 @@ impl RaftNode {
             reports.push(self.step_on_leader(group, step).await?);
         }
         Ok(reports)
+    }
+
+    /// As leader of `group`: the other voter best placed to take over (the one whose
+    /// log is furthest along).
+    fn successor(&self, group: GroupId, voters: &BTreeSet<NodeId>) -> Option<NodeId> {
+        let state = self.group(group).ok()?;
+        let receiver = state.raft.metrics();
+        let metrics = receiver.borrow();
+        voters
+            .iter()
+            .copied()
+            .filter(|voter| *voter != self.id())
+            .max_by_key(|voter| {
+                (
+                    super::node::replicated_index(&metrics, *voter),
+                    std::cmp::Reverse(*voter),
+                )
+            })
+    }
+
+    /// The metadata group and every data group `node_id` is a voter of, from every
+    /// node's report.
+    async fn groups_with_voter(&self, node_id: NodeId) -> Result<Vec<GroupId>, WriteError> {
+        let statuses = self.cluster_status().await;
+        let mut groups: BTreeSet<GroupId> = BTreeSet::new();
+        for status in &statuses {
+            for report in &status.groups {
+                if report.voters.contains(&node_id) {
+                    groups.insert(report.group);
+                }
+            }
+        }
+        if groups.is_empty() {
+            return Err(WriteError::Refused(format!(
+                "node {node_id} is a voter of no group"
+            )));
+        }
+        Ok(groups.into_iter().collect())
     }
 
     /// The address of `node_id` if it is a member (voter or learner) of `group`.
@@ -234,15 +261,32 @@ impl RaftNode {
     }
 
     /// Runs `step` on the group's leader, following it as it moves.
-    async fn step_on_leader(
+    pub(super) async fn step_on_leader(
         &self,
         group: GroupId,
         step: MembershipStep,
     ) -> Result<StepReport, WriteError> {
         let started = Instant::now();
         let mut last_refusal = String::from("no leader");
+        // For a group not hosted here, whom to ask next: a leader some host named, or
+        // the hosts in turn (see `raft::remote`).
+        let mut named_leader: Option<(NodeId, Node)> = None;
+        let mut hosts = Vec::new().into_iter();
         for _ in 0..MAX_STEP_ATTEMPTS {
-            let outcome = match self.leader_of(group) {
+            // A replica here that knows no leader (one just started, to be added as a
+            // learner) cannot say where the leader is: the hosts are asked then too.
+            let local_leader = self.hosts(group).then(|| self.leader_of(group)).flatten();
+            let target = if local_leader.is_some() {
+                local_leader
+            } else {
+                named_leader.take().or_else(|| {
+                    hosts.next().or_else(|| {
+                        hosts = self.hosts_to_ask(group).into_iter();
+                        hosts.next()
+                    })
+                })
+            };
+            let outcome = match target {
                 Some((leader, _)) if leader == self.id() => self.run_step(group, &step).await,
                 Some((leader, node)) => {
                     let request = NodeRequest::Membership {
@@ -261,6 +305,9 @@ impl RaftNode {
                 }
                 None => Err(WriteError::Retry(format!("group {group} has no leader"))),
             };
+            if let Err(WriteError::NotLeader(Some(leader))) = &outcome {
+                named_leader = Some(leader.clone());
+            }
             match outcome {
                 Ok(action) => {
                     tracing::info!(group, %action, "membership step done");
@@ -323,6 +370,18 @@ impl RaftNode {
             }
             MembershipStep::Remove { node_id } => {
                 let (voters, learners) = self.members(group);
+                if *node_id == self.id() && voters.contains(node_id) {
+                    // Hand the leadership over first, so the group is not left without
+                    // a leader until an election; the step then runs on the successor.
+                    let successor = self.successor(group, &voters);
+                    let Some(to) = successor else {
+                        return Err(WriteError::Refused(format!(
+                            "node {node_id} is the last voter of group {group}"
+                        )));
+                    };
+                    self.transfer_here(group, to).await?;
+                    return Err(WriteError::NotLeader(self.leader_of(group)));
+                }
                 if voters.contains(node_id) {
                     let change = ChangeMembers::RemoveVoters(BTreeSet::from([*node_id]));
                     self.change(&raft, change).await?;

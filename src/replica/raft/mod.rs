@@ -6,13 +6,16 @@
 //! [`snapshot`] writes and reads snapshot files, whose timing [`pacing`] decides;
 //! [`transport`] and [`network`] carry Raft and node calls between peers; [`node`]
 //! hosts the groups, routes writes and reads; [`placement`] says which nodes replicate
-//! which data group, and [`remote`] reaches the groups a node does not host, and [`catch_up`] moves an idle group
+//! which data group when the cluster forms, [`hosting`] starts and retires a node's
+//! replicas later, and [`remote`] reaches the groups a node does not host, and [`catch_up`] moves an idle group
 //! up to a snapshot taken across groups; [`membership`] adds and removes nodes and
-//! moves leadership; [`clock`] measures the spans leases rest on, at a rate tests may
+//! moves leadership, [`rebalance`] moves data group replicas between nodes as they
+//! come and go; [`clock`] measures the spans leases rest on, at a rate tests may
 //! skew.
 
 pub mod catch_up;
 pub mod clock;
+pub mod hosting;
 pub mod index_build;
 pub mod log_store;
 pub mod membership;
@@ -20,6 +23,7 @@ pub mod network;
 pub mod node;
 pub mod pacing;
 pub mod placement;
+pub mod rebalance;
 pub mod remote;
 pub mod rounds;
 pub mod schema;

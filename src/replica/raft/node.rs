@@ -4,8 +4,9 @@
 //!
 //! Groups: the metadata group ([`METADATA_GROUP`]: oracle bound, membership, the
 //! catalog) and a pool of data groups (numbered from [`FIRST_SHARD_GROUP`]) that the
-//! shard router places table shards on. Every node is a member of every group today;
-//! nothing here assumes that — a group is looked up by id for every call. Each data
+//! shard router places table shards on. A node hosts the metadata group and the data
+//! groups placed on it (`placement` when the cluster forms, `rebalance` later; the set
+//! changes at run time, see `hosting`) — a group is looked up by id for every call. Each data
 //! group keeps its shards in a store of its own (its snapshot is that store's data, and
 //! its meta keys — applied timestamp, prepared transactions — are its alone); the node
 //! store holds every group's Raft log and the metadata group's state.
@@ -38,13 +39,13 @@
 //! lease read before that entry is committed.
 
 use super::clock::{Clock, NodeClock};
-use super::log_store::{LeaderPipelining, LogStore, LogSyncer};
+use super::log_store::{LeaderPipelining, LogSyncer};
 use super::membership::{MembershipStep, StepReport};
-use super::network::{GroupNetwork, PeerClient, PeerRequest, PeerResponse};
+use super::network::{PeerClient, PeerRequest, PeerResponse};
 use super::pacing::SnapshotPacing;
 use super::placement;
 use super::rounds::{RoundError, RoundFn, RoundLimits, Rounds};
-use super::state_machine::{AppliedView, GroupKind, GroupStateMachine};
+use super::state_machine::{AppliedView, GroupKind};
 use super::transport::{self, CallError, Handler};
 use super::types::{GroupId, LogId, Node, NodeId, Request, Response, TypeConfig, METADATA_GROUP};
 use crate::catalog::{Catalog, SharedCatalog};
@@ -258,6 +259,18 @@ pub enum NodeRequest {
         /// Where it is reached.
         node: Node,
     },
+    /// Start an empty replica of a data group here, to be added as a learner next
+    /// (see [`super::hosting`]).
+    HostGroup {
+        /// The group.
+        group: GroupId,
+    },
+    /// Retire this node's replica of a data group: the group committed a membership
+    /// without this node.
+    RetireGroup {
+        /// The group.
+        group: GroupId,
+    },
     /// Campaign for the group's leadership (a transfer to the receiver).
     Campaign {
         /// The group.
@@ -300,6 +313,8 @@ pub enum NodeResponse {
     Membership(std::result::Result<String, WriteError>),
     /// To Join: what each step did.
     Joined(std::result::Result<Vec<StepReport>, WriteError>),
+    /// To HostGroup and RetireGroup: what the receiver did.
+    Hosting(std::result::Result<String, WriteError>),
     /// To Campaign: whether the receiver leads now.
     Campaigned(std::result::Result<(), String>),
     /// To PrepareRead: the applied timestamp after the read round; `None` when the
@@ -345,48 +360,56 @@ pub struct GroupStatus {
     pub voters: Vec<NodeId>,
     /// Learners of the group.
     pub learners: Vec<NodeId>,
+    /// The log index of the membership entry those voters and learners come from
+    /// (committed once `committed` reaches it).
+    pub membership_log: Option<u64>,
 }
 
-/// A group's parts between starting its Raft and making the node.
-struct StartedGroup {
-    group: GroupId,
-    kind: GroupKind,
-    raft: Raft<TypeConfig>,
-    view: Arc<AppliedView>,
-    pipelining: Arc<LeaderPipelining>,
-    pacing: Arc<SnapshotPacing>,
-    store: Arc<Store>,
-    catalog: SharedCatalog,
+/// A group's parts between starting its Raft and running it on the node.
+pub(super) struct StartedGroup {
+    pub(super) group: GroupId,
+    pub(super) kind: GroupKind,
+    pub(super) raft: Raft<TypeConfig>,
+    pub(super) view: Arc<AppliedView>,
+    pub(super) pipelining: Arc<LeaderPipelining>,
+    pub(super) pacing: Arc<SnapshotPacing>,
+    pub(super) store: Arc<Store>,
+    pub(super) catalog: SharedCatalog,
 }
 
 /// One hosted group.
 pub(super) struct Group {
     pub(super) raft: Raft<TypeConfig>,
-    kind: GroupKind,
+    pub(super) kind: GroupKind,
     /// The store the group's state machine applies to.
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     /// The group's catalog: the cluster's in the metadata group, a data group's copy.
-    catalog: SharedCatalog,
-    view: Arc<AppliedView>,
+    pub(super) catalog: SharedCatalog,
+    pub(super) view: Arc<AppliedView>,
     /// When this replica last knew it had applied everything the leader had committed.
-    fresh_as_of: Mutex<Option<Instant>>,
+    pub(super) fresh_as_of: Mutex<Option<Instant>>,
     /// When a leader last replicated to this replica successfully.
-    last_leader_contact: Mutex<Option<Instant>>,
+    pub(super) last_leader_contact: Mutex<Option<Instant>>,
     /// While this leader hands its leadership to that node: no writes, no lease reads,
     /// no timestamps (the successor may be elected at once, before any lease runs out).
-    moving_to: Mutex<Option<NodeId>>,
+    pub(super) moving_to: Mutex<Option<NodeId>>,
     /// Data groups: concurrent changes batched into entries while this node leads.
-    proposals: Option<Rounds<Operation, WriteOutcome>>,
+    pub(super) proposals: Option<Rounds<Operation, WriteOutcome>>,
     /// Quorum rounds shared by concurrent linearizable reads while this node leads.
-    linearizable_reads: Rounds<(), std::result::Result<u64, WriteError>>,
+    pub(super) linearizable_reads: Rounds<(), std::result::Result<u64, WriteError>>,
     /// Whether this node's appends as leader may be pipelined (see
     /// [`super::log_store`]); kept up to date by [`RaftNode::allow_pipelining`].
     pub(super) pipelining: Arc<LeaderPipelining>,
     /// Membership changes of the group running on this node; the pipelining switch is
     /// set under this lock, so a change starting is never overtaken by a stale check.
-    membership_changes: Mutex<usize>,
+    pub(super) membership_changes: Mutex<usize>,
     /// When this replica's next snapshot is due (see [`super::pacing`]).
-    pacing: Arc<SnapshotPacing>,
+    pub(super) pacing: Arc<SnapshotPacing>,
+    /// Stops the group's batching rounds when the replica is retired (a child of the
+    /// node's own stop).
+    pub(super) stop: CancellationToken,
+    /// When the replica started running here.
+    pub(super) hosted_at: Instant,
 }
 
 impl Group {
@@ -472,9 +495,18 @@ pub struct RaftNode {
     peers: Arc<PeerClient>,
     oracle: tokio::sync::Mutex<OracleWindow>,
     catalog: SharedCatalog,
-    /// The store of every group hosted here (the node store for the metadata group);
-    /// fixed at start, so readers borrow a store for as long as the node lives.
-    stores: BTreeMap<GroupId, Arc<Store>>,
+    /// The node store: every group's Raft log, and the metadata group's state.
+    node_store: Arc<Store>,
+    /// Syncs the node store's WAL for every group's log.
+    syncer: Arc<LogSyncer>,
+    /// openraft's settings, for groups started later (see [`super::hosting`]).
+    openraft_config: Arc<Config>,
+    /// This node, for the tasks of groups started later.
+    this: Weak<RaftNode>,
+    /// Taken while a replica is started or retired here, one at a time.
+    pub(super) hosting_changes: tokio::sync::Mutex<()>,
+    /// Data groups whose retired replica's files are still being deleted.
+    retiring: Mutex<std::collections::BTreeSet<GroupId>>,
     stop: CancellationToken,
     /// Measures the spans leases and staleness bounds rest on.
     clock: NodeClock,
@@ -514,66 +546,28 @@ impl RaftNode {
         let local_ip = listen_ip(&config.raft_address)?;
         let peers = Arc::new(PeerClient::new(local_ip));
         let openraft_config = Arc::new(config.settings.openraft_config()?);
+        let formed = has_raft_state(&store)?;
+        for group in retired_groups(&config) {
+            // A retirement a crash cut short: finish it.
+            super::log_store::forget_group(&store, &syncer, group)?;
+            super::hosting::delete_retired_files(&config, group)?;
+        }
+        let opening = super::hosting::GroupOpening {
+            config: &config,
+            node_store: &store,
+            syncer: &syncer,
+            peers: &peers,
+            openraft_config: &openraft_config,
+        };
         let mut started = Vec::new();
-        for (group, kind) in hosted_groups(&config)? {
-            let group_store = match kind {
-                GroupKind::Metadata => Arc::clone(&store),
-                GroupKind::Data => {
-                    let path = config.data_dir.join("groups").join(group.to_string());
-                    Arc::new(Store::open(&path)?)
-                }
-            };
-            let directory = config.data_dir.join("snapshots").join(group.to_string());
-            let machine =
-                GroupStateMachine::open(Arc::clone(&group_store), group, kind, &directory)?;
-            let view = machine.view();
-            let pacing = machine.pacing();
-            let catalog = machine.catalog_handle();
-            let pipelining = Arc::new(LeaderPipelining::default());
-            let log = LogStore::new(
-                Arc::clone(&store),
-                group,
-                Arc::clone(&syncer),
-                config.node_id,
-                Arc::clone(&pipelining),
-                Arc::clone(&pacing),
-            )?;
-            let network = GroupNetwork {
-                node_id: config.node_id,
-                group,
-                peers: Arc::clone(&peers),
-                retry_unreachable: config.settings.heartbeat,
-                durability: log.durability(),
-            };
-            let raft = Raft::new(
-                config.node_id,
-                Arc::clone(&openraft_config),
-                network,
-                log,
-                machine,
-            )
-            .await
-            .map_err(|error| Error::Internal(format!("cannot start group {group}: {error}")))?;
-            started.push(StartedGroup {
-                group,
-                kind,
-                raft,
-                view,
-                pipelining,
-                pacing,
-                store: group_store,
-                catalog,
-            });
+        for (group, kind) in hosted_groups(&config, formed) {
+            started.push(opening.open(group, kind).await?);
         }
         let catalog = started
             .iter()
             .find(|started| started.kind == GroupKind::Metadata)
             .map(|started| started.catalog.clone())
             .ok_or_else(|| Error::Internal("no metadata group".into()))?;
-        let stores = started
-            .iter()
-            .map(|started| (started.group, Arc::clone(&started.store)))
-            .collect();
         let listener = tokio::net::TcpListener::bind(&config.raft_address)
             .await
             .map_err(|error| {
@@ -585,25 +579,9 @@ impl RaftNode {
                 .into_iter()
                 .map(|started| {
                     let group = started.group;
-                    let proposals = (started.kind == GroupKind::Data)
-                        .then(|| proposal_rounds(node.clone(), group, stop.clone()));
-                    let linearizable_reads = read_rounds(started.raft.clone(), stop.clone());
-                    let state = Group {
-                        raft: started.raft,
-                        kind: started.kind,
-                        store: started.store,
-                        catalog: started.catalog,
-                        view: started.view,
-                        fresh_as_of: Mutex::new(None),
-                        last_leader_contact: Mutex::new(None),
-                        moving_to: Mutex::new(None),
-                        proposals,
-                        linearizable_reads,
-                        pipelining: started.pipelining,
-                        membership_changes: Mutex::new(0),
-                        pacing: started.pacing,
-                    };
-                    (group, Arc::new(state))
+                    let running =
+                        super::hosting::running_group(node.clone(), started, stop.child_token());
+                    (group, Arc::new(running))
                 })
                 .collect();
             RaftNode {
@@ -612,7 +590,12 @@ impl RaftNode {
                 peers,
                 oracle: tokio::sync::Mutex::new(OracleWindow::default()),
                 catalog,
-                stores,
+                node_store: store,
+                syncer,
+                openraft_config,
+                this: node.clone(),
+                hosting_changes: tokio::sync::Mutex::new(()),
+                retiring: Mutex::new(std::collections::BTreeSet::new()),
                 stop,
                 clock: NodeClock::default(),
                 commit_pause_millis: std::sync::atomic::AtomicU64::new(0),
@@ -645,8 +628,11 @@ impl RaftNode {
                 let factor = self.config.replication_factor;
                 for group in self.group_ids() {
                     let raft = self.group(group)?.raft.clone();
-                    // A restarted member already has its membership in its log.
-                    if raft.is_initialized().await.unwrap_or(false) {
+                    // A restarted member already has its membership in its log; a
+                    // replica moved here is the group's leader's to fill, never formed.
+                    let moved_in = super::hosting::hosting(&self.config, group)
+                        == super::hosting::Hosting::Hosted { moved_in: true };
+                    if moved_in || raft.is_initialized().await.unwrap_or(false) {
                         continue;
                     }
                     let voters: BTreeMap<NodeId, Node> =
@@ -745,8 +731,87 @@ impl RaftNode {
     }
 
     /// The store holding this node's replica of `group`, if it hosts one.
-    pub fn group_store(&self, group: GroupId) -> Option<&Store> {
-        self.stores.get(&group).map(|store| &**store)
+    pub fn group_store(&self, group: GroupId) -> Option<Arc<Store>> {
+        self.group(group).ok().map(|state| Arc::clone(&state.store))
+    }
+
+    /// The node's configuration.
+    pub(super) fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// What opening another group's replica here needs (see [`super::hosting`]).
+    pub(super) fn opening(&self) -> super::hosting::GroupOpening<'_> {
+        super::hosting::GroupOpening {
+            config: &self.config,
+            node_store: &self.node_store,
+            syncer: &self.syncer,
+            peers: &self.peers,
+            openraft_config: &self.openraft_config,
+        }
+    }
+
+    /// This node, weakly, for tasks that must not keep it alive.
+    pub(super) fn weak_self(&self) -> Weak<RaftNode> {
+        self.this.clone()
+    }
+
+    /// Cancelled when the node stops.
+    pub(super) fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// The node store (every group's log, the metadata group's state).
+    pub(super) fn node_store(&self) -> &Store {
+        &self.node_store
+    }
+
+    /// The node store's log syncer.
+    pub(super) fn syncer(&self) -> &LogSyncer {
+        &self.syncer
+    }
+
+    /// Starts running a group's replica here.
+    pub(super) fn insert_group(&self, group: GroupId, state: Group) {
+        self.groups
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(group, Arc::new(state));
+    }
+
+    /// Stops routing anything to the replica of `group` here; returns it.
+    pub(super) fn remove_group(&self, group: GroupId) -> Option<Arc<Group>> {
+        let removed = self
+            .groups
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&group);
+        self.remote_hosts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&group);
+        removed
+    }
+
+    /// Whether a retired replica of `group` is still being deleted here.
+    pub(super) fn is_retiring(&self, group: GroupId) -> bool {
+        self.retiring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .contains(&group)
+    }
+
+    /// Marks a retired replica of `group` as being deleted, or done.
+    pub(super) fn set_retiring(&self, group: GroupId, retiring: bool) {
+        let mut groups = self
+            .retiring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if retiring {
+            groups.insert(group);
+        } else {
+            groups.remove(&group);
+        }
     }
 
     /// How many data groups the cluster runs.
@@ -1595,6 +1660,10 @@ impl RaftNode {
                 lag,
                 voters: membership.voter_ids().collect(),
                 learners: membership.learner_ids().collect(),
+                membership_log: metrics
+                    .membership_config
+                    .log_id()
+                    .map(|log_id| log_id.index),
             });
         }
         NodeStatus {
@@ -1671,34 +1740,47 @@ fn no_quorum_is_only(me: NodeId, configs: &[std::collections::BTreeSet<NodeId>])
         .all(|config| config.iter().any(|voter| *voter != me))
 }
 
-/// The groups this node hosts: the metadata group, and the data groups the ring places
-/// on it when the cluster forms (see [`super::placement`]); every data group when it
-/// joins; after a restart, those it has a store for.
-fn hosted_groups(config: &NodeConfig) -> Result<Vec<(GroupId, GroupKind)>> {
+/// The groups this node hosts: the metadata group, and of the data groups those the
+/// ring places on it when the cluster forms (see [`super::placement`]) and, once the
+/// node has taken part in the cluster (`formed`: its store has Raft state), those it
+/// has a store for that is not retired (see [`super::hosting`]): groups move between
+/// nodes after formation, so the ring no longer says where they are.
+fn hosted_groups(config: &NodeConfig, formed: bool) -> Vec<(GroupId, GroupKind)> {
+    use super::hosting::Hosting;
     let all = FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + config.data_groups;
-    let data: Vec<GroupId> = match &config.bootstrap {
-        Bootstrap::InitialMembers(members) => {
-            let ids: Vec<NodeId> = members.keys().copied().collect();
-            let factor = config.replication_factor;
-            all.filter(|&group| {
-                placement::initial_voters(group, &ids, factor).contains(&config.node_id)
-            })
-            .collect()
-        }
-        Bootstrap::Join(_) => all.collect(),
-        Bootstrap::Restart => all
-            .filter(|group| {
-                config
-                    .data_dir
-                    .join("groups")
-                    .join(group.to_string())
-                    .exists()
-            })
-            .collect(),
-    };
-    Ok(std::iter::once((METADATA_GROUP, GroupKind::Metadata))
-        .chain(data.into_iter().map(|group| (group, GroupKind::Data)))
-        .collect())
+    let data = all.filter(|&group| match super::hosting::hosting(config, group) {
+        Hosting::Retired => false,
+        Hosting::Hosted { .. } => true,
+        Hosting::Never => match &config.bootstrap {
+            Bootstrap::InitialMembers(members) if !formed => {
+                let ids: Vec<NodeId> = members.keys().copied().collect();
+                placement::initial_voters(group, &ids, config.replication_factor)
+                    .contains(&config.node_id)
+            }
+            _ => false,
+        },
+    });
+    std::iter::once((METADATA_GROUP, GroupKind::Metadata))
+        .chain(data.map(|group| (group, GroupKind::Data)))
+        .collect()
+}
+
+/// The data groups whose replica here is marked retired.
+fn retired_groups(config: &NodeConfig) -> Vec<GroupId> {
+    (FIRST_SHARD_GROUP..FIRST_SHARD_GROUP + config.data_groups)
+        .filter(|&group| super::hosting::hosting(config, group) == super::hosting::Hosting::Retired)
+        .collect()
+}
+
+/// Whether the node store holds any Raft state or log entry: the node has taken part
+/// in a cluster before (a vote, an entry), so its groups are where its directories say.
+fn has_raft_state(store: &Store) -> Result<bool> {
+    use crate::storage::Space;
+    let everything = [0xffu8; 17];
+    Ok(!store
+        .scan(Space::RaftState, &[], &everything, 1)?
+        .is_empty()
+        || !store.scan(Space::RaftLog, &[], &everything, 1)?.is_empty())
 }
 
 /// How long a member other than the first waits to be reached by a leader before it
@@ -1760,7 +1842,7 @@ const WATCH_PERIOD: Duration = Duration::from_millis(25);
 const CAMPAIGN_STAGGER: Duration = Duration::from_millis(40);
 
 /// The rounds that batch a data group's changes on this node (see `propose_round`).
-fn proposal_rounds(
+pub(super) fn proposal_rounds(
     node: Weak<RaftNode>,
     group: GroupId,
     stop: CancellationToken,
@@ -1781,7 +1863,7 @@ fn proposal_rounds(
 /// The rounds that confirm leadership once for every linearizable read waiting: each
 /// round is a quorum round of its own, begun after all its reads began, so its read
 /// index serves them all (see [`super::rounds`]).
-fn read_rounds(
+pub(super) fn read_rounds(
     raft: Raft<TypeConfig>,
     stop: CancellationToken,
 ) -> Rounds<(), std::result::Result<u64, WriteError>> {
@@ -1815,6 +1897,7 @@ async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken)
     let mut last_campaign: HashMap<GroupId, Instant> = HashMap::new();
     let mut co_location = CoLocation::default();
     let mut balance = Balance::default();
+    let mut membership_checks: HashMap<GroupId, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -1842,6 +1925,15 @@ async fn watch_leaders(node: std::sync::Weak<RaftNode>, stop: CancellationToken)
                     Err(error) => tracing::debug!(group, to, ?error, "leadership not balanced"),
                 }
             });
+        }
+        for group in node.replicas_maybe_removed() {
+            let checked = membership_checks.get(&group);
+            if checked.is_some_and(|at| at.elapsed() < super::hosting::STALE_AFTER) {
+                continue;
+            }
+            membership_checks.insert(group, Instant::now());
+            let node = Arc::clone(&node);
+            tokio::spawn(async move { node.retire_if_removed(group).await });
         }
         for group in node.group_ids() {
             node.refresh_pipelining(group);
@@ -2155,6 +2247,10 @@ impl RaftNode {
             NodeRequest::Join { node_id, node } => {
                 // Boxed: adding a node calls peers' handlers, this one included.
                 NodeResponse::Joined(Box::pin(self.add_node(node_id, node)).await)
+            }
+            NodeRequest::HostGroup { group } => NodeResponse::Hosting(self.host_group(group).await),
+            NodeRequest::RetireGroup { group } => {
+                NodeResponse::Hosting(self.retire_group(group).await)
             }
             NodeRequest::Campaign {
                 group,

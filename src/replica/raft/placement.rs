@@ -13,9 +13,8 @@
 //! group can commit anything, so every member must compute the same answer on its own;
 //! the ring needs no agreement beyond the member list every node starts with. After
 //! that, a group's membership (in its own log) is the truth, and nodes that do not host
-//! a group find it through the members (see `raft::remote`). Moving groups between
-//! nodes (rebalancing after a node joins) is not built: a node joins every group, and
-//! only a cluster whose every node hosts every group accepts a new node.
+//! a group find it through the members (see `raft::remote`), and replicas move between
+//! nodes as they join and leave (see `raft::rebalance`).
 
 use super::types::{GroupId, NodeId, METADATA_GROUP};
 use crate::shard::FIRST_SHARD_GROUP;

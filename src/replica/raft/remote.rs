@@ -28,13 +28,17 @@ use std::time::{Duration, Instant};
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// How often a host waiting to catch up looks again.
 const CATCH_UP_POLL: Duration = Duration::from_millis(1);
+/// Most passes over a group's hosts for one write while none can take it.
+const MOST_WRITE_PASSES: usize = 100;
+/// Pause between two such passes.
+const WRITE_PASS_PAUSE: Duration = Duration::from_millis(50);
 /// Longest wait for one remote read or read round.
 const REMOTE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl RaftNode {
     /// The nodes to ask about `group`, best first: the last that answered, the ring's
     /// voters, then every other member.
-    fn hosts_to_ask(&self, group: GroupId) -> Vec<(NodeId, Node)> {
+    pub(super) fn hosts_to_ask(&self, group: GroupId) -> Vec<(NodeId, Node)> {
         let Ok(metadata) = self.group(METADATA_GROUP) else {
             return Vec::new();
         };
@@ -69,6 +73,9 @@ impl RaftNode {
     }
 
     /// Commits `proposal` in `group`, which this node does not host, through a host.
+    /// While no host can take it (the group is electing a leader, or moving its
+    /// leadership) the hosts are asked again after a pause, until `deadline`, as a
+    /// local write waits for a leader.
     pub(super) async fn write_remote(
         &self,
         group: GroupId,
@@ -76,9 +83,31 @@ impl RaftNode {
         deadline: Instant,
     ) -> WriteOutcome {
         let mut last_refusal = format!("no node hosting group {group} answered");
+        for _ in 0..MOST_WRITE_PASSES {
+            match self.write_remote_once(group, &proposal, deadline).await {
+                Err(WriteError::Retry(why)) => last_refusal = why,
+                outcome => return outcome,
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            tokio::time::sleep(WRITE_PASS_PAUSE.min(remaining)).await;
+        }
+        Err(WriteError::Retry(last_refusal))
+    }
+
+    /// One pass of [`RaftNode::write_remote`]: each member once, plus one redirect to
+    /// a leader named by each answer.
+    async fn write_remote_once(
+        &self,
+        group: GroupId,
+        proposal: &Proposal,
+        deadline: Instant,
+    ) -> WriteOutcome {
+        let mut last_refusal = format!("no node hosting group {group} answered");
         let mut redirect: Option<(NodeId, Node)> = None;
         let mut hosts = self.hosts_to_ask(group).into_iter();
-        // Each member once, plus one redirect to a leader named by each answer.
         for _ in 0..self.member_count() * 2 + 1 {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -234,6 +263,6 @@ impl RaftNode {
                 Err(error) => return Some(Err(error)),
             }
         }
-        Some(group_read::answer(store, read))
+        Some(group_read::answer(&store, read))
     }
 }
