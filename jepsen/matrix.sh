@@ -14,7 +14,7 @@
 # each group on 3 of them, so data partitions and most calls cross nodes). Lease reads differ from linearizable ones only in
 # trusting the leader's lease, so `lease` runs with the faults that test a lease: a cut
 # off, paused or clock-skewed leader, and the 5-node partitions where two leaders may
-# overlap. The full matrix is 128 runs (about 140 minutes at 60 s on 2 cores).
+# overlap. The full matrix is 132 runs (about 145 minutes at 60 s on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +31,8 @@ CONFIGS="3:partition-one:linearizable 3:partition-halves:linearizable 3:kill:lin
 3:kill-leader:linearizable:4 3:partition-leader:$both:4 3:pause-leader:$both:4
 3:kill,partition-halves,pause-leader,member:linearizable:4 5:partition-majorities-ring:$both:4
 3:kill-coordinator:linearizable:4 5:kill-coordinator:linearizable:5
-5:kill-leader:linearizable:5 5:partition-leader:$both:5 5:kill,partition-halves:linearizable:5"
+5:kill-leader:linearizable:5 5:partition-leader:$both:5 5:kill,partition-halves:linearizable:5
+5:member,kill-leader:linearizable:5"
 if [ "${1:-}" = quick ]; then
   SEEDS=1
   TIME=20

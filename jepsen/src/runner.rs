@@ -330,8 +330,10 @@ async fn group_leader(addresses: &[String], group: u64) -> Option<u64> {
     None
 }
 
-/// Longest an administrative statement may take: a removal may move leadership first.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest an administrative statement may take: a removal moves the node's group
+/// replicas to other nodes first (each caught up, often by snapshot) and its
+/// leaderships before that.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs an administrative statement (`ALTER CLUSTER …`) on the node at `address`.
 async fn admin(address: &str, statement: &str) -> Result<(), String> {

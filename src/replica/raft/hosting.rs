@@ -264,6 +264,7 @@ impl RaftNode {
         };
         self.set_retiring(group, true);
         state.stop.cancel();
+        let stopping = Instant::now();
         if let Err(error) = state.raft.shutdown().await {
             tracing::warn!(group, %error, "the retired replica's Raft did not stop cleanly");
         }
@@ -272,25 +273,33 @@ impl RaftNode {
         }
         let store = Arc::clone(&state.store);
         drop(state);
-        let deleted = delete_when_unused(store, config.clone(), group).await;
-        self.set_retiring(group, false);
-        match deleted {
-            Ok(()) => {
-                tracing::info!(group, "retired this node's replica of the group");
-                Ok(format!(
-                    "node {} retired its replica of group {group}",
-                    self.id()
-                ))
+        tracing::info!(
+            group,
+            millis = stopping.elapsed().as_millis() as u64,
+            "retired this node's replica of the group"
+        );
+        // The files go once the last reader lets the store go; nothing waits for that.
+        let node = self.weak_self();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let draining = Instant::now();
+            match delete_when_unused(store, config, group).await {
+                Ok(()) => tracing::info!(
+                    group,
+                    millis = draining.elapsed().as_millis() as u64,
+                    "deleted the retired replica's files"
+                ),
+                Err(error) => tracing::error!(
+                    group,
+                    %error,
+                    "the retired replica's files are deleted at the next start"
+                ),
             }
-            Err(error) => {
-                tracing::error!(group, %error, "the retired replica's files were not all deleted");
-                Ok(format!(
-                    "node {} retired its replica of group {group}; its files are deleted at \
-                     the next start ({error})",
-                    self.id()
-                ))
+            if let Some(node) = node.upgrade() {
+                node.set_retiring(group, false);
             }
-        }
+        });
+        Ok(format!("node {} retired its replica of group {group}", self.id()))
     }
 }
 
