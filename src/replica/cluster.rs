@@ -14,7 +14,7 @@ use super::fan_out::{Check, GroupedParts, AGGREGATE_ROWS_PER_READ};
 use super::group_read::{self, GroupAnswer, GroupRead};
 use super::raft::membership::StepReport;
 use super::raft::node::write_error;
-pub use super::raft::node::NodeStatus;
+pub use super::raft::node::{NodeStatus, PreparedRead};
 use super::raft::node::{Proposal, RaftNode};
 use super::raft::types::Response;
 use super::ReadLevel;
@@ -342,6 +342,14 @@ impl ClusterReplica {
     pub fn applied_for_read(&self, group: GroupId, level: ReadLevel) -> Result<u64> {
         let node = Arc::clone(&self.node);
         self.run(async move { node.applied_for_read(group, level).await })?
+    }
+
+    /// A read round of `group` at `level`, here or on a host (see
+    /// `RaftNode::read_round`): the applied timestamp after it and the catalog version
+    /// the group had installed there.
+    pub fn read_round(&self, group: GroupId, level: ReadLevel) -> Result<PreparedRead> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.read_round(group, level).await })?
     }
 
     /// The lowest applied timestamp of the data groups this node hosts (0 if none),

@@ -73,6 +73,9 @@ pub struct Transaction {
     unconfirmed: Option<Unconfirmed>,
     /// Set for a read-only statement that confirms only the first group it reads.
     single_group: Option<SingleGroup>,
+    /// The lowest timestamp the snapshot may be (the session's own earlier commit; see
+    /// [`Transaction::reading_after`]).
+    session_floor: u64,
 }
 
 /// A read-only statement's snapshot confirmed in one group only (see
@@ -82,8 +85,7 @@ struct SingleGroup {
     level: ReadLevel,
     /// The catalog version the statement was planned against.
     catalog_version: u64,
-    /// The group the snapshot was confirmed in, once chosen; `None` also when the
-    /// first group was not hosted here and a snapshot across groups was taken instead.
+    /// The group the snapshot was confirmed in, once chosen.
     group: Cell<Option<GroupId>>,
     /// Set when the statement asked for more than the snapshot can answer (another
     /// group, or a group whose catalog is newer than the plan's).
@@ -95,9 +97,10 @@ struct SingleGroup {
 enum Snapshot {
     /// Every read is at this timestamp.
     Fixed(u64),
-    /// Not chosen yet (an unconfirmed start): the first group read chooses the timestamp
-    /// that group is complete at on this replica, never below `floor` (the lowest
-    /// complete timestamp of every group when the transaction began).
+    /// Not chosen yet (an unconfirmed or single-group start): the first group read
+    /// chooses the timestamp that group is complete at (see [`Transaction::chosen_ts`]);
+    /// `floor` is what planning assumes meanwhile: the lowest applied timestamp of the
+    /// groups hosted here when the transaction began, or the session's own last commit.
     Open { floor: u64 },
 }
 
@@ -126,7 +129,8 @@ impl Transaction {
 
     /// Begins a read-only statement's transaction whose snapshot is confirmed at
     /// `level` in the first group it reads only: that group's read round, then the
-    /// timestamp it is complete at here. For a statement reading one group that is
+    /// timestamp it is complete at on the replica that ran the round (this node's, or
+    /// a host's where this node has none). For a statement reading one group that is
     /// exactly what a snapshot across groups would give it of that group (every write
     /// acknowledged there before the read is in it), with one read round instead of
     /// one per group and no group moved up — a point SELECT by key, the commonest
@@ -169,6 +173,7 @@ impl Transaction {
             undo: Vec::new(),
             unconfirmed: None,
             single_group: None,
+            session_floor: 0,
         }
     }
 
@@ -177,13 +182,16 @@ impl Transaction {
     /// doc): the caller runs each statement, then [`Transaction::needs_confirmation`]
     /// says whether to roll the statement back, [`Transaction::confirm`] and rerun it.
     pub fn begin_unconfirmed(replica: Arc<Replica>, level: ReadLevel) -> Result<Transaction> {
-        let as_it_is = ReadLevel::Stale {
-            max_staleness: None,
+        let floor = match replica.cluster() {
+            // No call to another node: groups hosted elsewhere choose their own
+            // timestamp when first read (see `Transaction::chosen_ts`).
+            Some(cluster) => cluster.lowest_hosted_applied(),
+            None => replica.read_timestamp(ReadLevel::Stale {
+                max_staleness: None,
+            })?,
         };
-        let mut txn = Self::begin(replica, as_it_is)?;
-        txn.snapshot = Cell::new(Snapshot::Open {
-            floor: txn.start_ts(),
-        });
+        let mut txn = Self::begin_at(replica, floor);
+        txn.snapshot = Cell::new(Snapshot::Open { floor });
         txn.unconfirmed = Some(Unconfirmed {
             level,
             rows_read: RefCell::new(Vec::new()),
@@ -296,38 +304,61 @@ impl Transaction {
             },
             (Snapshot::Fixed(ts), None) => Ok(ts),
             (Snapshot::Open { floor }, Some(single)) => {
-                let ts = self.confirm_first_group(single, group)?.max(floor);
+                let confirmed = self.confirm_first_group(single, group)?;
+                let ts = self.chosen_ts(confirmed, floor);
                 self.snapshot.set(Snapshot::Fixed(ts));
                 Ok(ts)
             }
             (Snapshot::Open { floor }, None) => {
-                let ts = self.replica.applied_as_is(group)?.max(floor);
+                let ts = self.chosen_ts(self.replica.applied_as_is(group)?, floor);
                 self.snapshot.set(Snapshot::Fixed(ts));
                 Ok(ts)
             }
         }
     }
 
-    /// A single-group statement's snapshot: `group`'s read round when this node hosts
-    /// it (refused when the group's catalog is newer than the plan's), otherwise a
-    /// snapshot across groups, as an ordinary statement would have taken.
+    /// A single-group statement's snapshot: `group`'s read round, on this node's
+    /// replica or a host's (refused when the group's catalog there is newer than the
+    /// plan's).
     fn confirm_first_group(&self, single: &SingleGroup, group: GroupId) -> Result<u64> {
         let Some(cluster) = self.replica.cluster() else {
             return self.replica.read_timestamp(single.level);
         };
-        if cluster.group_catalog_version(group).is_none() {
-            return self.replica.read_timestamp(single.level); // not hosted here
-        }
-        let ts = cluster.applied_for_read(group, single.level)?;
-        let installed = cluster.group_catalog_version(group);
-        if installed.is_some_and(|version| version > single.catalog_version) {
+        let prepared = cluster.read_round(group, single.level)?;
+        if prepared.catalog_version > single.catalog_version {
             single.refused.set(true);
             return Err(Error::SerializationFailure(
                 "the statement was planned against an older catalog".into(),
             ));
         }
         single.group.set(Some(group));
-        Ok(ts)
+        Ok(prepared.applied_ts)
+    }
+
+    /// The snapshot timestamp an open snapshot takes in the first group it reads: that
+    /// group's own (`complete`: after its read round, or as this replica has it),
+    /// raised to the session's floor (its own earlier commit). The transaction was
+    /// planned while the timestamp was open, as if it were `floor` (an index created at
+    /// or below `floor` was usable); reading below `floor` is sound only while no index
+    /// was created in between, else it reads at `floor` (moving the group up). `floor`
+    /// is the lowest applied timestamp of the groups hosted here, which a group hosted
+    /// elsewhere may well be below without missing anything committed before it: moving
+    /// that group up each time would cost an entry per transaction.
+    fn chosen_ts(&self, complete: u64, floor: u64) -> u64 {
+        let lowest = complete.max(self.session_floor);
+        if lowest >= floor {
+            return lowest;
+        }
+        let catalog = self.replica.catalog();
+        let created_between = catalog
+            .tables()
+            .flat_map(|table| table.indexes.iter())
+            .any(|index| index.created_ts > lowest && index.created_ts <= floor);
+        if created_between {
+            floor
+        } else {
+            lowest
+        }
     }
 
     /// Whether this transaction's snapshot may read through `index` (it must have existed
@@ -625,7 +656,8 @@ impl Transaction {
     /// Makes the snapshot read at or above `ts` (a commit of the same session whose
     /// shares may still be resolving, see [`Transaction::commit`]): groups are then
     /// made readable there before they are read.
-    pub fn reading_after(self, ts: u64) -> Transaction {
+    pub fn reading_after(mut self, ts: u64) -> Transaction {
+        self.session_floor = self.session_floor.max(ts);
         let snapshot = match self.snapshot.get() {
             Snapshot::Fixed(start) => Snapshot::Fixed(start.max(ts)),
             Snapshot::Open { floor } => Snapshot::Open {

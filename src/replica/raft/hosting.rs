@@ -299,7 +299,10 @@ impl RaftNode {
                 node.set_retiring(group, false);
             }
         });
-        Ok(format!("node {} retired its replica of group {group}", self.id()))
+        Ok(format!(
+            "node {} retired its replica of group {group}",
+            self.id()
+        ))
     }
 }
 

@@ -317,11 +317,21 @@ pub enum NodeResponse {
     Hosting(std::result::Result<String, WriteError>),
     /// To Campaign: whether the receiver leads now.
     Campaigned(std::result::Result<(), String>),
-    /// To PrepareRead: the applied timestamp after the read round; `None` when the
-    /// receiver does not host the group.
-    ReadPrepared(Option<Result<u64>>),
+    /// To PrepareRead: after the read round, the applied timestamp and the version of
+    /// the catalog the group installed; `None` when the receiver does not host the group.
+    ReadPrepared(Option<Result<PreparedRead>>),
     /// To Read; `None` when the receiver does not host the group.
     Read(Option<Result<GroupAnswer>>),
+}
+
+/// What a replica of a group answers after a read round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedRead {
+    /// The group's applied timestamp there: every write acknowledged before the round
+    /// is at or below it.
+    pub applied_ts: u64,
+    /// The version of the catalog the group had installed there at that point.
+    pub catalog_version: u64,
 }
 
 /// One node's report for SHOW CLUSTER.

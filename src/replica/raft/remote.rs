@@ -14,7 +14,9 @@
 //! other member. A node that does not host the group says so and the next is asked;
 //! only a call that certainly did not change anything is retried, as for local writes.
 
-use super::node::{NodeRequest, NodeResponse, Proposal, RaftNode, WriteError, WriteOutcome};
+use super::node::{
+    NodeRequest, NodeResponse, PreparedRead, Proposal, RaftNode, WriteError, WriteOutcome,
+};
 use super::placement;
 use super::transport::CallError;
 use super::types::{GroupId, Node, NodeId, METADATA_GROUP};
@@ -150,17 +152,24 @@ impl RaftNode {
     /// The applied timestamp of a replica of `group` that may serve a read at `level`:
     /// this node's own after its read round when it hosts the group, a host's otherwise.
     pub async fn applied_for_read(&self, group: GroupId, level: ReadLevel) -> Result<u64> {
+        Ok(self.read_round(group, level).await?.applied_ts)
+    }
+
+    /// A read round of `group` at `level` on this node's replica when it hosts the
+    /// group, a host's otherwise: that replica's applied timestamp after it, and the
+    /// catalog version the group had installed there.
+    pub async fn read_round(&self, group: GroupId, level: ReadLevel) -> Result<PreparedRead> {
         if self.hosts(group) {
             self.prepare_read(group, level).await?;
-            return self.applied_commit_ts(group);
+            return self.prepared_here(group);
         }
         let answer = self
             .ask_hosts(group, || NodeRequest::PrepareRead { group, level })
             .await?;
         match answer {
             NodeResponse::ReadPrepared(Some(outcome)) => {
-                if let Ok(applied) = &outcome {
-                    self.note_committed_at(group, *applied);
+                if let Ok(prepared) = &outcome {
+                    self.note_committed_at(group, prepared.applied_ts);
                 }
                 outcome
             }
@@ -168,6 +177,15 @@ impl RaftNode {
                 "a read round of group {group} was answered with {other:?}"
             ))),
         }
+    }
+
+    /// This replica's applied timestamp of `group` and the group's catalog version.
+    fn prepared_here(&self, group: GroupId) -> Result<PreparedRead> {
+        let state = self.group(group)?;
+        Ok(PreparedRead {
+            applied_ts: state.view.commit_ts(),
+            catalog_version: state.catalog_version(),
+        })
     }
 
     /// Answers `read` of `group`, which this node does not host, from a host that has
@@ -231,12 +249,12 @@ impl RaftNode {
         &self,
         group: GroupId,
         level: ReadLevel,
-    ) -> Option<Result<u64>> {
+    ) -> Option<Result<PreparedRead>> {
         if !self.hosts(group) {
             return None;
         }
         let prepared = self.prepare_read(group, level).await;
-        Some(prepared.and_then(|()| self.applied_commit_ts(group)))
+        Some(prepared.and_then(|()| self.prepared_here(group)))
     }
 
     /// As a host: answers `read` once this replica has applied up to `at_least_ts`;
