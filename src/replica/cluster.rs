@@ -170,16 +170,20 @@ impl ClusterReplica {
         self.run(async move { node.change_schema(operation).await })?
     }
 
-    /// Whether this node hosts every data group and heard from each one's leader
-    /// within two heartbeats (see [`RaftNode::leader_heard_within`]): only then is its
-    /// own snapshot as it is probably fresh enough to start a transaction on.
+    /// Whether this node heard from the leader of every data group it hosts within two
+    /// heartbeats (see [`RaftNode::leader_heard_within`]): only then is its own snapshot
+    /// as it is probably fresh enough to start a transaction on. Groups hosted elsewhere
+    /// are read and written through their hosts, which choose the snapshot's timestamp
+    /// when first read; whether their leaders are alive is learnt from the first call,
+    /// as it would be from a read round (a commit sent to a leader that has just
+    /// stopped may then end with its outcome unknown, 40003, as a local one after a
+    /// fault within the two heartbeats does).
     pub fn leader_recently_heard(&self) -> bool {
         let within = self.node.settings().heartbeat * 2;
-        let hosted = self.node.data_groups();
-        hosted.len() as u64 == self.node.data_group_count()
-            && hosted
-                .into_iter()
-                .all(|group| self.node.leader_heard_within(group, within))
+        self.node
+            .data_groups()
+            .into_iter()
+            .all(|group| self.node.leader_heard_within(group, within))
     }
 
     /// How many nodes the cluster has (the metadata group's voters).
@@ -465,9 +469,12 @@ async fn propose_on(node: Arc<RaftNode>, group: GroupId, operation: Operation) -
         .await
         .map_err(write_error)?;
     // A replica that cannot catch up in time does not undo a committed write, so only a
-    // warning.
-    if let Err(error) = node.wait_applied(group, log_id.index).await {
-        tracing::warn!(%error, "a committed write is not applied here yet");
+    // warning. A group hosted elsewhere is read through a host that has applied up to
+    // the snapshot, so there is nothing to wait for here.
+    if node.hosts(group) {
+        if let Err(error) = node.wait_applied(group, log_id.index).await {
+            tracing::warn!(%error, "a committed write is not applied here yet");
+        }
     }
     match response {
         Response::Data(outcome) => outcome.map(|(applied, _commit_ts)| applied),
