@@ -6,7 +6,9 @@
 //! replaced by the least loaded node not yet in the group; then groups short of the
 //! factor gain a voter and groups above it lose one; then, while the most loaded node
 //! carries two groups more than the least loaded, one of its groups moves over. Ties
-//! break by id, so the same cluster gives the same plan wherever it is computed.
+//! break by id, so the same cluster gives the same plan wherever it is computed. A
+//! member that does not answer is never given a replica, and its own stay unless it is
+//! the node leaving (a node down for a restart is not emptied by someone else's join).
 //!
 //! A move runs as membership steps on the group's leader (see `membership`): the new
 //! node starts an empty replica ([`RaftNode::host_group`]), joins as a learner and
@@ -47,10 +49,13 @@ pub struct Move {
 
 /// The moves that bring every group in `voters` to `factor` voters (or every node in
 /// `nodes`, when there are fewer) on `nodes` only, with the groups per node within one
-/// of each other (see the module doc).
+/// of each other (see the module doc). Nodes in `unreachable` (members that did not
+/// answer) are never given a replica: a move there would wait on a node that may be
+/// down; their own replicas stay unless they are leaving.
 pub fn plan_moves(
     voters: &BTreeMap<GroupId, BTreeSet<NodeId>>,
     nodes: &BTreeSet<NodeId>,
+    unreachable: &BTreeSet<NodeId>,
     factor: usize,
 ) -> Vec<Move> {
     let mut placed = voters.clone();
@@ -62,8 +67,9 @@ pub fn plan_moves(
             .filter(|group| group.contains(&node))
             .count()
     };
+    let targets: BTreeSet<NodeId> = nodes.difference(unreachable).copied().collect();
     let least_loaded_outside = |placed: &BTreeMap<GroupId, BTreeSet<NodeId>>, group: GroupId| {
-        nodes
+        targets
             .iter()
             .copied()
             .filter(|node| !placed[&group].contains(node))
@@ -102,11 +108,11 @@ pub fn plan_moves(
     while moves.len() < MOST_MOVES {
         let by_load = |node: &NodeId| (load(&placed, *node), *node);
         let (Some(most), Some(least)) = (
-            nodes
+            targets
                 .iter()
                 .copied()
                 .max_by_key(|node| (load(&placed, *node), std::cmp::Reverse(*node))),
-            nodes.iter().copied().min_by_key(by_load),
+            targets.iter().copied().min_by_key(by_load),
         ) else {
             break;
         };
@@ -175,7 +181,12 @@ impl RaftNode {
             .map(|(group, view)| (*group, view.voters.clone()))
             .collect();
         let addresses = addresses(&statuses);
-        let moves = plan_moves(&voters, &nodes, self.replication_factor());
+        let unreachable: BTreeSet<NodeId> = statuses
+            .iter()
+            .filter(|status| status.groups.is_empty())
+            .map(|status| status.node_id)
+            .collect();
+        let moves = plan_moves(&voters, &nodes, &unreachable, self.replication_factor());
         tracing::info!(?leaving, moves = moves.len(), "rebalancing data groups");
         let mut reports = Vec::new();
         for planned in &moves {
@@ -326,6 +337,10 @@ mod tests {
         ids.iter().copied().collect()
     }
 
+    fn none() -> BTreeSet<NodeId> {
+        BTreeSet::new()
+    }
+
     fn placed_after(
         voters: &BTreeMap<GroupId, BTreeSet<NodeId>>,
         moves: &[Move],
@@ -360,7 +375,7 @@ mod tests {
             (4, set(&[4, 1, 2])),
         ]);
         let nodes = set(&[1, 2, 3, 4, 5]);
-        let moves = plan_moves(&voters, &nodes, 3);
+        let moves = plan_moves(&voters, &nodes, &none(), 3);
         let placed = placed_after(&voters, &moves);
         assert!(placed.values().all(|group| group.len() == 3), "{placed:?}");
         let loads = loads(&placed, &nodes);
@@ -384,7 +399,7 @@ mod tests {
             (5, set(&[5, 1, 2])),
         ]);
         let nodes = set(&[1, 2, 3, 4]);
-        let moves = plan_moves(&voters, &nodes, 3);
+        let moves = plan_moves(&voters, &nodes, &none(), 3);
         let placed = placed_after(&voters, &moves);
         assert!(placed
             .values()
@@ -406,19 +421,41 @@ mod tests {
     fn groups_keep_the_factor() {
         let voters = BTreeMap::from([(1, set(&[1, 2, 3])), (2, set(&[1, 2, 3]))]);
         let nodes = set(&[1, 2, 3, 4]);
-        let moves = plan_moves(&voters, &nodes, 3);
+        let moves = plan_moves(&voters, &nodes, &none(), 3);
         let placed = placed_after(&voters, &moves);
         assert!(placed.values().all(|group| group.len() == 3));
         assert_eq!(loads(&placed, &nodes), vec![1, 2, 2, 1]);
         let wide = BTreeMap::from([(1, set(&[1, 2, 3, 4]))]);
-        let moves = plan_moves(&wide, &nodes, 3);
+        let moves = plan_moves(&wide, &nodes, &none(), 3);
         assert_eq!(moves.len(), 1);
         assert_eq!(placed_after(&wide, &moves)[&1].len(), 3);
         // Already balanced: nothing moves.
-        assert!(plan_moves(&voters, &set(&[1, 2, 3]), 3).is_empty());
+        assert!(plan_moves(&voters, &set(&[1, 2, 3]), &none(), 3).is_empty());
         // Fewer nodes than the factor: every node, no more.
-        let two = plan_moves(&voters, &set(&[1, 2]), 3);
+        let two = plan_moves(&voters, &set(&[1, 2]), &none(), 3);
         let placed = placed_after(&voters, &two);
         assert!(placed.values().all(|group| group == &set(&[1, 2])));
+    }
+
+    /// A node that did not answer is given nothing: a leaving node's replicas go to the
+    /// nodes that answered, and the spread is evened out among them only.
+    #[test]
+    fn an_unreachable_node_is_given_nothing() {
+        let voters = BTreeMap::from([
+            (1, set(&[1, 2, 3])),
+            (2, set(&[2, 3, 4])),
+            (3, set(&[3, 4, 1])),
+            (4, set(&[4, 1, 2])),
+        ]);
+        let moves = plan_moves(&voters, &set(&[1, 2, 3, 4, 5, 6]), &set(&[6]), 3);
+        assert!(moves.iter().all(|m| m.add != Some(6)), "{moves:?}");
+        assert!(moves.iter().any(|m| m.add == Some(5)), "{moves:?}");
+        let moves = plan_moves(&voters, &set(&[2, 3, 4, 5]), &set(&[5]), 3);
+        let placed = placed_after(&voters, &moves);
+        assert!(moves.iter().all(|m| m.add != Some(5)), "{moves:?}");
+        assert!(
+            placed.values().all(|group| !group.contains(&1)),
+            "{placed:?}"
+        );
     }
 }
