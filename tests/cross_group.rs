@@ -580,19 +580,7 @@ fn point_reads_confirm_only_their_own_group() {
     }
     let mut writer = cluster.connect(1);
     let mut reader = cluster.connect(0);
-    for id in 1..=ACCOUNTS {
-        writer
-            .execute("UPDATE accounts SET balance = $1 WHERE id = $1", &[&id])
-            .expect("a write to one group");
-        let row = reader
-            .query_one("SELECT balance FROM accounts WHERE id = $1", &[&id])
-            .expect("read");
-        assert_eq!(
-            row.get::<_, i32>(0),
-            id,
-            "the read missed the write before it"
-        );
-    }
+    write_then_read_each(&mut writer, &mut reader);
     writer
         .execute("UPDATE accounts SET balance = 0 WHERE id = 1", &[])
         .expect("a last write, to one group");
@@ -614,6 +602,24 @@ fn point_reads_confirm_only_their_own_group() {
         (total, rows),
         ((2..=ACCOUNTS as i64).sum(), ACCOUNTS as i64)
     );
+}
+
+/// Sets each account's balance to its id through `writer`, and reads it back at once
+/// through `reader`, which must see each write.
+fn write_then_read_each(writer: &mut postgres::Client, reader: &mut postgres::Client) {
+    for id in 1..=ACCOUNTS {
+        writer
+            .execute("UPDATE accounts SET balance = $1 WHERE id = $1", &[&id])
+            .expect("a write to one group");
+        let row = reader
+            .query_one("SELECT balance FROM accounts WHERE id = $1", &[&id])
+            .expect("read");
+        assert_eq!(
+            row.get::<_, i32>(0),
+            id,
+            "the read missed the write before it"
+        );
+    }
 }
 
 /// Every group's highest applied index over all the nodes SHOW CLUSTER on `via` lists.
@@ -671,19 +677,7 @@ fn point_reads_of_groups_hosted_elsewhere_confirm_only_their_group() {
         ))
         .expect("one insert across every group");
     let mut reader = cluster.connect(0);
-    for id in 1..=ACCOUNTS {
-        writer
-            .execute("UPDATE accounts SET balance = $1 WHERE id = $1", &[&id])
-            .expect("a write to one group");
-        let row = reader
-            .query_one("SELECT balance FROM accounts WHERE id = $1", &[&id])
-            .expect("read");
-        assert_eq!(
-            row.get::<_, i32>(0),
-            id,
-            "the read missed the write before it"
-        );
-    }
+    write_then_read_each(&mut writer, &mut reader);
     // Leaderships move for balance within seconds of the elections (each move adds an
     // entry); wait until they have.
     let mut before = applied_everywhere(&cluster, 0);
