@@ -72,6 +72,11 @@ pub const MAX_DATA_GROUPS: u64 = 16;
 const MAX_WRITE_ATTEMPTS: usize = 100;
 /// Pause before retrying a write that found no usable leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How long a call to a leader that was replaced meanwhile still waits for its
+/// answer before it counts as broken (the old leader may be dead).
+const DEPOSED_LEADER_GRACE: Duration = Duration::from_millis(500);
+/// Attempts at an entry that commits nothing before a reader is told to retry.
+const MAX_ADVANCE_ATTEMPTS: usize = 5;
 /// Timestamps reserved through the metadata group at once.
 const RESERVATION: u64 = 100_000;
 /// Longest a starting node keeps trying to join its cluster.
@@ -1322,12 +1327,21 @@ impl RaftNode {
             },
             "another leader",
         );
+        let call = self.call_node(node, request, timeout);
+        tokio::pin!(call);
         tokio::select! {
-            answer = self.call_node(node, request, timeout) => answer,
+            answer = &mut call => answer,
             outcome = replaced => match outcome {
-                Ok(_) => Err(CallError::Broken(format!(
-                    "node {leader} was replaced as leader of group {group} while the call was in flight"
-                ))),
+                // A deposed leader that is alive (leadership handed over to balance
+                // the groups) still answers: its entry is applied or dropped once the
+                // new leader commits, which takes a round trip or two.
+                Ok(_) => match tokio::time::timeout(DEPOSED_LEADER_GRACE, call).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(CallError::Broken(format!(
+                        "node {leader} was replaced as leader of group {group} while the \
+                         call was in flight"
+                    ))),
+                },
                 Err(_) => Err(CallError::Timeout),
             },
         }
@@ -1507,11 +1521,23 @@ impl RaftNode {
             timestamp: ts,
             operation: Operation::Advance,
         };
-        match self.commit_and_apply(group, Proposal::Entry(request)).await {
-            Ok(_) => Ok(()),
-            // Committing nothing, it may simply be asked again.
-            Err(Error::OutcomeUnknown(why)) => Err(Error::Retryable(why)),
-            Err(error) => Err(error),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .commit_and_apply(group, Proposal::Entry(request.clone()))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Committing nothing, it may simply be asked again: a leader replaced
+                // while the call was in flight (as when leaders are balanced) is not
+                // the reader's problem.
+                Err(Error::OutcomeUnknown(_)) if attempts < MAX_ADVANCE_ATTEMPTS => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                Err(Error::OutcomeUnknown(why)) => return Err(Error::Retryable(why)),
+                Err(error) => return Err(error),
+            }
         }
     }
 
