@@ -1,0 +1,111 @@
+//! Schema changes as a session runs them: planned against a fresh catalog, then handed
+//! to the catalog's holder (the embedded state machine or a cluster's metadata group).
+
+use super::{statement_name, QueryResult, Session};
+use crate::error::{Error, Result};
+use crate::sql::ast::Statement;
+use crate::sql::planner::Planner;
+use crate::state_machine::{Applied, Operation};
+
+impl Session {
+    pub(super) fn execute_ddl(&mut self, statement: &Statement) -> Result<QueryResult> {
+        let catalog = self.fresh_catalog()?;
+        let everything = |_: &crate::catalog::Index| true;
+        let planner = Planner::new(&catalog, &[], &everything).with_identity(&self.identity);
+        let (operations, tag) = match statement {
+            Statement::CreateTable(create) => {
+                let spec = planner.table_spec(
+                    create,
+                    self.replica.default_shard_count(),
+                    self.replica.data_group_count(),
+                )?;
+                (
+                    vec![Operation::CreateTable {
+                        spec,
+                        if_not_exists: create.if_not_exists,
+                    }],
+                    "CREATE TABLE",
+                )
+            }
+            Statement::DropTable { names, if_exists } => {
+                if !if_exists {
+                    for name in names {
+                        catalog.require_table(name)?;
+                    }
+                }
+                let drops = names
+                    .iter()
+                    .map(|name| Operation::DropTable {
+                        name: name.clone(),
+                        if_exists: *if_exists,
+                    })
+                    .collect();
+                (drops, "DROP TABLE")
+            }
+            Statement::CreateIndex {
+                name,
+                table,
+                columns,
+                unique,
+                if_not_exists,
+            } => {
+                if *if_not_exists && name.as_ref().is_some_and(|n| catalog.relation_exists(n)) {
+                    let notice = format!(
+                        "relation \"{}\" already exists, skipping",
+                        name.as_deref().unwrap_or_default()
+                    );
+                    return Ok(QueryResult::command("CREATE INDEX").with_notice(Some(notice)));
+                }
+                let spec = planner.index_spec(name.as_deref(), table, columns, *unique)?;
+                (
+                    vec![Operation::CreateIndex {
+                        table: table.clone(),
+                        spec,
+                        if_not_exists: *if_not_exists,
+                    }],
+                    "CREATE INDEX",
+                )
+            }
+            Statement::DropIndex { names, if_exists } => {
+                if !if_exists {
+                    for name in names {
+                        if catalog.index_owner(name).is_none() {
+                            return Err(Error::UndefinedObject(format!(
+                                "index \"{name}\" does not exist"
+                            )));
+                        }
+                    }
+                }
+                let drops = names
+                    .iter()
+                    .map(|name| Operation::DropIndex {
+                        name: name.clone(),
+                        if_exists: *if_exists,
+                    })
+                    .collect();
+                (drops, "DROP INDEX")
+            }
+            other => {
+                return Err(Error::Internal(format!(
+                    "{} is not DDL",
+                    statement_name(other)
+                )))
+            }
+        };
+        let mut result = QueryResult::command(tag);
+        let listener = self.progress.clone();
+        let report = move |done: u64, total: u64| {
+            if let Some(listener) = &listener {
+                listener(done, total);
+            }
+        };
+        for operation in operations {
+            if let Applied::Skipped { notice } =
+                self.replica.change_schema(operation, Some(&report))?
+            {
+                result.notices.push(notice);
+            }
+        }
+        Ok(result)
+    }
+}
