@@ -100,6 +100,10 @@ pub enum Error {
     NoActiveTransaction(String),
     /// The statement was cancelled by the client or by `statement_timeout` (57014).
     QueryCanceled(String),
+    /// A limit Tessera sets was reached (54000), such as savepoints per block.
+    ProgramLimitExceeded(String),
+    /// ROLLBACK TO or RELEASE named a savepoint the block does not have (3B001).
+    InvalidSavepoint(String),
     /// The transaction has failed; only ROLLBACK is accepted (25P02).
     TransactionAborted,
     /// The statement is valid SQL that Tessera does not support yet (0A000).
@@ -171,6 +175,8 @@ impl Error {
             Error::ObjectNotInPrerequisiteState(_) => "55000",
             Error::NoActiveTransaction(_) => "25P01",
             Error::TransactionAborted => "25P02",
+            Error::InvalidSavepoint(_) => "3B001",
+            Error::ProgramLimitExceeded(_) => "54000",
             Error::QueryCanceled(_) => "57014",
             Error::FeatureNotSupported(_) => "0A000",
             Error::UndefinedParameter(_) => "42P02",
@@ -269,7 +275,9 @@ impl fmt::Display for Error {
             | Error::UndefinedParameter(message)
             | Error::ActiveTransaction(message)
             | Error::ObjectNotInPrerequisiteState(message)
-            | Error::NoActiveTransaction(message) => write!(f, "{message}"),
+            | Error::NoActiveTransaction(message)
+            | Error::InvalidSavepoint(message)
+            | Error::ProgramLimitExceeded(message) => write!(f, "{message}"),
             Error::DivisionByZero => write!(f, "division by zero"),
             Error::NotNullViolation { table, column } => write!(
                 f,

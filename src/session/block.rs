@@ -9,7 +9,7 @@
 use super::{may_be_an_older_catalog, parse_timeout, QueryResult, Session};
 use crate::error::{Error, Result};
 use crate::replica::ReadLevel;
-use crate::txn::Transaction;
+use crate::txn::{Savepoint, Transaction};
 use std::sync::Arc;
 
 /// Where a session stands with respect to transactions (PostgreSQL's ReadyForQuery
@@ -94,6 +94,7 @@ impl Session {
     }
 
     pub(super) fn commit(&mut self) -> Result<QueryResult> {
+        self.savepoints.clear();
         if self.failed {
             return Ok(self.rollback());
         }
@@ -106,12 +107,60 @@ impl Session {
 
     pub(super) fn rollback(&mut self) -> QueryResult {
         self.failed = false;
+        self.savepoints.clear();
         let notice = self
             .transaction
             .take()
             .is_none()
             .then(|| "there is no transaction in progress".to_string());
         QueryResult::command("ROLLBACK").with_notice(notice)
+    }
+
+    /// SAVEPOINT: marks the block's writes so far.
+    pub(super) fn savepoint(&mut self, name: &str) -> Result<QueryResult> {
+        let Some(txn) = &self.transaction else {
+            return Err(outside_a_block("SAVEPOINT"));
+        };
+        if self.savepoints.len() >= MAX_SAVEPOINTS {
+            self.failed = true;
+            return Err(Error::ProgramLimitExceeded(format!(
+                "a transaction block may hold at most {MAX_SAVEPOINTS} savepoints"
+            )));
+        }
+        self.savepoints.push((name.to_string(), txn.savepoint()));
+        Ok(QueryResult::command("SAVEPOINT"))
+    }
+
+    /// ROLLBACK TO SAVEPOINT: undoes the writes made since the savepoint, forgets the
+    /// savepoints made after it (it stays, to be rolled back to again) and recovers a
+    /// failed block, as in PostgreSQL.
+    pub(super) fn rollback_to_savepoint(&mut self, name: &str) -> Result<QueryResult> {
+        let Some(txn) = &mut self.transaction else {
+            return Err(outside_a_block("ROLLBACK TO SAVEPOINT"));
+        };
+        let Some(position) = newest_named(&self.savepoints, name) else {
+            self.failed = true;
+            return Err(no_such_savepoint(name));
+        };
+        let (_, savepoint) = self.savepoints[position];
+        txn.rollback_to(savepoint);
+        self.savepoints.truncate(position + 1);
+        self.failed = false;
+        Ok(QueryResult::command("ROLLBACK"))
+    }
+
+    /// RELEASE SAVEPOINT: forgets the savepoint and every later one; their writes stay
+    /// in the block.
+    pub(super) fn release_savepoint(&mut self, name: &str) -> Result<QueryResult> {
+        if self.transaction.is_none() {
+            return Err(outside_a_block("RELEASE SAVEPOINT"));
+        }
+        let Some(position) = newest_named(&self.savepoints, name) else {
+            self.failed = true;
+            return Err(no_such_savepoint(name));
+        };
+        self.savepoints.truncate(position);
+        Ok(QueryResult::command("RELEASE"))
     }
 
     /// Runs `work` in the open transaction block (undoing it on error and failing the
@@ -219,4 +268,23 @@ impl Session {
         self.finish(txn)?;
         Ok(result)
     }
+}
+
+/// Most savepoints one block holds: each costs little, but a client looping on
+/// SAVEPOINT without RELEASE should hear of it rather than grow the session forever.
+const MAX_SAVEPOINTS: usize = 10_000;
+
+/// The position of the newest savepoint called `name`.
+fn newest_named(savepoints: &[(String, Savepoint)], name: &str) -> Option<usize> {
+    savepoints.iter().rposition(|(held, _)| held == name)
+}
+
+fn no_such_savepoint(name: &str) -> Error {
+    Error::InvalidSavepoint(format!("savepoint \"{name}\" does not exist"))
+}
+
+fn outside_a_block(statement: &str) -> Error {
+    Error::NoActiveTransaction(format!(
+        "{statement} can only be used in transaction blocks"
+    ))
 }

@@ -64,6 +64,8 @@ pub struct Session {
     /// The timestamp this session's next snapshot reads at or above: its last commit
     /// whose other shares may still be resolving (see `txn::coordinator`).
     read_after: std::cell::Cell<u64>,
+    /// The open block's savepoints, oldest first; names may repeat (the newest wins).
+    savepoints: Vec<(String, crate::txn::Savepoint)>,
 }
 
 impl Session {
@@ -78,6 +80,7 @@ impl Session {
             identity: Identity::default(),
             defaults: BTreeMap::new(),
             read_after: std::cell::Cell::new(0),
+            savepoints: Vec::new(),
         }
     }
 
@@ -265,7 +268,10 @@ impl Session {
             Statement::Begin => self.begin(),
             Statement::Commit => self.commit(),
             Statement::Rollback => Ok(self.rollback()),
+            Statement::RollbackToSavepoint(name) => self.rollback_to_savepoint(name),
             _ if self.failed => Err(Error::TransactionAborted),
+            Statement::Savepoint(name) => self.savepoint(name),
+            Statement::ReleaseSavepoint(name) => self.release_savepoint(name),
             Statement::Set { name, value } => self.set(name, value.as_deref()),
             Statement::Show { name } => self.show(name),
             Statement::ShowShards { table } => self.show_shards(table.as_deref()),
@@ -409,6 +415,9 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::Begin => "BEGIN",
         Statement::Commit => "COMMIT",
         Statement::Rollback => "ROLLBACK",
+        Statement::Savepoint(_) => "SAVEPOINT",
+        Statement::RollbackToSavepoint(_) => "ROLLBACK",
+        Statement::ReleaseSavepoint(_) => "RELEASE",
         Statement::Set { .. } => "SET",
         Statement::Show { .. } | Statement::ShowShards { .. } => "SHOW",
         Statement::AlterCluster(_) => "ALTER CLUSTER",

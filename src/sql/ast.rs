@@ -12,6 +12,14 @@ pub enum Statement {
     Commit,
     /// ROLLBACK / ABORT.
     Rollback,
+    /// SAVEPOINT name: a point inside the block to roll back to.
+    Savepoint(String),
+    /// ROLLBACK TO [SAVEPOINT] name: undoes what followed the savepoint (which stays)
+    /// and recovers a failed block.
+    RollbackToSavepoint(String),
+    /// RELEASE [SAVEPOINT] name: forgets the savepoint and those after it, keeping
+    /// their work.
+    ReleaseSavepoint(String),
     /// CREATE TABLE.
     CreateTable(CreateTable),
     /// DROP TABLE.

@@ -225,8 +225,11 @@ fn translate_statement(statement: sp::Statement) -> Result<Statement> {
             savepoint: None,
         } => Ok(Statement::Rollback),
         sp::Statement::Rollback {
-            savepoint: Some(_), ..
-        } => Err(unsupported("ROLLBACK TO SAVEPOINT")),
+            chain: false,
+            savepoint: Some(name),
+        } => Ok(Statement::RollbackToSavepoint(ident(&name))),
+        sp::Statement::Savepoint { name } => Ok(Statement::Savepoint(ident(&name))),
+        sp::Statement::ReleaseSavepoint { name } => Ok(Statement::ReleaseSavepoint(ident(&name))),
         sp::Statement::CreateTable(create) => translate_create_table(create),
         sp::Statement::CreateIndex(create) => translate_create_index(create),
         sp::Statement::Drop {
