@@ -329,6 +329,90 @@ async fn errors_and_transaction_states() {
     assert_eq!(count, 2);
 }
 
+/// RETURNING through the extended protocol: a prepared INSERT/UPDATE/DELETE describes
+/// its RETURNING columns, sends the rows, and counts them in its own command tag; and
+/// the driver's nested transactions (savepoints) recover a failed inner block while the
+/// outer one commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_and_nested_transactions_through_the_driver() {
+    let server = Server::start();
+    let mut client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, n INTEGER DEFAULT 5)",
+        )
+        .await
+        .expect("create");
+    let insert = client
+        .prepare(
+            "INSERT INTO items (id, name) VALUES ($1, $2), ($3, $4) RETURNING id, n, upper(name)",
+        )
+        .await
+        .expect("prepare");
+    assert_eq!(insert.columns().len(), 3);
+    assert_eq!(insert.columns()[2].name(), "upper");
+    let rows = client
+        .query(&insert, &[&1i32, &"a", &2i32, &"b"])
+        .await
+        .expect("insert returning");
+    let got: Vec<(i32, i32, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(got, vec![(1, 5, "A".into()), (2, 5, "B".into())]);
+    // The count comes from the command tag (UPDATE 2), the rows are not needed for it.
+    let updated = client
+        .execute("UPDATE items SET n = n * 10 RETURNING n", &[])
+        .await
+        .expect("update returning");
+    assert_eq!(updated, 2);
+    let deleted = client
+        .query(
+            "DELETE FROM items WHERE id = $1 RETURNING name, n",
+            &[&2i32],
+        )
+        .await
+        .expect("delete returning");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].get::<_, i32>(1), 50);
+
+    let mut outer = client.transaction().await.expect("begin");
+    outer
+        .execute("INSERT INTO items VALUES (3, 'c', 1)", &[])
+        .await
+        .expect("outer insert");
+    {
+        let inner = outer.transaction().await.expect("savepoint");
+        let error = inner
+            .execute("INSERT INTO items VALUES (1, 'dup', 1)", &[])
+            .await
+            .expect_err("duplicate in the inner block");
+        assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+        // Dropped without commit: ROLLBACK TO SAVEPOINT recovers the outer block.
+    }
+    outer
+        .execute("INSERT INTO items VALUES (4, 'd', 1)", &[])
+        .await
+        .expect("the outer block goes on");
+    {
+        let inner = outer.transaction().await.expect("savepoint");
+        inner
+            .execute("INSERT INTO items VALUES (5, 'e', 1)", &[])
+            .await
+            .expect("inner insert");
+        inner.commit().await.expect("release");
+    }
+    outer.commit().await.expect("commit");
+    let ids: Vec<i32> = client
+        .query("SELECT id FROM items ORDER BY id", &[])
+        .await
+        .expect("ids")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids, vec![1, 3, 4, 5]);
+}
+
 /// Many connections work at once, each with its own session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connections() {

@@ -150,10 +150,17 @@ fn to_response(result: QueryResult, format: Option<&Format>) -> PgWireResult<Res
             .iter()
             .map(|row| wire::encode_row(&mut encoder, &schema, row))
             .collect();
-        return Ok(Response::Query(QueryResponse::new(
-            schema,
-            stream::iter(rows),
-        )));
+        let mut response = QueryResponse::new(schema, stream::iter(rows));
+        if result.affected.is_some() {
+            // A data change's RETURNING rows: its own tag (`INSERT 0`, `UPDATE`), to
+            // which the protocol layer appends the row count, as for SELECT.
+            let (command, _count) = result
+                .tag
+                .rsplit_once(' ')
+                .unwrap_or((result.tag.as_str(), ""));
+            response.set_command_tag(command);
+        }
+        return Ok(Response::Query(response));
     }
     let tag = Tag::new(&result.tag);
     Ok(match result.tag.as_str() {

@@ -11,7 +11,7 @@ use crate::replica::Replica;
 use crate::sql::admin;
 use crate::sql::ast::Statement;
 use crate::sql::execution::interrupt::Interrupt;
-use crate::sql::execution::{self, Outcome};
+use crate::sql::execution::{self, Change, Outcome};
 use crate::sql::parser;
 pub use crate::sql::planner::expression::Identity;
 use crate::sql::planner::expression::ParameterTypes;
@@ -196,22 +196,9 @@ impl Session {
         };
         let columns = match &prepared.statement {
             Statement::Select(select) => planner.plan_select(select)?.1,
-            Statement::Insert(insert) => {
-                planner.plan_insert(insert)?;
-                Vec::new()
-            }
-            Statement::Update {
-                table,
-                assignments,
-                filter,
-            } => {
-                planner.plan_update(table, assignments, filter.as_ref())?;
-                Vec::new()
-            }
-            Statement::Delete { table, filter } => {
-                planner.plan_delete(table, filter.as_ref())?;
-                Vec::new()
-            }
+            Statement::Insert(insert) => planner.plan_insert(insert)?.1,
+            Statement::Update(update) => planner.plan_update(update)?.1,
+            Statement::Delete(delete) => planner.plan_delete(delete)?.1,
             Statement::Explain(inner) => {
                 if let Statement::Select(select) = inner.as_ref() {
                     planner.plan_select(select)?;
@@ -290,7 +277,7 @@ impl Session {
             other => {
                 let writes = matches!(
                     other,
-                    Statement::Insert(_) | Statement::Update { .. } | Statement::Delete { .. }
+                    Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
                 );
                 self.run_in_transaction(writes, |session, txn| {
                     session.execute_plan(other, params, txn)
@@ -320,18 +307,9 @@ impl Session {
         let planner = Planner::new(&catalog, params, &usable).with_identity(&self.identity);
         match statement {
             Statement::Select(select) => planner.plan_select(select),
-            Statement::Insert(insert) => Ok((planner.plan_insert(insert)?, Vec::new())),
-            Statement::Update {
-                table,
-                assignments,
-                filter,
-            } => Ok((
-                planner.plan_update(table, assignments, filter.as_ref())?,
-                Vec::new(),
-            )),
-            Statement::Delete { table, filter } => {
-                Ok((planner.plan_delete(table, filter.as_ref())?, Vec::new()))
-            }
+            Statement::Insert(insert) => planner.plan_insert(insert),
+            Statement::Update(update) => planner.plan_update(update),
+            Statement::Delete(delete) => planner.plan_delete(delete),
             other => Err(Error::FeatureNotSupported(format!(
                 "planning {}",
                 statement_name(other)
@@ -356,8 +334,8 @@ impl Session {
                 statement,
                 Statement::Select(_)
                     | Statement::Insert(_)
-                    | Statement::Update { .. }
-                    | Statement::Delete { .. }
+                    | Statement::Update(_)
+                    | Statement::Delete(_)
             )
         {
             return Err(Error::FeatureNotSupported(format!(
@@ -391,18 +369,26 @@ impl Session {
 fn query_result(outcome: Outcome, columns: Vec<OutputColumn>) -> QueryResult {
     match outcome {
         Outcome::Rows(rows) => QueryResult::rows(columns, rows),
-        Outcome::Inserted(n) => affected(format!("INSERT 0 {n}"), n),
-        Outcome::Updated(n) => affected(format!("UPDATE {n}"), n),
-        Outcome::Deleted(n) => affected(format!("DELETE {n}"), n),
+        Outcome::Written {
+            change,
+            count,
+            returned,
+        } => {
+            let tag = match change {
+                Change::Insert => format!("INSERT 0 {count}"),
+                Change::Update => format!("UPDATE {count}"),
+                Change::Delete => format!("DELETE {count}"),
+            };
+            let mut result = match returned {
+                // Rows, as a query's, under the data change's own tag.
+                Some(rows) => QueryResult::rows(columns, rows),
+                None => QueryResult::command(""),
+            };
+            result.tag = tag;
+            result.affected = Some(count);
+            result
+        }
     }
-}
-
-/// Whether `plan` inserts rows of constants only (VALUES or DEFAULT VALUES with every
-/// parameter bound): it reads nothing but whether its keys are taken.
-fn affected(tag: String, count: u64) -> QueryResult {
-    let mut result = QueryResult::command(tag);
-    result.affected = Some(count);
-    result
 }
 
 /// The command-tag word(s) of a statement: `INSERT`, `CREATE TABLE`, ...
@@ -424,8 +410,8 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::Explain(_) => "EXPLAIN",
         Statement::Select(_) => "SELECT",
         Statement::Insert(_) => "INSERT",
-        Statement::Update { .. } => "UPDATE",
-        Statement::Delete { .. } => "DELETE",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
     }
 }
 

@@ -21,11 +21,16 @@ pub fn render(result: &QueryResult, format: OutputFormat, expanded: bool) -> Str
     if !result.returns_rows {
         return format!("{}\n", result.tag);
     }
-    match format {
+    let rendered = match format {
         OutputFormat::Table if expanded => expanded_table(result),
         OutputFormat::Table => aligned_table(result, true),
         OutputFormat::Csv => csv(result),
         OutputFormat::Json => json(result),
+    };
+    match (format, result.affected) {
+        // A data change's RETURNING rows are followed by its tag, as psql prints them.
+        (OutputFormat::Table, Some(_)) => format!("{rendered}{}\n", result.tag),
+        _ => rendered,
     }
 }
 

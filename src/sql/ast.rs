@@ -52,21 +52,9 @@ pub enum Statement {
     /// INSERT.
     Insert(Insert),
     /// UPDATE.
-    Update {
-        /// Target table.
-        table: String,
-        /// `column = expression` pairs.
-        assignments: Vec<(String, Expr)>,
-        /// WHERE.
-        filter: Option<Expr>,
-    },
+    Update(Update),
     /// DELETE.
-    Delete {
-        /// Target table.
-        table: String,
-        /// WHERE.
-        filter: Option<Expr>,
-    },
+    Delete(Delete),
     /// SELECT.
     Select(Box<Select>),
     /// EXPLAIN of another statement.
@@ -151,6 +139,32 @@ pub struct Insert {
     pub columns: Option<Vec<String>>,
     /// Where the rows come from.
     pub source: InsertSource,
+    /// RETURNING items, computed from each inserted row; empty without RETURNING.
+    pub returning: Vec<SelectItem>,
+}
+
+/// UPDATE.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    /// Target table.
+    pub table: String,
+    /// `column = expression` pairs.
+    pub assignments: Vec<(String, Expr)>,
+    /// WHERE.
+    pub filter: Option<Expr>,
+    /// RETURNING items, computed from each row as updated; empty without RETURNING.
+    pub returning: Vec<SelectItem>,
+}
+
+/// DELETE.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delete {
+    /// Target table.
+    pub table: String,
+    /// WHERE.
+    pub filter: Option<Expr>,
+    /// RETURNING items, computed from each row as it was; empty without RETURNING.
+    pub returning: Vec<SelectItem>,
 }
 
 /// The rows an INSERT writes.

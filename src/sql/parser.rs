@@ -563,9 +563,7 @@ fn translate_insert(insert: sp::Insert) -> Result<Statement> {
     if insert.on.is_some() {
         return Err(unsupported("INSERT ... ON CONFLICT"));
     }
-    if insert.returning.is_some() {
-        return Err(unsupported("RETURNING"));
-    }
+    let returning = translate_returning(insert.returning.as_deref())?;
     let table = match &insert.table {
         sp::TableObject::TableName(name) => object_name(name)?,
         other => return Err(unsupported(format!("INSERT INTO {other}"))),
@@ -605,6 +603,7 @@ fn translate_insert(insert: sp::Insert) -> Result<Statement> {
         table,
         columns,
         source,
+        returning,
     }))
 }
 
@@ -641,9 +640,7 @@ fn translate_update(update: sp::Update) -> Result<Statement> {
     if update.from.is_some() {
         return Err(unsupported("UPDATE ... FROM"));
     }
-    if update.returning.is_some() {
-        return Err(unsupported("RETURNING"));
-    }
+    let returning = translate_returning(update.returning.as_deref())?;
     let table = single_table(&update.table)?;
     let mut assignments = Vec::new();
     for assignment in &update.assignments {
@@ -654,20 +651,19 @@ fn translate_update(update: sp::Update) -> Result<Statement> {
         assignments.push((column, translate_expr(&assignment.value)?));
     }
     let filter = update.selection.as_ref().map(translate_expr).transpose()?;
-    Ok(Statement::Update {
+    Ok(Statement::Update(Update {
         table,
         assignments,
         filter,
-    })
+        returning,
+    }))
 }
 
 fn translate_delete(delete: sp::Delete) -> Result<Statement> {
     if delete.using.is_some() {
         return Err(unsupported("DELETE ... USING"));
     }
-    if delete.returning.is_some() {
-        return Err(unsupported("RETURNING"));
-    }
+    let returning = translate_returning(delete.returning.as_deref())?;
     let tables = match &delete.from {
         sp::FromTable::WithFromKeyword(tables) | sp::FromTable::WithoutKeyword(tables) => tables,
     };
@@ -676,7 +672,16 @@ fn translate_delete(delete: sp::Delete) -> Result<Statement> {
         _ => return Err(unsupported("DELETE from several tables")),
     };
     let filter = delete.selection.as_ref().map(translate_expr).transpose()?;
-    Ok(Statement::Delete { table, filter })
+    Ok(Statement::Delete(Delete {
+        table,
+        filter,
+        returning,
+    }))
+}
+
+/// A RETURNING list (empty without one): select items, as in a select list.
+fn translate_returning(items: Option<&[sp::SelectItem]>) -> Result<Vec<SelectItem>> {
+    items.map_or(Ok(Vec::new()), translate_select_items)
 }
 
 fn translate_query(query: sp::Query) -> Result<Select> {
@@ -785,8 +790,28 @@ fn translate_select(select: sp::Select) -> Result<Select> {
             },
         });
     }
-    let mut projection = Vec::new();
-    for item in &select.projection {
+    let projection = translate_select_items(&select.projection)?;
+    let group_by = match &select.group_by {
+        sp::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
+            exprs.iter().map(translate_expr).collect::<Result<_>>()?
+        }
+        _ => return Err(unsupported("this GROUP BY form")),
+    };
+    Ok(Select {
+        distinct,
+        projection,
+        from,
+        filter: select.selection.as_ref().map(translate_expr).transpose()?,
+        group_by,
+        having: select.having.as_ref().map(translate_expr).transpose()?,
+        ..Select::default()
+    })
+}
+
+/// Select items (a select list or a RETURNING list) in our AST.
+fn translate_select_items(items: &[sp::SelectItem]) -> Result<Vec<SelectItem>> {
+    let mut projection = Vec::with_capacity(items.len());
+    for item in items {
         projection.push(match item {
             sp::SelectItem::Wildcard(_) => SelectItem::Wildcard,
             sp::SelectItem::QualifiedWildcard(
@@ -804,21 +829,7 @@ fn translate_select(select: sp::Select) -> Result<Select> {
             other => return Err(unsupported(format!("the select item {other}"))),
         });
     }
-    let group_by = match &select.group_by {
-        sp::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
-            exprs.iter().map(translate_expr).collect::<Result<_>>()?
-        }
-        _ => return Err(unsupported("this GROUP BY form")),
-    };
-    Ok(Select {
-        distinct,
-        projection,
-        from,
-        filter: select.selection.as_ref().map(translate_expr).transpose()?,
-        group_by,
-        having: select.having.as_ref().map(translate_expr).transpose()?,
-        ..Select::default()
-    })
+    Ok(projection)
 }
 
 /// One comma-separated FROM entry: a table and the joins chained onto it.

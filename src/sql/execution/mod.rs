@@ -39,12 +39,26 @@ pub trait Executor {
 pub enum Outcome {
     /// Rows of a query.
     Rows(Vec<Vec<Value>>),
-    /// Rows inserted.
-    Inserted(u64),
-    /// Rows updated.
-    Updated(u64),
-    /// Rows deleted.
-    Deleted(u64),
+    /// Rows inserted, updated or deleted.
+    Written {
+        /// Which change.
+        change: Change,
+        /// How many rows it wrote.
+        count: u64,
+        /// What RETURNING computed from each row written, if asked.
+        returned: Option<Vec<Vec<Value>>>,
+    },
+}
+
+/// The kind of a data change, for its command tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// INSERT.
+    Insert,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
 }
 
 /// Runs a plan to completion.
@@ -55,23 +69,88 @@ pub fn execute(
     interrupt: &Arc<Interrupt>,
 ) -> Result<Outcome> {
     match plan {
-        Plan::Insert { table, source } => {
-            let rows = collect(source, txn, interrupt)?;
-            write::insert(table, rows, txn, replica).map(Outcome::Inserted)
+        Plan::Insert {
+            table,
+            source,
+            returning,
+        } => {
+            let rows = write::rows_to_insert(table, collect(source, txn, interrupt)?, replica)?;
+            let returned = returned(returning, rows.iter(), txn, interrupt)?;
+            let count = write::insert(table, rows, txn)?;
+            Ok(written(Change::Insert, count, returned))
         }
         Plan::Update {
             table,
             source,
             assignments,
+            returning,
         } => {
             let rows = collect(source, txn, interrupt)?;
-            write::update(table, rows, assignments, txn).map(Outcome::Updated)
+            let changes = write::rows_to_update(table, rows, assignments)?;
+            let returned = returned(
+                returning,
+                changes.iter().map(|(_, new)| new),
+                txn,
+                interrupt,
+            )?;
+            let count = write::update(table, changes, txn)?;
+            Ok(written(Change::Update, count, returned))
         }
-        Plan::Delete { table, source } => {
+        Plan::Delete {
+            table,
+            source,
+            returning,
+        } => {
             let rows = collect(source, txn, interrupt)?;
-            write::delete(table, rows, txn).map(Outcome::Deleted)
+            let returned = returned(returning, rows.iter(), txn, interrupt)?;
+            let count = write::delete(table, &rows, txn)?;
+            Ok(written(Change::Delete, count, returned))
         }
         query => collect(query, txn, interrupt).map(Outcome::Rows),
+    }
+}
+
+fn written(change: Change, count: u64, returned: Option<Vec<Vec<Value>>>) -> Outcome {
+    Outcome::Written {
+        change,
+        count,
+        returned,
+    }
+}
+
+/// RETURNING evaluated over the rows a data change is about to write (as written, or
+/// as they were for DELETE), before any is buffered: a subquery in it reads the
+/// statement's snapshot without its own changes, as in PostgreSQL.
+fn returned<'a>(
+    returning: &Option<Vec<Expression>>,
+    rows: impl Iterator<Item = &'a Vec<Value>>,
+    txn: &Transaction,
+    interrupt: &Arc<Interrupt>,
+) -> Result<Option<Vec<Vec<Value>>>> {
+    let Some(expressions) = returning else {
+        return Ok(None);
+    };
+    let mut project = ProjectExecutor::new(
+        Box::new(RowsExecutor {
+            rows: rows.cloned().collect::<Vec<_>>().into_iter(),
+        }),
+        subquery::Evaluated::new(expressions.clone(), interrupt),
+    );
+    let mut out = Vec::new();
+    while let Some(row) = project.next(txn)? {
+        out.push(row);
+    }
+    Ok(Some(out))
+}
+
+/// Rows already computed (what a data change wrote), handed on one by one.
+struct RowsExecutor {
+    rows: std::vec::IntoIter<Vec<Value>>,
+}
+
+impl Executor for RowsExecutor {
+    fn next(&mut self, _txn: &Transaction) -> Result<Option<Vec<Value>>> {
+        Ok(self.rows.next())
     }
 }
 

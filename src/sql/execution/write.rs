@@ -26,15 +26,15 @@ fn conform(table: &Table, row: Vec<Value>) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// Inserts rows; a table without a primary key gets a fresh hidden row id per row.
-pub fn insert(
+/// The rows an INSERT writes, as they will be stored: coerced, checked for NOT NULL,
+/// and, in a table without a primary key, given a fresh hidden row id each.
+pub fn rows_to_insert(
     table: &Table,
     rows: Vec<Vec<Value>>,
-    txn: &mut Transaction,
     replica: &Replica,
-) -> Result<u64> {
+) -> Result<Vec<Vec<Value>>> {
     let hidden = table.has_hidden_row_id();
-    let mut count = 0;
+    let mut stored = Vec::with_capacity(rows.len());
     for mut row in rows {
         if hidden {
             let last = row.len() - 1;
@@ -43,35 +43,54 @@ pub fn insert(
                     .map_err(|_| Error::Internal("row ids exhausted".into()))?,
             );
         }
-        txn.insert(table, conform(table, row)?)?;
-        count += 1;
+        stored.push(conform(table, row)?);
+    }
+    Ok(stored)
+}
+
+/// Buffers the inserts of rows made by [`rows_to_insert`].
+pub fn insert(table: &Table, rows: Vec<Vec<Value>>, txn: &mut Transaction) -> Result<u64> {
+    let count = rows.len() as u64;
+    for row in rows {
+        txn.insert(table, row)?;
     }
     Ok(count)
 }
 
-/// Updates rows (full rows from the scan), applying assignments to each old row.
-pub fn update(
+/// The rows an UPDATE writes: each old row's primary key, with the row the assignments
+/// (evaluated against the old row) make of it, coerced and checked.
+pub fn rows_to_update(
     table: &Table,
     rows: Vec<Vec<Value>>,
     assignments: &[(usize, Expression)],
-    txn: &mut Transaction,
-) -> Result<u64> {
-    let mut count = 0;
+) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+    let mut changes = Vec::with_capacity(rows.len());
     for old in rows {
         let mut new = old.clone();
         for (column, expression) in assignments {
             new[*column] = expression.evaluate(&old)?;
         }
-        let new = conform(table, new)?;
-        txn.update(table, &encode_primary_key(table, &old), new)?;
-        count += 1;
+        changes.push((encode_primary_key(table, &old), conform(table, new)?));
+    }
+    Ok(changes)
+}
+
+/// Buffers the updates made by [`rows_to_update`].
+pub fn update(
+    table: &Table,
+    changes: Vec<(Vec<u8>, Vec<Value>)>,
+    txn: &mut Transaction,
+) -> Result<u64> {
+    let count = changes.len() as u64;
+    for (key, new) in changes {
+        txn.update(table, &key, new)?;
     }
     Ok(count)
 }
 
-/// Deletes rows.
-pub fn delete(table: &Table, rows: Vec<Vec<Value>>, txn: &mut Transaction) -> Result<u64> {
-    for row in &rows {
+/// Buffers the deletes of rows (full rows from the scan).
+pub fn delete(table: &Table, rows: &[Vec<Value>], txn: &mut Transaction) -> Result<u64> {
+    for row in rows {
         txn.delete(table, &encode_primary_key(table, row))?;
     }
     Ok(rows.len() as u64)

@@ -17,7 +17,9 @@ mod set_operation;
 pub mod system;
 mod table_function;
 
-use super::ast::{CreateTable, Expr, Insert, InsertSource, OrderItem, Select, SelectItem};
+use super::ast::{
+    CreateTable, Delete, Expr, Insert, InsertSource, OrderItem, Select, SelectItem, Update,
+};
 use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN_ROW_ID};
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value, TEXT};
@@ -574,8 +576,9 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans an INSERT: the source yields full rows in table column order, defaults
-    /// filled in; the executor coerces and checks them.
-    pub fn plan_insert(&self, insert: &Insert) -> Result<Plan> {
+    /// filled in; the executor coerces and checks them. Returns the RETURNING columns
+    /// (none without RETURNING).
+    pub fn plan_insert(&self, insert: &Insert) -> Result<(Plan, Vec<OutputColumn>)> {
         let table = self.catalog.require_table(&insert.table)?;
         let targets: Vec<usize> = match &insert.columns {
             None => (0..table.columns.len())
@@ -670,19 +673,23 @@ impl<'a> Planner<'a> {
                 }
             }
         };
-        Ok(Plan::Insert {
+        let (returning, columns) = self.plan_returning(table, &insert.returning)?;
+        let plan = Plan::Insert {
             table: table.clone(),
             source: Box::new(source),
-        })
+            returning,
+        };
+        Ok((plan, columns))
     }
 
-    /// Plans an UPDATE.
-    pub fn plan_update(
-        &self,
-        table_name: &str,
-        assignments: &[(String, Expr)],
-        filter: Option<&Expr>,
-    ) -> Result<Plan> {
+    /// Plans an UPDATE, with its RETURNING columns.
+    pub fn plan_update(&self, update: &Update) -> Result<(Plan, Vec<OutputColumn>)> {
+        let Update {
+            table: table_name,
+            assignments,
+            filter,
+            returning,
+        } = update;
         let table = self.catalog.require_table(table_name)?;
         let scope = self.table_scope(table, &table.name, "UPDATE");
         let mut bound = Vec::with_capacity(assignments.len());
@@ -713,22 +720,78 @@ impl<'a> Planner<'a> {
             }
             bound.push((position, value));
         }
-        let source = self.filtered_scan(table, filter)?;
-        Ok(Plan::Update {
+        let source = self.filtered_scan(table, filter.as_ref())?;
+        let (returning, columns) = self.plan_returning(table, returning)?;
+        let plan = Plan::Update {
             table: table.clone(),
             source: Box::new(source),
             assignments: bound,
-        })
+            returning,
+        };
+        Ok((plan, columns))
     }
 
-    /// Plans a DELETE.
-    pub fn plan_delete(&self, table_name: &str, filter: Option<&Expr>) -> Result<Plan> {
-        let table = self.catalog.require_table(table_name)?;
-        let source = self.filtered_scan(table, filter)?;
-        Ok(Plan::Delete {
+    /// Plans a DELETE, with its RETURNING columns.
+    pub fn plan_delete(&self, delete: &Delete) -> Result<(Plan, Vec<OutputColumn>)> {
+        let table = self.catalog.require_table(&delete.table)?;
+        let source = self.filtered_scan(table, delete.filter.as_ref())?;
+        let (returning, columns) = self.plan_returning(table, &delete.returning)?;
+        let plan = Plan::Delete {
             table: table.clone(),
             source: Box::new(source),
-        })
+            returning,
+        };
+        Ok((plan, columns))
+    }
+
+    /// Binds a RETURNING list against the written table's full rows (hidden columns
+    /// left out of `*`): the expressions and the columns they return, or nothing
+    /// without RETURNING.
+    fn plan_returning(
+        &self,
+        table: &Table,
+        items: &[SelectItem],
+    ) -> Result<(Option<Vec<Expression>>, Vec<OutputColumn>)> {
+        if items.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let mut written: Vec<(Expr, String)> = Vec::new();
+        for item in items {
+            match item {
+                SelectItem::Wildcard => written.extend(visible_columns(table, None)),
+                SelectItem::QualifiedWildcard(name) if *name == table.name => {
+                    written.extend(visible_columns(table, Some(name)))
+                }
+                SelectItem::QualifiedWildcard(name) => {
+                    return Err(Error::UndefinedTable(format!(
+                        "{name}\" (missing FROM-clause entry for table \"{name}"
+                    )))
+                }
+                SelectItem::Expression { expr, alias } => {
+                    if expression::contains_aggregate(expr) {
+                        return Err(Error::Grouping(
+                            "aggregate functions are not allowed in RETURNING".into(),
+                        ));
+                    }
+                    let name = alias
+                        .clone()
+                        .unwrap_or_else(|| expression::default_column_name(expr));
+                    written.push((expr.clone(), name));
+                }
+            }
+        }
+        let scope = self.table_scope(table, &table.name, "RETURNING");
+        let mut expressions = Vec::with_capacity(written.len());
+        let mut columns = Vec::with_capacity(written.len());
+        for (expr, name) in &written {
+            let bound = fold(bind(expr, &scope)?)?;
+            columns.push(OutputColumn {
+                name: name.clone(),
+                data_type: bound.data_type().unwrap_or(crate::types::TEXT),
+            });
+            expressions.push(bound);
+        }
+        Ok((Some(expressions), columns))
     }
 
     /// Turns CREATE TABLE into a table definition: checks names, resolves the primary

@@ -228,6 +228,8 @@ pub enum Plan {
         table: Table,
         /// Rows to insert.
         source: Box<Plan>,
+        /// RETURNING, over each row as inserted (coerced, defaults in).
+        returning: Option<Vec<Expression>>,
     },
     /// Updates the rows the input produces (full table rows).
     Update {
@@ -237,6 +239,8 @@ pub enum Plan {
         source: Box<Plan>,
         /// Column position and new value, evaluated against the old row.
         assignments: Vec<(usize, Expression)>,
+        /// RETURNING, over each row as updated.
+        returning: Option<Vec<Expression>>,
     },
     /// Deletes the rows the input produces (full table rows).
     Delete {
@@ -244,6 +248,8 @@ pub enum Plan {
         table: Table,
         /// Rows to delete.
         source: Box<Plan>,
+        /// RETURNING, over each row as it was.
+        returning: Option<Vec<Expression>>,
     },
 }
 
@@ -321,16 +327,28 @@ impl Plan {
                 left.for_each_expression_mut(f)?;
                 return right.for_each_expression_mut(f);
             }
-            Plan::Insert { source, .. } | Plan::Delete { source, .. } => {
-                return source.for_each_expression_mut(f)
+            Plan::Insert {
+                source, returning, ..
+            }
+            | Plan::Delete {
+                source, returning, ..
+            } => {
+                if let Some(returning) = returning {
+                    each(returning)?;
+                }
+                return source.for_each_expression_mut(f);
             }
             Plan::Update {
                 source,
                 assignments,
+                returning,
                 ..
             } => {
                 for (_, expression) in assignments.iter_mut() {
                     each(std::slice::from_mut(expression))?;
+                }
+                if let Some(returning) = returning {
+                    each(returning)?;
                 }
                 return source.for_each_expression_mut(f);
             }
@@ -604,14 +622,20 @@ impl Plan {
                 });
                 vec![&**left, &**right]
             }
-            Plan::Insert { table, source } => {
+            Plan::Insert {
+                table,
+                source,
+                returning,
+            } => {
                 let _ = write!(line, "Insert on {}", table.name);
+                details.extend(describe_returning(returning));
                 vec![&**source]
             }
             Plan::Update {
                 table,
                 source,
                 assignments,
+                returning,
             } => {
                 let _ = write!(line, "Update on {}", table.name);
                 let sets: Vec<String> = assignments
@@ -619,10 +643,16 @@ impl Plan {
                     .map(|(c, e)| format!("{} = {e}", table.columns[*c].name))
                     .collect();
                 details.push(format!("Set: {}", sets.join(", ")));
+                details.extend(describe_returning(returning));
                 vec![&**source]
             }
-            Plan::Delete { table, source } => {
+            Plan::Delete {
+                table,
+                source,
+                returning,
+            } => {
                 let _ = write!(line, "Delete on {}", table.name);
+                details.extend(describe_returning(returning));
                 vec![&**source]
             }
         };
@@ -634,6 +664,13 @@ impl Plan {
             child.explain_into(lines, depth + 1);
         }
     }
+}
+
+/// EXPLAIN's line for a RETURNING list, if there is one.
+fn describe_returning(returning: &Option<Vec<Expression>>) -> Option<String> {
+    let expressions = returning.as_ref()?;
+    let listed: Vec<String> = expressions.iter().map(ToString::to_string).collect();
+    Some(format!("Returning: {}", listed.join(", ")))
 }
 
 fn describe_aggregate(aggregate: &Aggregate) -> String {
