@@ -1,0 +1,234 @@
+//! Data changes: INSERT (with ON CONFLICT), UPDATE and DELETE, each with RETURNING.
+//!
+//! The plans produce full table rows (defaults filled in for INSERT, the scanned rows
+//! for UPDATE and DELETE); the executor coerces them, checks NOT NULL and hands them to
+//! the transaction, which enforces keys and unique values as it buffers them.
+
+use super::expression::{self, bind, bind_for_column, Expression};
+use super::plan::Plan;
+use super::{fold, visible_columns, OutputColumn, Planner};
+use crate::catalog::Table;
+use crate::error::{Error, Result};
+use crate::sql::ast::{Delete, Expr, Insert, InsertSource, SelectItem, Update};
+use crate::types::Value;
+
+impl Planner<'_> {
+    /// Plans an INSERT: the source yields full rows in table column order, defaults
+    /// filled in; the executor coerces and checks them. Returns the RETURNING columns
+    /// (none without RETURNING).
+    pub fn plan_insert(&self, insert: &Insert) -> Result<(Plan, Vec<OutputColumn>)> {
+        let table = self.catalog.require_table(&insert.table)?;
+        let targets: Vec<usize> = match &insert.columns {
+            None => (0..table.columns.len())
+                .filter(|&i| !table.columns[i].hidden)
+                .collect(),
+            Some(names) => {
+                let mut positions = Vec::with_capacity(names.len());
+                for name in names {
+                    let position = table
+                        .column_index(name)
+                        .filter(|&i| !table.columns[i].hidden)
+                        .ok_or_else(|| {
+                            Error::UndefinedColumn(format!(
+                                "\"{name}\" of relation \"{}\"",
+                                table.name
+                            ))
+                        })?;
+                    if positions.contains(&position) {
+                        return Err(Error::DuplicateColumn(name.clone()));
+                    }
+                    positions.push(position);
+                }
+                positions
+            }
+        };
+        let defaults = || {
+            table
+                .columns
+                .iter()
+                .map(|c| Expression::Constant(c.default.clone().unwrap_or(Value::Null)))
+                .collect::<Vec<_>>()
+        };
+        let source = match &insert.source {
+            InsertSource::DefaultValues => Plan::Values {
+                rows: vec![defaults()],
+            },
+            InsertSource::Values(rows) => {
+                let scope = self.empty_scope("VALUES");
+                let mut planned = Vec::with_capacity(rows.len());
+                for row in rows {
+                    if row.len() > targets.len() {
+                        return Err(Error::Syntax {
+                            message: "INSERT has more expressions than target columns".into(),
+                            position: None,
+                        });
+                    }
+                    if row.len() < targets.len() {
+                        return Err(Error::Syntax {
+                            message: "INSERT has more target columns than expressions".into(),
+                            position: None,
+                        });
+                    }
+                    let mut full = defaults();
+                    for (item, &position) in row.iter().zip(&targets) {
+                        if let Some(expr) = item {
+                            let column = &table.columns[position];
+                            full[position] = fold(bind_for_column(
+                                expr,
+                                &scope,
+                                column.data_type,
+                                &column.name,
+                            )?)?;
+                        }
+                    }
+                    planned.push(full);
+                }
+                Plan::Values { rows: planned }
+            }
+            InsertSource::Select(select) => {
+                let (plan, columns) = self.plan_select(select)?;
+                if columns.len() != targets.len() {
+                    return Err(Error::Syntax {
+                        message: format!(
+                            "INSERT has {} target columns but the query returns {}",
+                            targets.len(),
+                            columns.len()
+                        ),
+                        position: None,
+                    });
+                }
+                let mut full = defaults();
+                for (i, &position) in targets.iter().enumerate() {
+                    full[position] = Expression::Column {
+                        index: i,
+                        name: columns[i].name.clone(),
+                        data_type: columns[i].data_type,
+                    };
+                }
+                Plan::Project {
+                    source: Box::new(plan),
+                    expressions: full,
+                }
+            }
+        };
+        let (returning, columns) = self.plan_returning(table, &insert.returning)?;
+        let plan = Plan::Insert {
+            table: table.clone(),
+            source: Box::new(source),
+            returning,
+        };
+        Ok((plan, columns))
+    }
+
+    /// Plans an UPDATE, with its RETURNING columns.
+    pub fn plan_update(&self, update: &Update) -> Result<(Plan, Vec<OutputColumn>)> {
+        let Update {
+            table: table_name,
+            assignments,
+            filter,
+            returning,
+        } = update;
+        let table = self.catalog.require_table(table_name)?;
+        let scope = self.table_scope(table, &table.name, "UPDATE");
+        let mut bound = Vec::with_capacity(assignments.len());
+        for (name, expr) in assignments {
+            let position = table
+                .column_index(name)
+                .filter(|&i| !table.columns[i].hidden)
+                .ok_or_else(|| {
+                    Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name))
+                })?;
+            if bound.iter().any(|(p, _)| *p == position) {
+                return Err(Error::Syntax {
+                    message: format!("multiple assignments to same column \"{name}\""),
+                    position: None,
+                });
+            }
+            let column = &table.columns[position];
+            let value = fold(bind_for_column(
+                expr,
+                &scope,
+                column.data_type,
+                &column.name,
+            )?)?;
+            if value.has_subquery() {
+                return Err(Error::FeatureNotSupported(
+                    "subqueries in UPDATE ... SET".into(),
+                ));
+            }
+            bound.push((position, value));
+        }
+        let source = self.filtered_scan(table, filter.as_ref())?;
+        let (returning, columns) = self.plan_returning(table, returning)?;
+        let plan = Plan::Update {
+            table: table.clone(),
+            source: Box::new(source),
+            assignments: bound,
+            returning,
+        };
+        Ok((plan, columns))
+    }
+
+    /// Plans a DELETE, with its RETURNING columns.
+    pub fn plan_delete(&self, delete: &Delete) -> Result<(Plan, Vec<OutputColumn>)> {
+        let table = self.catalog.require_table(&delete.table)?;
+        let source = self.filtered_scan(table, delete.filter.as_ref())?;
+        let (returning, columns) = self.plan_returning(table, &delete.returning)?;
+        let plan = Plan::Delete {
+            table: table.clone(),
+            source: Box::new(source),
+            returning,
+        };
+        Ok((plan, columns))
+    }
+
+    /// Binds a RETURNING list against the written table's full rows (hidden columns
+    /// left out of `*`): the expressions and the columns they return, or nothing
+    /// without RETURNING.
+    fn plan_returning(
+        &self,
+        table: &Table,
+        items: &[SelectItem],
+    ) -> Result<(Option<Vec<Expression>>, Vec<OutputColumn>)> {
+        if items.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let mut written: Vec<(Expr, String)> = Vec::new();
+        for item in items {
+            match item {
+                SelectItem::Wildcard => written.extend(visible_columns(table, None)),
+                SelectItem::QualifiedWildcard(name) if *name == table.name => {
+                    written.extend(visible_columns(table, Some(name)))
+                }
+                SelectItem::QualifiedWildcard(name) => {
+                    return Err(Error::UndefinedTable(format!(
+                        "{name}\" (missing FROM-clause entry for table \"{name}"
+                    )))
+                }
+                SelectItem::Expression { expr, alias } => {
+                    if expression::contains_aggregate(expr) {
+                        return Err(Error::Grouping(
+                            "aggregate functions are not allowed in RETURNING".into(),
+                        ));
+                    }
+                    let name = alias
+                        .clone()
+                        .unwrap_or_else(|| expression::default_column_name(expr));
+                    written.push((expr.clone(), name));
+                }
+            }
+        }
+        let scope = self.table_scope(table, &table.name, "RETURNING");
+        let mut expressions = Vec::with_capacity(written.len());
+        let mut columns = Vec::with_capacity(written.len());
+        for (expr, name) in &written {
+            let bound = fold(bind(expr, &scope)?)?;
+            columns.push(OutputColumn {
+                name: name.clone(),
+                data_type: bound.data_type().unwrap_or(crate::types::TEXT),
+            });
+            expressions.push(bound);
+        }
+        Ok((Some(expressions), columns))
+    }
+}
