@@ -372,6 +372,53 @@ fn concurrent_claims_of_a_unique_value_commit_once() {
     cluster.assert_converged();
 }
 
+/// Upserts from every node at once, each statement writing six counters spread over
+/// all three groups (a cross-group commit): retried on 40001, every successful
+/// statement counts once in every counter, and no key gets a second row.
+#[test]
+fn concurrent_upserts_across_groups_count_every_success() {
+    let cluster = bank();
+    cluster
+        .connect(0)
+        .batch_execute("CREATE TABLE hits (k INT PRIMARY KEY, n BIGINT NOT NULL) WITH (shards = 6)")
+        .expect("create");
+    const STATEMENTS: i64 = 12;
+    std::thread::scope(|scope| {
+        for worker in 0..3usize {
+            let cluster = &cluster;
+            scope.spawn(move || {
+                let mut client = cluster.connect(worker);
+                let started = Instant::now();
+                let upsert = "INSERT INTO hits SELECT g, 1 FROM generate_series(1, 6) AS g \
+                              ON CONFLICT (k) DO UPDATE SET n = hits.n + excluded.n";
+                for _ in 0..STATEMENTS {
+                    loop {
+                        assert!(started.elapsed() < Duration::from_secs(90), "too slow");
+                        match client.execute(upsert, &[]) {
+                            Ok(count) => {
+                                assert_eq!(count, 6);
+                                break;
+                            }
+                            Err(error) if is_retryable(&error) => continue,
+                            Err(error) => panic!("node {}: {error}", worker + 1),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for node in 0..3 {
+        let rows = cluster
+            .connect(node)
+            .query("SELECT k, n FROM hits ORDER BY k", &[])
+            .expect("counters");
+        let counters: Vec<(i32, i64)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let expected: Vec<(i32, i64)> = (1..=6).map(|k| (k, 3 * STATEMENTS)).collect();
+        assert_eq!(counters, expected, "node {}", node + 1);
+    }
+    cluster.assert_converged();
+}
+
 /// A claim of a unique value whose cross-group commit is still pending (its coordinator
 /// paused between prepares and decision) holds the value: a second row claiming it from
 /// another node is refused while it is pending (retryably) and after it commits (23505).

@@ -139,8 +139,48 @@ pub struct Insert {
     pub columns: Option<Vec<String>>,
     /// Where the rows come from.
     pub source: InsertSource,
-    /// RETURNING items, computed from each inserted row; empty without RETURNING.
+    /// `INSERT INTO table AS alias`: the name RETURNING and ON CONFLICT use for it.
+    pub alias: Option<String>,
+    /// ON CONFLICT, if given.
+    pub on_conflict: Option<OnConflict>,
+    /// RETURNING items, computed from each row written; empty without RETURNING.
     pub returning: Vec<SelectItem>,
+}
+
+/// INSERT's ON CONFLICT clause: what to do with a row whose key or unique value is
+/// already taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnConflict {
+    /// Which constraint's conflicts are handled.
+    pub target: ConflictTarget,
+    /// What is done about them.
+    pub action: ConflictAction,
+}
+
+/// The constraint an ON CONFLICT clause handles.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConflictTarget {
+    /// No target (DO NOTHING only): any unique constraint.
+    Any,
+    /// `(columns)`: the primary key or unique index over exactly these columns.
+    Columns(Vec<String>),
+    /// `ON CONSTRAINT name`.
+    Constraint(String),
+}
+
+/// ON CONFLICT's action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConflictAction {
+    /// DO NOTHING: the row is skipped.
+    Nothing,
+    /// DO UPDATE SET ... [WHERE ...]: the existing row is updated, with `excluded`
+    /// naming the row proposed for insertion.
+    Update {
+        /// `column = expression` pairs.
+        assignments: Vec<(String, Expr)>,
+        /// WHERE: rows it does not hold for are left as they are.
+        filter: Option<Expr>,
+    },
 }
 
 /// UPDATE.

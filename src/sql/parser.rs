@@ -560,9 +560,12 @@ fn translate_create_index(create: sp::CreateIndex) -> Result<Statement> {
 }
 
 fn translate_insert(insert: sp::Insert) -> Result<Statement> {
-    if insert.on.is_some() {
-        return Err(unsupported("INSERT ... ON CONFLICT"));
-    }
+    let on_conflict = match &insert.on {
+        None => None,
+        Some(sp::OnInsert::OnConflict(clause)) => Some(translate_on_conflict(clause)?),
+        Some(other) => return Err(unsupported(format!("INSERT ...{other}"))),
+    };
+    let alias = insert.table_alias.as_ref().map(|alias| ident(&alias.alias));
     let returning = translate_returning(insert.returning.as_deref())?;
     let table = match &insert.table {
         sp::TableObject::TableName(name) => object_name(name)?,
@@ -603,8 +606,53 @@ fn translate_insert(insert: sp::Insert) -> Result<Statement> {
         table,
         columns,
         source,
+        alias,
+        on_conflict,
         returning,
     }))
+}
+
+fn translate_on_conflict(clause: &sp::OnConflict) -> Result<OnConflict> {
+    let target = match &clause.conflict_target {
+        None => ConflictTarget::Any,
+        Some(sp::ConflictTarget::Columns(columns)) => {
+            ConflictTarget::Columns(columns.iter().map(ident).collect())
+        }
+        Some(sp::ConflictTarget::OnConstraint(name)) => {
+            ConflictTarget::Constraint(object_name(name)?)
+        }
+    };
+    let action = match &clause.action {
+        sp::OnConflictAction::DoNothing => ConflictAction::Nothing,
+        sp::OnConflictAction::DoUpdate(update) => {
+            if target == ConflictTarget::Any {
+                return Err(Error::Syntax {
+                    message: "ON CONFLICT DO UPDATE requires inference specification or \
+                              constraint name"
+                        .into(),
+                    position: None,
+                });
+            }
+            ConflictAction::Update {
+                assignments: translate_assignments(&update.assignments)?,
+                filter: update.selection.as_ref().map(translate_expr).transpose()?,
+            }
+        }
+    };
+    Ok(OnConflict { target, action })
+}
+
+/// `column = expression` pairs of UPDATE ... SET and ON CONFLICT DO UPDATE SET.
+fn translate_assignments(assignments: &[sp::Assignment]) -> Result<Vec<(String, Expr)>> {
+    let mut translated = Vec::with_capacity(assignments.len());
+    for assignment in assignments {
+        let column = match &assignment.target {
+            sp::AssignmentTarget::ColumnName(name) => object_name(name)?,
+            sp::AssignmentTarget::Tuple(_) => return Err(unsupported("tuple assignment")),
+        };
+        translated.push((column, translate_expr(&assignment.value)?));
+    }
+    Ok(translated)
 }
 
 fn translate_insert_item(expr: &sp::Expr) -> Result<Option<Expr>> {
@@ -642,14 +690,7 @@ fn translate_update(update: sp::Update) -> Result<Statement> {
     }
     let returning = translate_returning(update.returning.as_deref())?;
     let table = single_table(&update.table)?;
-    let mut assignments = Vec::new();
-    for assignment in &update.assignments {
-        let column = match &assignment.target {
-            sp::AssignmentTarget::ColumnName(name) => object_name(name)?,
-            sp::AssignmentTarget::Tuple(_) => return Err(unsupported("tuple assignment")),
-        };
-        assignments.push((column, translate_expr(&assignment.value)?));
-    }
+    let assignments = translate_assignments(&update.assignments)?;
     let filter = update.selection.as_ref().map(translate_expr).transpose()?;
     Ok(Statement::Update(Update {
         table,

@@ -553,17 +553,8 @@ impl Transaction {
                 continue;
             }
             let values = index_values(index, row);
-            let mut candidates = self.committed_index_entries(table, index, &values)?;
-            if let Some(written) = self.unique_written.get(&(index.id, values.clone())) {
-                candidates.extend(written.iter().cloned());
-            }
-            for candidate in candidates.iter().filter(|c| c.as_slice() != pk) {
-                let still_there = self
-                    .get(table, candidate)?
-                    .is_some_and(|other| index_values(index, &other) == values);
-                if still_there {
-                    return Err(unique_violation(table, index, row));
-                }
+            if self.unique_holder(table, index, &values, pk)?.is_some() {
+                return Err(unique_violation(table, index, row));
             }
             self.unique_written
                 .entry((index.id, values))
@@ -571,6 +562,50 @@ impl Transaction {
                 .push(pk.to_vec());
         }
         Ok(())
+    }
+
+    /// The row other than `except_pk` that holds `values` (encoded) in unique `index`,
+    /// as this transaction sees it (its own writes included), with its primary key.
+    fn unique_holder(
+        &self,
+        table: &Table,
+        index: &Index,
+        values: &[u8],
+        except_pk: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<Value>)>> {
+        let mut candidates = self.committed_index_entries(table, index, values)?;
+        if let Some(written) = self.unique_written.get(&(index.id, values.to_vec())) {
+            candidates.extend(written.iter().cloned());
+        }
+        for candidate in candidates.into_iter().filter(|c| c.as_slice() != except_pk) {
+            if let Some(other) = self.get(table, &candidate)? {
+                if index_values(index, &other) == values {
+                    return Ok(Some((candidate, other)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The live row whose primary key or value in unique `index` (the primary key when
+    /// `None`) is `row`'s, as this transaction sees it, with its primary key: the row an
+    /// INSERT of `row` would conflict with there (ON CONFLICT). NULLs conflict with
+    /// nothing, as in PostgreSQL.
+    pub fn conflicting_row(
+        &self,
+        table: &Table,
+        index: Option<&Index>,
+        row: &[Value],
+    ) -> Result<Option<(Vec<u8>, Vec<Value>)>> {
+        match index {
+            None => {
+                let pk = encode_primary_key(table, row);
+                Ok(self.get(table, &pk)?.map(|existing| (pk, existing)))
+            }
+            Some(index) if index.columns.iter().any(|&c| row[c].is_null()) => Ok(None),
+            // The row with the same primary key counts too: it holds the value.
+            Some(index) => self.unique_holder(table, index, &index_values(index, row), &[]),
+        }
     }
 
     /// Primary keys whose committed index entry (at the snapshot) has these values.

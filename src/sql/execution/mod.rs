@@ -72,12 +72,27 @@ pub fn execute(
         Plan::Insert {
             table,
             source,
+            on_conflict: None,
             returning,
         } => {
             let rows = write::rows_to_insert(table, collect(source, txn, interrupt)?, replica)?;
             let returned = returned(returning, rows.iter(), txn, interrupt)?;
             let count = write::insert(table, rows, txn)?;
             Ok(written(Change::Insert, count, returned))
+        }
+        Plan::Insert {
+            table,
+            source,
+            on_conflict: Some(conflict),
+            returning,
+        } => {
+            let rows = write::rows_to_insert(table, collect(source, txn, interrupt)?, replica)?;
+            let keep = returning.is_some();
+            let upserted = write::upsert(table, rows, conflict, keep, txn)?;
+            // After the writes: which rows are returned is only known once each is
+            // inserted, updated or skipped.
+            let returned = returned(returning, upserted.rows.iter(), txn, interrupt)?;
+            Ok(written(Change::Insert, upserted.count, returned))
         }
         Plan::Update {
             table,

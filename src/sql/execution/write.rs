@@ -5,8 +5,10 @@ use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
 use crate::sql::planner::expression::Expression;
+use crate::sql::planner::plan::{Arbiter, ConflictPlan, ConflictResolution};
 use crate::txn::{encode_primary_key, Transaction};
 use crate::types::Value;
+use std::collections::HashSet;
 
 /// Coerces a full row to the table's column types and checks NOT NULL.
 fn conform(table: &Table, row: Vec<Value>) -> Result<Vec<Value>> {
@@ -94,4 +96,114 @@ pub fn delete(table: &Table, rows: &[Vec<Value>], txn: &mut Transaction) -> Resu
         txn.delete(table, &encode_primary_key(table, row))?;
     }
     Ok(rows.len() as u64)
+}
+
+/// What an INSERT ... ON CONFLICT wrote: rows inserted or updated (skipped ones do not
+/// count, as in PostgreSQL's tag), and the rows themselves when RETURNING needs them.
+#[derive(Default)]
+pub struct Upserted {
+    /// Rows inserted or updated.
+    pub count: u64,
+    /// Those rows as written, when kept.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Buffers the rows of an INSERT ... ON CONFLICT, one by one: a row that conflicts with
+/// a live row (committed at the snapshot, or written earlier by this transaction or
+/// statement) on the arbiter is skipped or updates that row; any other conflict stays
+/// an error. Atomic under concurrency by the commit's checks: a conflicting row
+/// committed after the snapshot makes the commit fail (40001 for a primary key, as a
+/// write-write conflict; 23505 for a unique value), so two sessions never both insert.
+pub fn upsert(
+    table: &Table,
+    rows: Vec<Vec<Value>>,
+    conflict: &ConflictPlan,
+    keep: bool,
+    txn: &mut Transaction,
+) -> Result<Upserted> {
+    let mut upserted = Upserted::default();
+    // Primary keys this statement inserted or updated: DO UPDATE may not touch one twice.
+    let mut touched: HashSet<Vec<u8>> = HashSet::new();
+    for row in rows {
+        let Some((existing_pk, existing)) = conflicting_row(table, &conflict.arbiter, &row, txn)?
+        else {
+            touched.insert(encode_primary_key(table, &row));
+            if keep {
+                upserted.rows.push(row.clone());
+            }
+            txn.insert(table, row)?;
+            upserted.count += 1;
+            continue;
+        };
+        let ConflictResolution::Update {
+            assignments,
+            filter,
+        } = &conflict.resolution
+        else {
+            continue;
+        };
+        if touched.contains(&existing_pk) {
+            return Err(Error::CardinalityViolation(
+                "ON CONFLICT DO UPDATE command cannot affect row a second time (rows \
+                 proposed for insertion within the same command have duplicate \
+                 constrained values)"
+                    .into(),
+            ));
+        }
+        let mut both = existing.clone();
+        both.extend(row);
+        if let Some(filter) = filter {
+            if filter.evaluate(&both)?.as_bool() != Some(true) {
+                continue;
+            }
+        }
+        let mut new = existing;
+        for (column, expression) in assignments {
+            new[*column] = expression.evaluate(&both)?;
+        }
+        let new = conform(table, new)?;
+        touched.insert(encode_primary_key(table, &new));
+        if keep {
+            upserted.rows.push(new.clone());
+        }
+        txn.update(table, &existing_pk, new)?;
+        upserted.count += 1;
+    }
+    Ok(upserted)
+}
+
+/// The live row `row` conflicts with on `arbiter`, with its primary key.
+fn conflicting_row(
+    table: &Table,
+    arbiter: &Arbiter,
+    row: &[Value],
+    txn: &Transaction,
+) -> Result<Option<(Vec<u8>, Vec<Value>)>> {
+    match arbiter {
+        Arbiter::PrimaryKey => txn.conflicting_row(table, None, row),
+        Arbiter::Index(id) => {
+            let index = table
+                .indexes
+                .iter()
+                .find(|index| index.id == *id)
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the ON CONFLICT arbiter (index {id}) is not an index of {}",
+                        table.name
+                    ))
+                })?;
+            txn.conflicting_row(table, Some(index), row)
+        }
+        Arbiter::Any => {
+            if let Some(found) = txn.conflicting_row(table, None, row)? {
+                return Ok(Some(found));
+            }
+            for index in table.indexes.iter().filter(|index| index.unique) {
+                if let Some(found) = txn.conflicting_row(table, Some(index), row)? {
+                    return Ok(Some(found));
+                }
+            }
+            Ok(None)
+        }
+    }
 }

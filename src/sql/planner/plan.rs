@@ -228,7 +228,10 @@ pub enum Plan {
         table: Table,
         /// Rows to insert.
         source: Box<Plan>,
-        /// RETURNING, over each row as inserted (coerced, defaults in).
+        /// ON CONFLICT, if given.
+        on_conflict: Option<Box<ConflictPlan>>,
+        /// RETURNING, over each row as inserted (coerced, defaults in) or, through ON
+        /// CONFLICT DO UPDATE, as updated.
         returning: Option<Vec<Expression>>,
     },
     /// Updates the rows the input produces (full table rows).
@@ -250,6 +253,41 @@ pub enum Plan {
         source: Box<Plan>,
         /// RETURNING, over each row as it was.
         returning: Option<Vec<Expression>>,
+    },
+}
+
+/// What an INSERT does with a row whose key or unique value is taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConflictPlan {
+    /// The constraint whose conflicts are handled; others stay errors.
+    pub arbiter: Arbiter,
+    /// What is done about them.
+    pub resolution: ConflictResolution,
+}
+
+/// The constraint an ON CONFLICT clause handles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arbiter {
+    /// The primary key and every unique index (DO NOTHING without a target).
+    Any,
+    /// The primary key.
+    PrimaryKey,
+    /// This unique index.
+    Index(crate::storage::keys::IndexId),
+}
+
+/// ON CONFLICT's action, bound.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConflictResolution {
+    /// The proposed row is skipped.
+    Nothing,
+    /// The existing row is updated; expressions see the existing row followed by the
+    /// proposed one (`excluded`).
+    Update {
+        /// Column position and new value.
+        assignments: Vec<(usize, Expression)>,
+        /// Only rows this holds for are updated.
+        filter: Option<Expression>,
     },
 }
 
@@ -328,9 +366,31 @@ impl Plan {
                 return right.for_each_expression_mut(f);
             }
             Plan::Insert {
-                source, returning, ..
+                source,
+                returning,
+                on_conflict,
+                ..
+            } => {
+                if let Some(returning) = returning {
+                    each(returning)?;
+                }
+                if let Some(ConflictResolution::Update {
+                    assignments,
+                    filter,
+                }) = on_conflict
+                    .as_deref_mut()
+                    .map(|conflict| &mut conflict.resolution)
+                {
+                    for (_, expression) in assignments.iter_mut() {
+                        each(std::slice::from_mut(expression))?;
+                    }
+                    if let Some(filter) = filter {
+                        each(std::slice::from_mut(filter))?;
+                    }
+                }
+                return source.for_each_expression_mut(f);
             }
-            | Plan::Delete {
+            Plan::Delete {
                 source, returning, ..
             } => {
                 if let Some(returning) = returning {
@@ -625,9 +685,13 @@ impl Plan {
             Plan::Insert {
                 table,
                 source,
+                on_conflict,
                 returning,
             } => {
                 let _ = write!(line, "Insert on {}", table.name);
+                if let Some(conflict) = on_conflict {
+                    details.extend(describe_conflict(table, conflict));
+                }
                 details.extend(describe_returning(returning));
                 vec![&**source]
             }
@@ -664,6 +728,39 @@ impl Plan {
             child.explain_into(lines, depth + 1);
         }
     }
+}
+
+/// EXPLAIN's lines for ON CONFLICT, as PostgreSQL words them.
+fn describe_conflict(table: &Table, conflict: &ConflictPlan) -> Vec<String> {
+    let mut lines = Vec::new();
+    let resolution = match &conflict.resolution {
+        ConflictResolution::Nothing => "NOTHING",
+        ConflictResolution::Update { .. } => "UPDATE",
+    };
+    lines.push(format!("Conflict Resolution: {resolution}"));
+    let arbiters = match &conflict.arbiter {
+        Arbiter::Any => None,
+        Arbiter::PrimaryKey => Some(table.primary_key_name()),
+        Arbiter::Index(id) => table
+            .indexes
+            .iter()
+            .find(|index| index.id == *id)
+            .map(|index| index.name.clone()),
+    };
+    lines.extend(arbiters.map(|name| format!("Conflict Arbiter Indexes: {name}")));
+    if let ConflictResolution::Update {
+        assignments,
+        filter,
+    } = &conflict.resolution
+    {
+        let sets: Vec<String> = assignments
+            .iter()
+            .map(|(c, e)| format!("{} = {e}", table.columns[*c].name))
+            .collect();
+        lines.push(format!("Set: {}", sets.join(", ")));
+        lines.extend(filter.as_ref().map(|f| format!("Conflict Filter: {f}")));
+    }
+    lines
 }
 
 /// EXPLAIN's line for a RETURNING list, if there is one.

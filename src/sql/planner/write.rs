@@ -4,12 +4,15 @@
 //! for UPDATE and DELETE); the executor coerces them, checks NOT NULL and hands them to
 //! the transaction, which enforces keys and unique values as it buffers them.
 
-use super::expression::{self, bind, bind_for_column, Expression};
-use super::plan::Plan;
+use super::expression::{self, bind, bind_boolean, bind_for_column, Expression, Scope};
+use super::plan::{Arbiter, ConflictPlan, ConflictResolution, Plan};
 use super::{fold, visible_columns, OutputColumn, Planner};
 use crate::catalog::Table;
 use crate::error::{Error, Result};
-use crate::sql::ast::{Delete, Expr, Insert, InsertSource, SelectItem, Update};
+use crate::sql::ast::{
+    ConflictAction, ConflictTarget, Delete, Expr, Insert, InsertSource, OnConflict, SelectItem,
+    Update,
+};
 use crate::types::Value;
 
 impl Planner<'_> {
@@ -111,10 +114,17 @@ impl Planner<'_> {
                 }
             }
         };
-        let (returning, columns) = self.plan_returning(table, &insert.returning)?;
+        let visible = insert.alias.as_deref().unwrap_or(&table.name);
+        let on_conflict = insert
+            .on_conflict
+            .as_ref()
+            .map(|clause| self.plan_on_conflict(table, visible, clause).map(Box::new))
+            .transpose()?;
+        let (returning, columns) = self.plan_returning(table, visible, &insert.returning)?;
         let plan = Plan::Insert {
             table: table.clone(),
             source: Box::new(source),
+            on_conflict,
             returning,
         };
         Ok((plan, columns))
@@ -130,36 +140,9 @@ impl Planner<'_> {
         } = update;
         let table = self.catalog.require_table(table_name)?;
         let scope = self.table_scope(table, &table.name, "UPDATE");
-        let mut bound = Vec::with_capacity(assignments.len());
-        for (name, expr) in assignments {
-            let position = table
-                .column_index(name)
-                .filter(|&i| !table.columns[i].hidden)
-                .ok_or_else(|| {
-                    Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name))
-                })?;
-            if bound.iter().any(|(p, _)| *p == position) {
-                return Err(Error::Syntax {
-                    message: format!("multiple assignments to same column \"{name}\""),
-                    position: None,
-                });
-            }
-            let column = &table.columns[position];
-            let value = fold(bind_for_column(
-                expr,
-                &scope,
-                column.data_type,
-                &column.name,
-            )?)?;
-            if value.has_subquery() {
-                return Err(Error::FeatureNotSupported(
-                    "subqueries in UPDATE ... SET".into(),
-                ));
-            }
-            bound.push((position, value));
-        }
+        let bound = bind_assignments(table, assignments, &scope, "UPDATE ... SET")?;
         let source = self.filtered_scan(table, filter.as_ref())?;
-        let (returning, columns) = self.plan_returning(table, returning)?;
+        let (returning, columns) = self.plan_returning(table, &table.name, returning)?;
         let plan = Plan::Update {
             table: table.clone(),
             source: Box::new(source),
@@ -169,11 +152,56 @@ impl Planner<'_> {
         Ok((plan, columns))
     }
 
+    /// Binds ON CONFLICT: finds the arbiter the target names, and binds DO UPDATE's
+    /// expressions over the existing row (as `visible`) followed by the proposed one
+    /// (as `excluded`).
+    fn plan_on_conflict(
+        &self,
+        table: &Table,
+        visible: &str,
+        clause: &OnConflict,
+    ) -> Result<ConflictPlan> {
+        let arbiter = arbiter(table, &clause.target)?;
+        let resolution = match &clause.action {
+            ConflictAction::Nothing => ConflictResolution::Nothing,
+            ConflictAction::Update {
+                assignments,
+                filter,
+            } => {
+                let mut scope = self.table_scope(table, visible, "ON CONFLICT DO UPDATE");
+                let proposed = self.table_scope(table, "excluded", "ON CONFLICT DO UPDATE");
+                scope.columns.extend(proposed.columns);
+                let assignments =
+                    bind_assignments(table, assignments, &scope, "ON CONFLICT DO UPDATE")?;
+                let filter = match filter {
+                    None => None,
+                    Some(filter) => {
+                        let bound = fold(bind_boolean(filter, &scope, "WHERE")?)?;
+                        if bound.has_subquery() {
+                            return Err(Error::FeatureNotSupported(
+                                "subqueries in ON CONFLICT DO UPDATE ... WHERE".into(),
+                            ));
+                        }
+                        Some(bound)
+                    }
+                };
+                ConflictResolution::Update {
+                    assignments,
+                    filter,
+                }
+            }
+        };
+        Ok(ConflictPlan {
+            arbiter,
+            resolution,
+        })
+    }
+
     /// Plans a DELETE, with its RETURNING columns.
     pub fn plan_delete(&self, delete: &Delete) -> Result<(Plan, Vec<OutputColumn>)> {
         let table = self.catalog.require_table(&delete.table)?;
         let source = self.filtered_scan(table, delete.filter.as_ref())?;
-        let (returning, columns) = self.plan_returning(table, &delete.returning)?;
+        let (returning, columns) = self.plan_returning(table, &table.name, &delete.returning)?;
         let plan = Plan::Delete {
             table: table.clone(),
             source: Box::new(source),
@@ -188,6 +216,7 @@ impl Planner<'_> {
     fn plan_returning(
         &self,
         table: &Table,
+        visible: &str,
         items: &[SelectItem],
     ) -> Result<(Option<Vec<Expression>>, Vec<OutputColumn>)> {
         if items.is_empty() {
@@ -197,7 +226,7 @@ impl Planner<'_> {
         for item in items {
             match item {
                 SelectItem::Wildcard => written.extend(visible_columns(table, None)),
-                SelectItem::QualifiedWildcard(name) if *name == table.name => {
+                SelectItem::QualifiedWildcard(name) if name == visible => {
                     written.extend(visible_columns(table, Some(name)))
                 }
                 SelectItem::QualifiedWildcard(name) => {
@@ -218,7 +247,7 @@ impl Planner<'_> {
                 }
             }
         }
-        let scope = self.table_scope(table, &table.name, "RETURNING");
+        let scope = self.table_scope(table, visible, "RETURNING");
         let mut expressions = Vec::with_capacity(written.len());
         let mut columns = Vec::with_capacity(written.len());
         for (expr, name) in &written {
@@ -230,5 +259,103 @@ impl Planner<'_> {
             expressions.push(bound);
         }
         Ok((Some(expressions), columns))
+    }
+}
+
+/// Binds `column = expression` pairs (of UPDATE or ON CONFLICT DO UPDATE, named by
+/// `clause`) to column positions, each column at most once.
+fn bind_assignments(
+    table: &Table,
+    assignments: &[(String, Expr)],
+    scope: &Scope,
+    clause: &str,
+) -> Result<Vec<(usize, Expression)>> {
+    let mut bound: Vec<(usize, Expression)> = Vec::with_capacity(assignments.len());
+    for (name, expr) in assignments {
+        let position = table
+            .column_index(name)
+            .filter(|&i| !table.columns[i].hidden)
+            .ok_or_else(|| {
+                Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name))
+            })?;
+        if bound.iter().any(|(p, _)| *p == position) {
+            return Err(Error::Syntax {
+                message: format!("multiple assignments to same column \"{name}\""),
+                position: None,
+            });
+        }
+        let column = &table.columns[position];
+        let value = fold(bind_for_column(
+            expr,
+            scope,
+            column.data_type,
+            &column.name,
+        )?)?;
+        if value.has_subquery() {
+            return Err(Error::FeatureNotSupported(format!(
+                "subqueries in {clause}"
+            )));
+        }
+        bound.push((position, value));
+    }
+    Ok(bound)
+}
+
+/// The constraint an ON CONFLICT target names: the primary key, or the unique index
+/// over exactly those columns (in any order) or of that name, as PostgreSQL infers it.
+fn arbiter(table: &Table, target: &ConflictTarget) -> Result<Arbiter> {
+    let has_key = !table.has_hidden_row_id();
+    match target {
+        ConflictTarget::Any => Ok(Arbiter::Any),
+        ConflictTarget::Columns(names) => {
+            let mut wanted = Vec::with_capacity(names.len());
+            for name in names {
+                let position = table
+                    .column_index(name)
+                    .filter(|&i| !table.columns[i].hidden)
+                    .ok_or_else(|| {
+                        Error::UndefinedColumn(format!("column \"{name}\" does not exist"))
+                    })?;
+                wanted.push(position);
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            let same = |columns: &[usize]| {
+                let mut columns = columns.to_vec();
+                columns.sort_unstable();
+                columns == wanted
+            };
+            if has_key && same(&table.primary_key) {
+                return Ok(Arbiter::PrimaryKey);
+            }
+            table
+                .indexes
+                .iter()
+                .find(|index| index.unique && same(&index.columns))
+                .map(|index| Arbiter::Index(index.id))
+                .ok_or_else(|| {
+                    Error::InvalidColumnReference(
+                        "there is no unique or exclusion constraint matching the ON \
+                         CONFLICT specification"
+                            .into(),
+                    )
+                })
+        }
+        ConflictTarget::Constraint(name) => {
+            if has_key && *name == table.primary_key_name() {
+                return Ok(Arbiter::PrimaryKey);
+            }
+            table
+                .indexes
+                .iter()
+                .find(|index| index.unique && index.name == *name)
+                .map(|index| Arbiter::Index(index.id))
+                .ok_or_else(|| {
+                    Error::UndefinedObject(format!(
+                        "constraint \"{name}\" for table \"{}\" does not exist",
+                        table.name
+                    ))
+                })
+        }
     }
 }
