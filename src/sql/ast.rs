@@ -188,8 +188,12 @@ pub enum ConflictAction {
 pub struct Update {
     /// Target table.
     pub table: String,
+    /// `UPDATE table [AS] alias`: the name the statement uses for it.
+    pub alias: Option<String>,
     /// `column = expression` pairs.
     pub assignments: Vec<(String, Expr)>,
+    /// UPDATE ... FROM: other tables joined to the target by WHERE.
+    pub from: Option<FromItem>,
     /// WHERE.
     pub filter: Option<Expr>,
     /// RETURNING items, computed from each row as updated; empty without RETURNING.
@@ -201,6 +205,10 @@ pub struct Update {
 pub struct Delete {
     /// Target table.
     pub table: String,
+    /// `DELETE FROM table [AS] alias`: the name the statement uses for it.
+    pub alias: Option<String>,
+    /// DELETE ... USING: other tables joined to the target by WHERE.
+    pub using: Option<FromItem>,
     /// WHERE.
     pub filter: Option<Expr>,
     /// RETURNING items, computed from each row as it was; empty without RETURNING.

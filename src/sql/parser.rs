@@ -666,34 +666,49 @@ fn translate_insert_item(expr: &sp::Expr) -> Result<Option<Expr>> {
     }
 }
 
-fn single_table(table: &sp::TableWithJoins) -> Result<String> {
+/// The target table of UPDATE or DELETE, with its alias.
+fn target_table(table: &sp::TableWithJoins) -> Result<(String, Option<String>)> {
     if !table.joins.is_empty() {
-        return Err(unsupported("joins"));
+        return Err(unsupported("joins on the target table (use FROM / USING)"));
     }
     match &table.relation {
         sp::TableFactor::Table {
             name,
-            alias: None,
+            alias,
             args: None,
             ..
-        } => object_name(name),
-        sp::TableFactor::Table { alias: Some(_), .. } => {
-            Err(unsupported("an alias on the target table"))
+        } => {
+            if alias
+                .as_ref()
+                .is_some_and(|alias| !alias.columns.is_empty())
+            {
+                return Err(unsupported("column aliases on the target table"));
+            }
+            Ok((
+                object_name(name)?,
+                alias.as_ref().map(|alias| ident(&alias.name)),
+            ))
         }
         other => Err(unsupported(format!("the table expression {other}"))),
     }
 }
 
 fn translate_update(update: sp::Update) -> Result<Statement> {
-    if update.from.is_some() {
-        return Err(unsupported("UPDATE ... FROM"));
-    }
+    let from = match &update.from {
+        None => None,
+        Some(sp::UpdateTableFromKind::AfterSet(tables)) => translate_from_list(tables)?,
+        Some(sp::UpdateTableFromKind::BeforeSet(_)) => {
+            return Err(unsupported("UPDATE FROM ... SET (FROM goes after SET)"))
+        }
+    };
     let returning = translate_returning(update.returning.as_deref())?;
-    let table = single_table(&update.table)?;
+    let (table, alias) = target_table(&update.table)?;
     let assignments = translate_assignments(&update.assignments)?;
     let filter = update.selection.as_ref().map(translate_expr).transpose()?;
     Ok(Statement::Update(Update {
         table,
+        alias,
+        from,
         assignments,
         filter,
         returning,
@@ -701,20 +716,23 @@ fn translate_update(update: sp::Update) -> Result<Statement> {
 }
 
 fn translate_delete(delete: sp::Delete) -> Result<Statement> {
-    if delete.using.is_some() {
-        return Err(unsupported("DELETE ... USING"));
-    }
+    let using = match &delete.using {
+        None => None,
+        Some(tables) => translate_from_list(tables)?,
+    };
     let returning = translate_returning(delete.returning.as_deref())?;
     let tables = match &delete.from {
         sp::FromTable::WithFromKeyword(tables) | sp::FromTable::WithoutKeyword(tables) => tables,
     };
-    let table = match tables.as_slice() {
-        [table] => single_table(table)?,
+    let (table, alias) = match tables.as_slice() {
+        [table] => target_table(table)?,
         _ => return Err(unsupported("DELETE from several tables")),
     };
     let filter = delete.selection.as_ref().map(translate_expr).transpose()?;
     Ok(Statement::Delete(Delete {
         table,
+        alias,
+        using,
         filter,
         returning,
     }))
@@ -818,19 +836,7 @@ fn translate_select(select: sp::Select) -> Result<Select> {
         Some(sp::Distinct::Distinct) => true,
         Some(sp::Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
     };
-    let mut from: Option<FromItem> = None;
-    for table in &select.from {
-        let item = translate_table_with_joins(table)?;
-        from = Some(match from {
-            None => item,
-            Some(left) => FromItem::Join {
-                left: Box::new(left),
-                right: Box::new(item),
-                kind: JoinKind::Cross,
-                on: None,
-            },
-        });
-    }
+    let from = translate_from_list(&select.from)?;
     let projection = translate_select_items(&select.projection)?;
     let group_by = match &select.group_by {
         sp::GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
@@ -847,6 +853,25 @@ fn translate_select(select: sp::Select) -> Result<Select> {
         having: select.having.as_ref().map(translate_expr).transpose()?,
         ..Select::default()
     })
+}
+
+/// A comma-separated FROM list (of SELECT, UPDATE ... FROM, DELETE ... USING): its
+/// items cross-joined in order, or nothing for an empty list.
+fn translate_from_list(tables: &[sp::TableWithJoins]) -> Result<Option<FromItem>> {
+    let mut from: Option<FromItem> = None;
+    for table in tables {
+        let item = translate_table_with_joins(table)?;
+        from = Some(match from {
+            None => item,
+            Some(left) => FromItem::Join {
+                left: Box::new(left),
+                right: Box::new(item),
+                kind: JoinKind::Cross,
+                on: None,
+            },
+        });
+    }
+    Ok(from)
 }
 
 /// Select items (a select list or a RETURNING list) in our AST.

@@ -76,7 +76,7 @@ pub fn execute(
             returning,
         } => {
             let rows = write::rows_to_insert(table, collect(source, txn, interrupt)?, replica)?;
-            let returned = returned(returning, rows.iter(), txn, interrupt)?;
+            let returned = returned(returning, rows.iter().cloned(), txn, interrupt)?;
             let count = write::insert(table, rows, txn)?;
             Ok(written(Change::Insert, count, returned))
         }
@@ -91,7 +91,7 @@ pub fn execute(
             let upserted = write::upsert(table, rows, conflict, keep, txn)?;
             // After the writes: which rows are returned is only known once each is
             // inserted, updated or skipped.
-            let returned = returned(returning, upserted.rows.iter(), txn, interrupt)?;
+            let returned = returned(returning, upserted.rows.into_iter(), txn, interrupt)?;
             Ok(written(Change::Insert, upserted.count, returned))
         }
         Plan::Update {
@@ -102,12 +102,8 @@ pub fn execute(
         } => {
             let rows = collect(source, txn, interrupt)?;
             let changes = write::rows_to_update(table, rows, assignments)?;
-            let returned = returned(
-                returning,
-                changes.iter().map(|(_, new)| new),
-                txn,
-                interrupt,
-            )?;
+            let updated = changes.iter().map(write::RowUpdate::returned_row);
+            let returned = returned(returning, updated, txn, interrupt)?;
             let count = write::update(table, changes, txn)?;
             Ok(written(Change::Update, count, returned))
         }
@@ -116,8 +112,8 @@ pub fn execute(
             source,
             returning,
         } => {
-            let rows = collect(source, txn, interrupt)?;
-            let returned = returned(returning, rows.iter(), txn, interrupt)?;
+            let rows = write::rows_to_delete(table, collect(source, txn, interrupt)?);
+            let returned = returned(returning, rows.iter().cloned(), txn, interrupt)?;
             let count = write::delete(table, &rows, txn)?;
             Ok(written(Change::Delete, count, returned))
         }
@@ -136,9 +132,9 @@ fn written(change: Change, count: u64, returned: Option<Vec<Vec<Value>>>) -> Out
 /// RETURNING evaluated over the rows a data change is about to write (as written, or
 /// as they were for DELETE), before any is buffered: a subquery in it reads the
 /// statement's snapshot without its own changes, as in PostgreSQL.
-fn returned<'a>(
+fn returned(
     returning: &Option<Vec<Expression>>,
-    rows: impl Iterator<Item = &'a Vec<Value>>,
+    rows: impl Iterator<Item = Vec<Value>>,
     txn: &Transaction,
     interrupt: &Arc<Interrupt>,
 ) -> Result<Option<Vec<Vec<Value>>>> {
@@ -147,7 +143,7 @@ fn returned<'a>(
     };
     let mut project = ProjectExecutor::new(
         Box::new(RowsExecutor {
-            rows: rows.cloned().collect::<Vec<_>>().into_iter(),
+            rows: rows.collect::<Vec<_>>().into_iter(),
         }),
         subquery::Evaluated::new(expressions.clone(), interrupt),
     );

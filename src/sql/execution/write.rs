@@ -59,38 +59,75 @@ pub fn insert(table: &Table, rows: Vec<Vec<Value>>, txn: &mut Transaction) -> Re
     Ok(count)
 }
 
-/// The rows an UPDATE writes: each old row's primary key, with the row the assignments
-/// (evaluated against the old row) make of it, coerced and checked.
+/// One row an UPDATE writes.
+pub struct RowUpdate {
+    /// The old row's primary key.
+    pub key: Vec<u8>,
+    /// The row as updated, coerced and checked.
+    pub row: Vec<Value>,
+    /// The columns of the tables UPDATE ... FROM joined, for RETURNING.
+    pub joined: Vec<Value>,
+}
+
+impl RowUpdate {
+    /// The row RETURNING sees: the updated row, then the joined tables' columns.
+    pub fn returned_row(&self) -> Vec<Value> {
+        let mut row = self.row.clone();
+        row.extend(self.joined.iter().cloned());
+        row
+    }
+}
+
+/// The rows an UPDATE writes, from its source's rows (the target's full row, then with
+/// FROM the joined tables' columns), the assignments evaluated against all of it. A
+/// target row that FROM matches more than once is updated once, with the first match,
+/// as in PostgreSQL.
 pub fn rows_to_update(
     table: &Table,
     rows: Vec<Vec<Value>>,
     assignments: &[(usize, Expression)],
-) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+) -> Result<Vec<RowUpdate>> {
+    let width = table.columns.len();
+    let mut seen = HashSet::new();
     let mut changes = Vec::with_capacity(rows.len());
-    for old in rows {
-        let mut new = old.clone();
-        for (column, expression) in assignments {
-            new[*column] = expression.evaluate(&old)?;
+    for mut source in rows {
+        let key = encode_primary_key(table, &source);
+        if !seen.insert(key.clone()) {
+            continue;
         }
-        changes.push((encode_primary_key(table, &old), conform(table, new)?));
+        let mut new = source[..width].to_vec();
+        for (column, expression) in assignments {
+            new[*column] = expression.evaluate(&source)?;
+        }
+        let joined = source.split_off(width);
+        changes.push(RowUpdate {
+            key,
+            row: conform(table, new)?,
+            joined,
+        });
     }
     Ok(changes)
 }
 
 /// Buffers the updates made by [`rows_to_update`].
-pub fn update(
-    table: &Table,
-    changes: Vec<(Vec<u8>, Vec<Value>)>,
-    txn: &mut Transaction,
-) -> Result<u64> {
+pub fn update(table: &Table, changes: Vec<RowUpdate>, txn: &mut Transaction) -> Result<u64> {
     let count = changes.len() as u64;
-    for (key, new) in changes {
-        txn.update(table, &key, new)?;
+    for change in changes {
+        txn.update(table, &change.key, change.row)?;
     }
     Ok(count)
 }
 
-/// Buffers the deletes of rows (full rows from the scan).
+/// The source rows of a DELETE (the target's full row, then with USING the joined
+/// tables' columns), each target row once (the first match) as in PostgreSQL.
+pub fn rows_to_delete(table: &Table, rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    let mut seen = HashSet::new();
+    rows.into_iter()
+        .filter(|row| seen.insert(encode_primary_key(table, row)))
+        .collect()
+}
+
+/// Buffers the deletes of rows made by [`rows_to_delete`].
 pub fn delete(table: &Table, rows: &[Vec<Value>], txn: &mut Transaction) -> Result<u64> {
     for row in rows {
         txn.delete(table, &encode_primary_key(table, row))?;

@@ -557,8 +557,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn filtered_scan(&self, table: &Table, filter: Option<&Expr>) -> Result<Plan> {
-        let scope = self.table_scope(table, &table.name, "WHERE");
+    fn filtered_scan(&self, table: &Table, visible: &str, filter: Option<&Expr>) -> Result<Plan> {
+        let scope = self.table_scope(table, visible, "WHERE");
         let predicate = filter
             .map(|f| bind_boolean(f, &scope, "WHERE"))
             .transpose()?

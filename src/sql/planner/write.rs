@@ -4,14 +4,16 @@
 //! for UPDATE and DELETE); the executor coerces them, checks NOT NULL and hands them to
 //! the transaction, which enforces keys and unique values as it buffers them.
 
-use super::expression::{self, bind, bind_boolean, bind_for_column, Expression, Scope};
+use super::expression::{
+    self, bind, bind_boolean, bind_for_column, Expression, Scope, ScopeColumn,
+};
 use super::plan::{Arbiter, ConflictPlan, ConflictResolution, Plan};
 use super::{fold, visible_columns, OutputColumn, Planner};
 use crate::catalog::Table;
 use crate::error::{Error, Result};
 use crate::sql::ast::{
-    ConflictAction, ConflictTarget, Delete, Expr, Insert, InsertSource, OnConflict, SelectItem,
-    Update,
+    ConflictAction, ConflictTarget, Delete, Expr, FromItem, Insert, InsertSource, JoinKind,
+    OnConflict, SelectItem, TableReference, Update,
 };
 use crate::types::Value;
 
@@ -120,7 +122,12 @@ impl Planner<'_> {
             .as_ref()
             .map(|clause| self.plan_on_conflict(table, visible, clause).map(Box::new))
             .transpose()?;
-        let (returning, columns) = self.plan_returning(table, visible, &insert.returning)?;
+        let written = TargetRows {
+            plan: Plan::Values { rows: Vec::new() },
+            columns: self.table_scope(table, visible, "RETURNING").columns,
+            tables: vec![(visible.to_string(), table.clone())],
+        };
+        let (returning, columns) = self.plan_returning(&written, &insert.returning)?;
         let plan = Plan::Insert {
             table: table.clone(),
             source: Box::new(source),
@@ -130,26 +137,62 @@ impl Planner<'_> {
         Ok((plan, columns))
     }
 
-    /// Plans an UPDATE, with its RETURNING columns.
+    /// Plans an UPDATE (with FROM, joined to the target by WHERE), with its RETURNING
+    /// columns. The source yields the target's full row followed by the FROM tables'
+    /// columns; assignments and RETURNING see them all.
     pub fn plan_update(&self, update: &Update) -> Result<(Plan, Vec<OutputColumn>)> {
-        let Update {
-            table: table_name,
-            assignments,
-            filter,
-            returning,
-        } = update;
-        let table = self.catalog.require_table(table_name)?;
-        let scope = self.table_scope(table, &table.name, "UPDATE");
-        let bound = bind_assignments(table, assignments, &scope, "UPDATE ... SET")?;
-        let source = self.filtered_scan(table, filter.as_ref())?;
-        let (returning, columns) = self.plan_returning(table, &table.name, returning)?;
+        let table = self.catalog.require_table(&update.table)?;
+        let visible = update.alias.as_deref().unwrap_or(&table.name);
+        let target =
+            self.target_rows(table, visible, update.from.as_ref(), update.filter.as_ref())?;
+        let scope = self.scope_over(target.columns.clone(), "UPDATE");
+        let bound = bind_assignments(table, &update.assignments, &scope, "UPDATE ... SET")?;
+        let (returning, columns) = self.plan_returning(&target, &update.returning)?;
         let plan = Plan::Update {
             table: table.clone(),
-            source: Box::new(source),
+            source: Box::new(target.plan),
             assignments: bound,
             returning,
         };
         Ok((plan, columns))
+    }
+
+    /// The rows an UPDATE or DELETE works on: the target's rows that WHERE selects,
+    /// each followed, with FROM / USING, by the joined tables' columns.
+    fn target_rows(
+        &self,
+        table: &Table,
+        visible: &str,
+        joined: Option<&FromItem>,
+        filter: Option<&Expr>,
+    ) -> Result<TargetRows> {
+        let Some(joined) = joined else {
+            return Ok(TargetRows {
+                plan: self.filtered_scan(table, visible, filter)?,
+                columns: self.table_scope(table, visible, "WHERE").columns,
+                tables: vec![(visible.to_string(), table.clone())],
+            });
+        };
+        let target = FromItem::Table(TableReference {
+            name: table.name.clone(),
+            alias: Some(visible.to_string()),
+        });
+        let from = FromItem::Join {
+            left: Box::new(target),
+            right: Box::new(joined.clone()),
+            kind: JoinKind::Cross,
+            on: None,
+        };
+        let planned = self.plan_from(&from, filter)?;
+        Ok(TargetRows {
+            plan: planned.plan,
+            columns: planned.columns,
+            tables: planned
+                .sources
+                .into_iter()
+                .map(|source| (source.visible, source.table))
+                .collect(),
+        })
     }
 
     /// Binds ON CONFLICT: finds the arbiter the target names, and binds DO UPDATE's
@@ -197,26 +240,33 @@ impl Planner<'_> {
         })
     }
 
-    /// Plans a DELETE, with its RETURNING columns.
+    /// Plans a DELETE (with USING, joined to the target by WHERE), with its RETURNING
+    /// columns.
     pub fn plan_delete(&self, delete: &Delete) -> Result<(Plan, Vec<OutputColumn>)> {
         let table = self.catalog.require_table(&delete.table)?;
-        let source = self.filtered_scan(table, delete.filter.as_ref())?;
-        let (returning, columns) = self.plan_returning(table, &table.name, &delete.returning)?;
+        let visible = delete.alias.as_deref().unwrap_or(&table.name);
+        let target = self.target_rows(
+            table,
+            visible,
+            delete.using.as_ref(),
+            delete.filter.as_ref(),
+        )?;
+        let (returning, columns) = self.plan_returning(&target, &delete.returning)?;
         let plan = Plan::Delete {
             table: table.clone(),
-            source: Box::new(source),
+            source: Box::new(target.plan),
             returning,
         };
         Ok((plan, columns))
     }
 
-    /// Binds a RETURNING list against the written table's full rows (hidden columns
-    /// left out of `*`): the expressions and the columns they return, or nothing
-    /// without RETURNING.
+    /// Binds a RETURNING list against the rows written (each followed, for UPDATE ...
+    /// FROM and DELETE ... USING, by the joined tables' columns; hidden columns left out
+    /// of `*`): the expressions and the columns they return, or nothing without
+    /// RETURNING.
     fn plan_returning(
         &self,
-        table: &Table,
-        visible: &str,
+        target: &TargetRows,
         items: &[SelectItem],
     ) -> Result<(Option<Vec<Expression>>, Vec<OutputColumn>)> {
         if items.is_empty() {
@@ -225,14 +275,22 @@ impl Planner<'_> {
         let mut written: Vec<(Expr, String)> = Vec::new();
         for item in items {
             match item {
-                SelectItem::Wildcard => written.extend(visible_columns(table, None)),
-                SelectItem::QualifiedWildcard(name) if name == visible => {
-                    written.extend(visible_columns(table, Some(name)))
+                SelectItem::Wildcard => {
+                    for (visible, table) in &target.tables {
+                        written.extend(visible_columns(table, Some(visible)));
+                    }
                 }
                 SelectItem::QualifiedWildcard(name) => {
-                    return Err(Error::UndefinedTable(format!(
-                        "{name}\" (missing FROM-clause entry for table \"{name}"
-                    )))
+                    let (_, table) = target
+                        .tables
+                        .iter()
+                        .find(|(visible, _)| visible == name)
+                        .ok_or_else(|| {
+                            Error::UndefinedTable(format!(
+                                "{name}\" (missing FROM-clause entry for table \"{name}"
+                            ))
+                        })?;
+                    written.extend(visible_columns(table, Some(name)))
                 }
                 SelectItem::Expression { expr, alias } => {
                     if expression::contains_aggregate(expr) {
@@ -247,7 +305,7 @@ impl Planner<'_> {
                 }
             }
         }
-        let scope = self.table_scope(table, visible, "RETURNING");
+        let scope = self.scope_over(target.columns.clone(), "RETURNING");
         let mut expressions = Vec::with_capacity(written.len());
         let mut columns = Vec::with_capacity(written.len());
         for (expr, name) in &written {
@@ -260,6 +318,16 @@ impl Planner<'_> {
         }
         Ok((Some(expressions), columns))
     }
+}
+
+/// The rows an UPDATE or DELETE works on, and what names their columns.
+struct TargetRows {
+    /// Yields the target's full rows, each followed by the joined tables' columns.
+    plan: Plan,
+    /// The columns of such a row.
+    columns: Vec<ScopeColumn>,
+    /// The tables in row order, target first, by visible name (for `*` and `t.*`).
+    tables: Vec<(String, Table)>,
 }
 
 /// Binds `column = expression` pairs (of UPDATE or ON CONFLICT DO UPDATE, named by
