@@ -419,6 +419,55 @@ fn concurrent_upserts_across_groups_count_every_success() {
     cluster.assert_converged();
 }
 
+/// TRUNCATE through one node empties the table in every group, as every node reads it,
+/// and the table takes the same keys again afterwards; DROP TABLE of two tables drops
+/// both everywhere.
+#[test]
+fn truncate_and_drop_of_several_tables_reach_every_group() {
+    let cluster = bank();
+    let mut client = cluster.connect(1);
+    client
+        .batch_execute(
+            "CREATE TABLE other (id INT PRIMARY KEY) WITH (shards = 6); \
+             INSERT INTO other SELECT g FROM generate_series(1, 20) AS g; \
+             TRUNCATE accounts, other",
+        )
+        .expect("truncate");
+    for node in 0..3 {
+        let rows: i64 = cluster
+            .connect(node)
+            .query_one("SELECT count(*) FROM accounts", &[])
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, 0, "node {}", node + 1);
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO accounts SELECT g, 5 FROM generate_series(1, {ACCOUNTS}) AS g"
+        ))
+        .expect("the same keys again");
+    for node in 0..3 {
+        let expected = (5 * i64::from(ACCOUNTS), i64::from(ACCOUNTS));
+        assert_eq!(total(&cluster, node), expected, "node {}", node + 1);
+    }
+    cluster.assert_converged();
+    client
+        .batch_execute("DROP TABLE accounts, other")
+        .expect("drop both");
+    for node in 0..3 {
+        let error = cluster
+            .connect(node)
+            .query("SELECT count(*) FROM other", &[])
+            .expect_err("dropped");
+        assert_eq!(
+            error.code(),
+            Some(&postgres::error::SqlState::UNDEFINED_TABLE),
+            "node {}",
+            node + 1
+        );
+    }
+}
+
 /// A claim of a unique value whose cross-group commit is still pending (its coordinator
 /// paused between prepares and decision) holds the value: a second row claiming it from
 /// another node is refused while it is pending (retryably) and after it commits (23505).

@@ -309,6 +309,28 @@ impl Catalog {
         Ok(table)
     }
 
+    /// Gives table `name` and its indexes fresh ids, keeping its definition and shard
+    /// placement (TRUNCATE: the rows under the old ids go, the table is empty under the
+    /// new ones, and ids are never reused, so nothing stale can reappear). Returns the
+    /// table as it was.
+    pub fn renew_table(&mut self, name: &str) -> Result<Table> {
+        let old = self.require_table(name)?.clone();
+        let mut renewed = old.clone();
+        renewed.id = self.next_table_id;
+        self.next_table_id += 1;
+        for index in &mut renewed.indexes {
+            index.id = self.next_index_id;
+            self.next_index_id += 1;
+            // An empty table's indexes are complete from the start.
+            index.created_ts = 0;
+        }
+        self.version += 1;
+        renewed.changed_version = self.version;
+        self.shard_map_version += 1;
+        self.tables.insert(name.to_string(), renewed);
+        Ok(old)
+    }
+
     /// Removes an index by name, returning its table id and the index.
     pub fn remove_index(&mut self, name: &str) -> Result<(TableId, Index)> {
         for table in self.tables.values_mut() {

@@ -28,19 +28,36 @@ impl Session {
                 )
             }
             Statement::DropTable { names, if_exists } => {
-                if !if_exists {
-                    for name in names {
-                        catalog.require_table(name)?;
+                // Missing tables are an error before anything is dropped, or (IF EXISTS)
+                // a notice each; the others go together, in one change.
+                let mut present = Vec::with_capacity(names.len());
+                let mut result = QueryResult::command("DROP TABLE");
+                for name in names {
+                    match catalog.table(name) {
+                        Some(_) => present.push(name.clone()),
+                        None if *if_exists => result
+                            .notices
+                            .push(format!("table \"{name}\" does not exist, skipping")),
+                        None => return Err(Error::UndefinedTable(name.clone())),
                     }
                 }
-                let drops = names
-                    .iter()
-                    .map(|name| Operation::DropTable {
-                        name: name.clone(),
-                        if_exists: *if_exists,
-                    })
-                    .collect();
-                (drops, "DROP TABLE")
+                if present.is_empty() {
+                    return Ok(result);
+                }
+                let drop = Operation::DropTables {
+                    names: present,
+                    if_exists: *if_exists,
+                };
+                return self.run_schema_changes(vec![drop], result);
+            }
+            Statement::Truncate { names } => {
+                for name in names {
+                    catalog.require_table(name)?;
+                }
+                let truncate = Operation::Truncate {
+                    names: names.clone(),
+                };
+                (vec![truncate], "TRUNCATE TABLE")
             }
             Statement::CreateIndex {
                 name,
@@ -92,7 +109,16 @@ impl Session {
                 )))
             }
         };
-        let mut result = QueryResult::command(tag);
+        self.run_schema_changes(operations, QueryResult::command(tag))
+    }
+
+    /// Hands schema changes to the catalog's holder one after another, CREATE INDEX's
+    /// progress to the listener, and their notices to `result`.
+    fn run_schema_changes(
+        &self,
+        operations: Vec<Operation>,
+        mut result: QueryResult,
+    ) -> Result<QueryResult> {
         let listener = self.progress.clone();
         let report = move |done: u64, total: u64| {
             if let Some(listener) = &listener {

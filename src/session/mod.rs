@@ -396,6 +396,7 @@ pub fn statement_name(statement: &Statement) -> &'static str {
     match statement {
         Statement::CreateTable(_) => "CREATE TABLE",
         Statement::DropTable { .. } => "DROP TABLE",
+        Statement::Truncate { .. } => "TRUNCATE TABLE",
         Statement::CreateIndex { .. } => "CREATE INDEX",
         Statement::DropIndex { .. } => "DROP INDEX",
         Statement::Begin => "BEGIN",

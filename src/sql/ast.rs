@@ -29,6 +29,11 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// TRUNCATE [TABLE] name, ...: every row of the tables goes, all at once.
+    Truncate {
+        /// The tables.
+        names: Vec<String>,
+    },
     /// CREATE [UNIQUE] INDEX.
     CreateIndex {
         /// Index name; generated from table and columns when omitted.
@@ -89,6 +94,7 @@ impl Statement {
             self,
             Statement::CreateTable(_)
                 | Statement::DropTable { .. }
+                | Statement::Truncate { .. }
                 | Statement::CreateIndex { .. }
                 | Statement::DropIndex { .. }
         )

@@ -231,6 +231,7 @@ fn translate_statement(statement: sp::Statement) -> Result<Statement> {
         sp::Statement::Savepoint { name } => Ok(Statement::Savepoint(ident(&name))),
         sp::Statement::ReleaseSavepoint { name } => Ok(Statement::ReleaseSavepoint(ident(&name))),
         sp::Statement::CreateTable(create) => translate_create_table(create),
+        sp::Statement::Truncate(truncate) => translate_truncate(truncate),
         sp::Statement::CreateIndex(create) => translate_create_index(create),
         sp::Statement::Drop {
             object_type,
@@ -541,6 +542,23 @@ fn object_identifier_type(data_type: &sp::DataType) -> Option<ObjectKind> {
         "regrole" => ObjectKind::Role,
         _ => return None,
     })
+}
+
+fn translate_truncate(truncate: sp::Truncate) -> Result<Statement> {
+    if truncate.partitions.is_some() || truncate.on_cluster.is_some() || truncate.if_exists {
+        return Err(unsupported(format!("{truncate}")));
+    }
+    if matches!(truncate.cascade, Some(sp::CascadeOption::Cascade)) {
+        return Err(unsupported("TRUNCATE ... CASCADE"));
+    }
+    // RESTART / CONTINUE IDENTITY are accepted: no table has an identity column or a
+    // sequence to restart yet.
+    let names = truncate
+        .table_names
+        .iter()
+        .map(|target| object_name(&target.name))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Statement::Truncate { names })
 }
 
 fn translate_create_index(create: sp::CreateIndex) -> Result<Statement> {

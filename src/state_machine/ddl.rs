@@ -32,12 +32,17 @@ pub enum SchemaChange<'a> {
         /// Whether an existing relation of that name is a notice.
         if_not_exists: bool,
     },
-    /// DROP TABLE.
-    DropTable {
-        /// The table.
-        name: &'a str,
-        /// Whether a missing table is a notice.
+    /// DROP TABLE of one table or several, all at once.
+    DropTables {
+        /// The tables.
+        names: &'a [String],
+        /// Whether a missing table is skipped (the session has given its notice).
         if_exists: bool,
+    },
+    /// TRUNCATE: the tables keep their definitions under fresh ids; their rows go.
+    Truncate {
+        /// The tables.
+        names: &'a [String],
     },
     /// CREATE INDEX.
     CreateIndex {
@@ -76,6 +81,8 @@ pub enum CatalogEffect {
     IndexAdded(Table, Index),
     /// The index of this table went: its entries must go.
     IndexDropped(Table, Index),
+    /// Several effects of one change (a DROP or TRUNCATE of several tables).
+    Several(Vec<CatalogEffect>),
 }
 
 /// Applies `change` to `catalog`, new indexes of existing tables getting `created_ts`
@@ -98,13 +105,28 @@ pub fn change_catalog(
             catalog.add_table(spec.clone(), 0)?;
             Ok(CatalogEffect::Defined)
         }
-        SchemaChange::DropTable { name, if_exists } => {
-            if if_exists && catalog.table(name).is_none() {
+        SchemaChange::DropTables { names, if_exists } => {
+            let mut dropped = Vec::with_capacity(names.len());
+            for name in names {
+                if if_exists && catalog.table(name).is_none() {
+                    continue;
+                }
+                dropped.push(CatalogEffect::TableDropped(catalog.remove_table(name)?));
+            }
+            if dropped.is_empty() {
                 return Ok(CatalogEffect::Skipped(skipped(format!(
-                    "table \"{name}\" does not exist, skipping"
+                    "table \"{}\" does not exist, skipping",
+                    names.join("\", \"")
                 ))));
             }
-            Ok(CatalogEffect::TableDropped(catalog.remove_table(name)?))
+            Ok(CatalogEffect::Several(dropped))
+        }
+        SchemaChange::Truncate { names } => {
+            let mut emptied = Vec::with_capacity(names.len());
+            for name in names {
+                emptied.push(CatalogEffect::TableDropped(catalog.renew_table(name)?));
+            }
+            Ok(CatalogEffect::Several(emptied))
         }
         SchemaChange::CreateIndex {
             table,
@@ -154,6 +176,9 @@ pub fn apply_effect(
             delete_table_data(table, batch);
             Ok(())
         }
+        CatalogEffect::Several(effects) => effects.iter().try_for_each(|effect| {
+            apply_effect(store, group, effect, ts, prepared, batch, progress)
+        }),
         CatalogEffect::IndexAdded(table, index) => {
             if prepared > 0 {
                 super::two_phase::refuse_while_prepared(store, table.id, &table.name)?;
@@ -243,8 +268,9 @@ mod tests {
         };
         add(&mut old, &index);
         let mut new = old.clone();
-        let drop = SchemaChange::DropTable {
-            name: "gone",
+        let gone = ["gone".to_string()];
+        let drop = SchemaChange::DropTables {
+            names: &gone,
             if_exists: false,
         };
         change_catalog(&mut new, drop, 2).unwrap();
@@ -270,10 +296,59 @@ mod tests {
                 CatalogEffect::TableDropped(table) => format!("drop {}", table.name),
                 CatalogEffect::IndexDropped(_, index) => format!("drop {}", index.name),
                 CatalogEffect::IndexAdded(_, index) => format!("add {}", index.name),
-                CatalogEffect::Skipped(_) | CatalogEffect::Defined => "other".into(),
+                CatalogEffect::Skipped(_) | CatalogEffect::Defined | CatalogEffect::Several(_) => {
+                    "other".into()
+                }
             })
             .collect();
         assert_eq!(effects, ["drop gone", "drop kept_old", "add kept_new"]);
         assert!(install_effects(&new, &new).is_empty());
+    }
+
+    /// TRUNCATE keeps a table's definition under fresh table and index ids (never
+    /// reused), and a group installing the result drops the rows of the old ids; a DROP
+    /// of several tables where one is missing is refused whole.
+    #[test]
+    fn truncate_renews_ids_and_a_failed_drop_of_several_changes_nothing() {
+        let mut catalog = Catalog::default();
+        let create = SchemaChange::CreateTable {
+            spec: &spec("t"),
+            if_not_exists: false,
+        };
+        change_catalog(&mut catalog, create, 1).unwrap();
+        let index = IndexSpec {
+            name: "t_v".into(),
+            columns: vec![1],
+            unique: true,
+        };
+        let add = SchemaChange::CreateIndex {
+            table: "t",
+            spec: &index,
+            if_not_exists: false,
+        };
+        change_catalog(&mut catalog, add, 1).unwrap();
+        let before = catalog.clone();
+        let names = ["t".to_string()];
+        change_catalog(&mut catalog, SchemaChange::Truncate { names: &names }, 2).unwrap();
+        let (old, new) = (before.table("t").unwrap(), catalog.table("t").unwrap());
+        assert_ne!(old.id, new.id);
+        assert_ne!(old.indexes[0].id, new.indexes[0].id);
+        assert_eq!(new.indexes[0].created_ts, 0);
+        assert_eq!(
+            (&old.columns, &old.primary_key),
+            (&new.columns, &new.primary_key)
+        );
+        let effects = install_effects(&before, &catalog);
+        assert!(matches!(&effects[..], [CatalogEffect::TableDropped(t)] if t.id == old.id));
+
+        // A missing table fails the whole change; the holders apply it to a copy of
+        // the catalog and a batch that they drop on failure, so nothing went.
+        let names = ["t".to_string(), "missing".to_string()];
+        let drop = SchemaChange::DropTables {
+            names: &names,
+            if_exists: false,
+        };
+        let refused = change_catalog(&mut catalog.clone(), drop, 3);
+        assert!(matches!(refused, Err(Error::UndefinedTable(name)) if name == "missing"));
     }
 }

@@ -131,6 +131,21 @@ pub enum Operation {
         /// The entries, each with its row (`IndexWrite::row` is always `Some`).
         entries: Vec<IndexWrite>,
     },
+    /// DROP TABLE of several tables at once: all go, or none (appended after the
+    /// older one-table DropTable so that logs written before keep their meaning).
+    DropTables {
+        /// The tables.
+        names: Vec<String>,
+        /// Whether a missing table is skipped rather than an error.
+        if_exists: bool,
+    },
+    /// TRUNCATE: each table keeps its definition under a fresh id (its indexes too)
+    /// and its rows go, all tables at once. As in PostgreSQL it is not MVCC-safe: an
+    /// older snapshot reading the table afterwards finds it empty.
+    Truncate {
+        /// The tables.
+        names: Vec<String>,
+    },
 }
 
 impl Operation {
@@ -144,10 +159,15 @@ impl Operation {
                 spec,
                 if_not_exists: *if_not_exists,
             }),
-            Operation::DropTable { name, if_exists } => Some(ddl::SchemaChange::DropTable {
-                name,
+            Operation::DropTable { name, if_exists } => Some(ddl::SchemaChange::DropTables {
+                names: std::slice::from_ref(name),
                 if_exists: *if_exists,
             }),
+            Operation::DropTables { names, if_exists } => Some(ddl::SchemaChange::DropTables {
+                names,
+                if_exists: *if_exists,
+            }),
+            Operation::Truncate { names } => Some(ddl::SchemaChange::Truncate { names }),
             Operation::CreateIndex {
                 table,
                 spec,
@@ -180,6 +200,8 @@ impl Operation {
         match self {
             Operation::CreateTable { .. }
             | Operation::DropTable { .. }
+            | Operation::DropTables { .. }
+            | Operation::Truncate { .. }
             | Operation::CreateIndex { .. }
             | Operation::DropIndex { .. }
             | Operation::IndexReady { .. }
@@ -417,6 +439,8 @@ impl StateMachine {
         let applied = match &command.operation {
             Operation::CreateTable { .. }
             | Operation::DropTable { .. }
+            | Operation::DropTables { .. }
+            | Operation::Truncate { .. }
             | Operation::CreateIndex { .. }
             | Operation::DropIndex { .. }
             | Operation::IndexReady { .. } => {
