@@ -3,9 +3,10 @@
 
 use super::{statement_name, QueryResult, Session};
 use crate::error::{Error, Result};
-use crate::sql::ast::Statement;
+use crate::sql::ast::{Delete, Maintenance, Statement};
 use crate::sql::planner::Planner;
 use crate::state_machine::{Applied, Operation};
+use crate::txn::Transaction;
 
 impl Session {
     pub(super) fn execute_ddl(&mut self, statement: &Statement) -> Result<QueryResult> {
@@ -133,5 +134,59 @@ impl Session {
             }
         }
         Ok(result)
+    }
+}
+
+impl Session {
+    /// TRUNCATE inside a transaction block: every row of the tables is deleted through
+    /// the transaction, so the emptying commits or rolls back with the block (it costs
+    /// a delete per row, where TRUNCATE outside a block renews the tables at once).
+    pub(super) fn truncate_rows(
+        &self,
+        names: &[String],
+        txn: &mut Transaction,
+    ) -> Result<QueryResult> {
+        for name in names {
+            self.replica.catalog().require_table(name)?;
+        }
+        for name in names {
+            let delete = Statement::Delete(Delete {
+                table: name.clone(),
+                alias: None,
+                using: None,
+                filter: None,
+                returning: Vec::new(),
+            });
+            self.execute_plan(&delete, &[], txn)?;
+        }
+        Ok(QueryResult::command("TRUNCATE TABLE"))
+    }
+
+    /// VACUUM and ANALYZE: checked (the tables exist; VACUUM not in a block, as in
+    /// PostgreSQL) and otherwise nothing to do: the planner keeps no statistics, and
+    /// old row versions are removed by garbage collection, not by VACUUM.
+    pub(super) fn maintenance(
+        &mut self,
+        command: Maintenance,
+        tables: &[String],
+    ) -> Result<QueryResult> {
+        let tag = match command {
+            Maintenance::Vacuum => "VACUUM",
+            Maintenance::Analyze => "ANALYZE",
+        };
+        if command == Maintenance::Vacuum && self.transaction.is_some() {
+            self.failed = true;
+            return Err(Error::ActiveTransaction(
+                "VACUUM cannot run inside a transaction block".into(),
+            ));
+        }
+        let catalog = self.replica.catalog();
+        if let Some(missing) = tables.iter().find(|name| catalog.table(name).is_none()) {
+            if self.transaction.is_some() {
+                self.failed = true;
+            }
+            return Err(Error::UndefinedTable(missing.clone()));
+        }
+        Ok(QueryResult::command(tag))
     }
 }

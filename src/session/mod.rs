@@ -264,6 +264,12 @@ impl Session {
             Statement::ShowShards { table } => self.show_shards(table.as_deref()),
             Statement::AlterCluster(change) => self.alter_cluster(change),
             Statement::Explain(inner) => self.explain(inner, params),
+            Statement::Maintenance { command, tables } => self.maintenance(*command, tables),
+            // In a block TRUNCATE deletes through the transaction, so that it commits or
+            // rolls back with it (pgbench -i truncates and loads in one block).
+            Statement::Truncate { names } if self.transaction.is_some() => {
+                self.run_in_transaction(true, |session, txn| session.truncate_rows(names, txn))
+            }
             ddl if ddl.is_ddl() => {
                 if self.transaction.is_some() {
                     self.failed = true;
@@ -397,6 +403,14 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::CreateTable(_) => "CREATE TABLE",
         Statement::DropTable { .. } => "DROP TABLE",
         Statement::Truncate { .. } => "TRUNCATE TABLE",
+        Statement::Maintenance {
+            command: crate::sql::ast::Maintenance::Vacuum,
+            ..
+        } => "VACUUM",
+        Statement::Maintenance {
+            command: crate::sql::ast::Maintenance::Analyze,
+            ..
+        } => "ANALYZE",
         Statement::CreateIndex { .. } => "CREATE INDEX",
         Statement::DropIndex { .. } => "DROP INDEX",
         Statement::Begin => "BEGIN",

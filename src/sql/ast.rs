@@ -29,6 +29,14 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// VACUUM or ANALYZE: accepted for PostgreSQL tools (pgbench runs them); Tessera
+    /// keeps no planner statistics, and old versions are for garbage collection.
+    Maintenance {
+        /// Which command.
+        command: Maintenance,
+        /// The tables named (all when empty).
+        tables: Vec<String>,
+    },
     /// TRUNCATE [TABLE] name, ...: every row of the tables goes, all at once.
     Truncate {
         /// The tables.
@@ -99,6 +107,15 @@ impl Statement {
                 | Statement::DropIndex { .. }
         )
     }
+}
+
+/// A maintenance command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Maintenance {
+    /// VACUUM.
+    Vacuum,
+    /// ANALYZE.
+    Analyze,
 }
 
 /// CREATE TABLE.

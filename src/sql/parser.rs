@@ -49,6 +49,11 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             parse_alter_cluster(&mut parser).map_err(|e| syntax_error(sql, e))?
         } else if is_word(&next, "show") && is_word(&parser.peek_nth_token(1), "shards") {
             parse_show_shards(&mut parser).map_err(|e| syntax_error(sql, e))?
+        } else if is_word(&next, "vacuum") || is_word(&next, "analyze") {
+            let (command, tables) =
+                parse_maintenance(&mut parser).map_err(|e| syntax_error(sql, e))?;
+            let tables = tables.iter().map(object_name).collect::<Result<_>>()?;
+            Statement::Maintenance { command, tables }
         } else {
             let parsed = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
             translate_statement(parsed)?
@@ -72,6 +77,54 @@ fn expect_word(parser: &mut Parser, word: &str) -> std::result::Result<(), Parse
     } else {
         parser.expected(&word.to_uppercase(), next)
     }
+}
+
+/// `VACUUM [(option, ...)] [FULL] [FREEZE] [VERBOSE] [ANALYZE] [table [(columns)], ...]`
+/// and `ANALYZE [(option, ...)] [VERBOSE] [table [(columns)], ...]` in PostgreSQL's
+/// grammar (sqlparser's VACUUM is Redshift's): the command and the tables named.
+fn parse_maintenance(
+    parser: &mut Parser,
+) -> std::result::Result<(Maintenance, Vec<sp::ObjectName>), ParserError> {
+    let command = if is_word(&parser.peek_token(), "vacuum") {
+        Maintenance::Vacuum
+    } else {
+        Maintenance::Analyze
+    };
+    parser.next_token();
+    if parser.consume_token(&Token::LParen) {
+        // Options, each a word with an optional value: accepted, none changes anything.
+        loop {
+            let next = parser.next_token();
+            match next.token {
+                Token::RParen => break,
+                Token::Word(_) | Token::Number(..) | Token::Comma => {}
+                _ => return parser.expected("a VACUUM or ANALYZE option", next),
+            }
+        }
+    }
+    let options = ["full", "freeze", "verbose", "analyze", "skip_locked"];
+    while options
+        .iter()
+        .any(|word| is_word(&parser.peek_token(), word))
+    {
+        parser.next_token();
+    }
+    let mut tables = Vec::new();
+    let next = parser.peek_token();
+    if next.token == Token::EOF || next.token == Token::SemiColon {
+        return Ok((command, tables));
+    }
+    loop {
+        tables.push(parser.parse_object_name(false)?);
+        if parser.peek_token().token == Token::LParen {
+            parser
+                .parse_parenthesized_column_list(sqlparser::parser::IsOptional::Mandatory, false)?;
+        }
+        if !parser.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    Ok((command, tables))
 }
 
 /// `ALTER CLUSTER ADD NODE 'raft address' | REMOVE NODE id |
