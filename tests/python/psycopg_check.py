@@ -61,6 +61,31 @@ def main(port: int) -> None:
         assert count == 3, count
         price = conn.execute("SELECT price FROM items WHERE id = 1").fetchone()[0]
         assert price == 2.5, price
+
+    # Default (non-autocommit) mode: nested transactions are savepoints, and a failed
+    # inner block rolls back alone; RETURNING and ON CONFLICT answer as in PostgreSQL.
+    with psycopg.connect(conninfo) as conn:
+        new_id = conn.execute(
+            "INSERT INTO items (id, name) VALUES (%s, %s) RETURNING id, name", (4, "plum")
+        ).fetchone()
+        assert new_id == (4, "plum"), new_id
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (4, "again"))
+            raise AssertionError("duplicate key accepted in a nested transaction")
+        except errors.UniqueViolation:
+            pass
+        with conn.transaction():
+            conn.execute("UPDATE items SET name = 'PLUM' WHERE id = 4")
+        upserted = conn.execute(
+            "INSERT INTO items (id, name) VALUES (%s, %s) ON CONFLICT (id) "
+            "DO UPDATE SET name = items.name || '+' || excluded.name RETURNING name",
+            (4, "x"),
+        ).fetchone()
+        assert upserted == ("PLUM+x",), upserted
+        conn.commit()
+        name = conn.execute("SELECT name FROM items WHERE id = 4").fetchone()[0]
+        assert name == "PLUM+x", name
     print("psycopg checks passed")
 
 
