@@ -88,11 +88,11 @@ pub fn rows_to_update(
     assignments: &[(usize, Expression)],
 ) -> Result<Vec<RowUpdate>> {
     let width = table.columns.len();
-    let mut seen = HashSet::new();
+    let mut matched = FirstMatch::new(table, &rows);
     let mut changes = Vec::with_capacity(rows.len());
     for mut source in rows {
         let key = encode_primary_key(table, &source);
-        if !seen.insert(key.clone()) {
+        if !matched.first(&key) {
             continue;
         }
         let mut new = source[..width].to_vec();
@@ -121,10 +121,37 @@ pub fn update(table: &Table, changes: Vec<RowUpdate>, txn: &mut Transaction) -> 
 /// The source rows of a DELETE (the target's full row, then with USING the joined
 /// tables' columns), each target row once (the first match) as in PostgreSQL.
 pub fn rows_to_delete(table: &Table, rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
-    let mut seen = HashSet::new();
+    let mut matched = FirstMatch::new(table, &rows);
+    if !matched.joined {
+        return rows;
+    }
     rows.into_iter()
-        .filter(|row| seen.insert(encode_primary_key(table, row)))
+        .filter(|row| matched.first(&encode_primary_key(table, row)))
         .collect()
+}
+
+/// Which target rows an UPDATE ... FROM or DELETE ... USING has met already. Without
+/// FROM / USING (source rows no wider than the table) each row comes once, so nothing
+/// is remembered and a plain UPDATE or DELETE pays no hashing.
+struct FirstMatch {
+    joined: bool,
+    seen: HashSet<Vec<u8>>,
+}
+
+impl FirstMatch {
+    fn new(table: &Table, rows: &[Vec<Value>]) -> FirstMatch {
+        FirstMatch {
+            joined: rows
+                .first()
+                .is_some_and(|row| row.len() > table.columns.len()),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Whether this is the first source row of the target row with primary key `key`.
+    fn first(&mut self, key: &[u8]) -> bool {
+        !self.joined || self.seen.insert(key.to_vec())
+    }
 }
 
 /// Buffers the deletes of rows made by [`rows_to_delete`].

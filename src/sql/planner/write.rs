@@ -30,15 +30,7 @@ impl Planner<'_> {
             Some(names) => {
                 let mut positions = Vec::with_capacity(names.len());
                 for name in names {
-                    let position = table
-                        .column_index(name)
-                        .filter(|&i| !table.columns[i].hidden)
-                        .ok_or_else(|| {
-                            Error::UndefinedColumn(format!(
-                                "\"{name}\" of relation \"{}\"",
-                                table.name
-                            ))
-                        })?;
+                    let position = target_column(table, name)?;
                     if positions.contains(&position) {
                         return Err(Error::DuplicateColumn(name.clone()));
                     }
@@ -330,6 +322,19 @@ struct TargetRows {
     tables: Vec<(String, Table)>,
 }
 
+/// The position of the column `name` a statement may name (not a hidden row id).
+fn visible_column(table: &Table, name: &str) -> Option<usize> {
+    table
+        .column_index(name)
+        .filter(|&i| !table.columns[i].hidden)
+}
+
+/// [`visible_column`] as a data change's target, or 42703 naming the relation.
+fn target_column(table: &Table, name: &str) -> Result<usize> {
+    visible_column(table, name)
+        .ok_or_else(|| Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name)))
+}
+
 /// Binds `column = expression` pairs (of UPDATE or ON CONFLICT DO UPDATE, named by
 /// `clause`) to column positions, each column at most once.
 fn bind_assignments(
@@ -340,12 +345,7 @@ fn bind_assignments(
 ) -> Result<Vec<(usize, Expression)>> {
     let mut bound: Vec<(usize, Expression)> = Vec::with_capacity(assignments.len());
     for (name, expr) in assignments {
-        let position = table
-            .column_index(name)
-            .filter(|&i| !table.columns[i].hidden)
-            .ok_or_else(|| {
-                Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name))
-            })?;
+        let position = target_column(table, name)?;
         if bound.iter().any(|(p, _)| *p == position) {
             return Err(Error::Syntax {
                 message: format!("multiple assignments to same column \"{name}\""),
@@ -378,12 +378,9 @@ fn arbiter(table: &Table, target: &ConflictTarget) -> Result<Arbiter> {
         ConflictTarget::Columns(names) => {
             let mut wanted = Vec::with_capacity(names.len());
             for name in names {
-                let position = table
-                    .column_index(name)
-                    .filter(|&i| !table.columns[i].hidden)
-                    .ok_or_else(|| {
-                        Error::UndefinedColumn(format!("column \"{name}\" does not exist"))
-                    })?;
+                let position = visible_column(table, name).ok_or_else(|| {
+                    Error::UndefinedColumn(format!("column \"{name}\" does not exist"))
+                })?;
                 wanted.push(position);
             }
             wanted.sort_unstable();
