@@ -836,3 +836,78 @@ fn a_session_sees_its_own_cross_group_commit_at_once() {
         .collect();
     assert_eq!(balances, vec![100; ACCOUNTS as usize]);
 }
+
+/// Whether `result` failed with `code`.
+fn failed_with<T>(result: Result<T, postgres::Error>, code: &postgres::error::SqlState) -> bool {
+    result
+        .err()
+        .and_then(|error| error.code().cloned())
+        .as_ref()
+        == Some(code)
+}
+
+/// DDL in a transaction block on a cluster: no node sees the block's tables before
+/// COMMIT; after it every node does, with the index built in every group; a drop in
+/// a rolled-back block keeps the table on every node; and a block whose change no
+/// longer applies at COMMIT (the name taken through another node meanwhile) fails
+/// with 42P07 and leaves none of its other changes anywhere.
+#[test]
+fn ddl_in_a_block_is_all_or_nothing_on_every_node() {
+    use postgres::error::SqlState;
+    let cluster = bank();
+    let mut one = cluster.connect(0);
+    one.batch_execute(
+        "BEGIN; \
+         CREATE TABLE items (id INT PRIMARY KEY, tag TEXT) WITH (shards = 6); \
+         CREATE INDEX items_tag ON items (tag)",
+    )
+    .expect("DDL in a block");
+    for node in 1..3 {
+        let early = cluster.connect(node).query("SELECT * FROM items", &[]);
+        assert!(
+            failed_with(early, &SqlState::UNDEFINED_TABLE),
+            "node {}",
+            node + 1
+        );
+    }
+    one.batch_execute("COMMIT").expect("commit");
+    one.batch_execute(
+        "INSERT INTO items SELECT g, 't' || (g % 5) FROM generate_series(1, 40) AS g",
+    )
+    .expect("rows in every group");
+    for node in 0..3 {
+        let rows: i64 = cluster
+            .connect(node)
+            .query_one("SELECT count(*) FROM items WHERE tag = 't3'", &[])
+            .expect("count by tag")
+            .get(0);
+        assert_eq!(rows, 8, "node {}", node + 1);
+    }
+
+    one.batch_execute("BEGIN; DROP TABLE accounts; CREATE TABLE scratch (a INT); ROLLBACK")
+        .expect("rolled back");
+    for node in 0..3 {
+        let expected = (100 * i64::from(ACCOUNTS), i64::from(ACCOUNTS));
+        assert_eq!(total(&cluster, node), expected, "node {}", node + 1);
+    }
+
+    one.batch_execute("BEGIN; CREATE TABLE first (a INT); CREATE TABLE taken (a INT)")
+        .expect("block");
+    cluster
+        .connect(1)
+        .batch_execute("CREATE TABLE taken (b TEXT)")
+        .expect("the name taken through node 2");
+    assert!(failed_with(
+        one.batch_execute("COMMIT"),
+        &SqlState::DUPLICATE_TABLE
+    ));
+    for node in 0..3 {
+        let absent = cluster.connect(node).query("SELECT * FROM first", &[]);
+        assert!(
+            failed_with(absent, &SqlState::UNDEFINED_TABLE),
+            "node {}",
+            node + 1
+        );
+    }
+    cluster.assert_converged();
+}

@@ -365,16 +365,104 @@ fn failed_statement_in_block_leaves_nothing() {
     );
 }
 
-/// DDL is refused inside a transaction block (it commits on its own).
+/// The error `sql` fails with, as a SQLSTATE.
+fn sqlstate_of(session: &mut Session, sql: &str) -> String {
+    let error = session.execute(sql).expect_err(sql);
+    error.sqlstate().to_string()
+}
+
+/// DDL inside a block is transactional: another session sees none of it before
+/// COMMIT, all of it after (tables, an index the planner then uses, a drop); ROLLBACK
+/// undoes all of it, and ROLLBACK TO SAVEPOINT the part after the savepoint.
 #[test]
-fn ddl_inside_block_is_refused() {
-    let (_db, mut a, _b) = setup();
-    run(&mut a, "BEGIN");
-    let error = a
-        .execute("CREATE TABLE x (a INTEGER)")
-        .expect_err("DDL in block");
-    assert_eq!(error.sqlstate(), "25001");
+fn ddl_in_a_block_is_seen_at_commit_and_undone_by_rollback() {
+    let (_db, mut a, mut b) = setup();
+    run(
+        &mut a,
+        "BEGIN; CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT)",
+    );
+    run(&mut a, "CREATE INDEX x_v ON x (v); DROP TABLE kv");
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM x"), "42P01");
+    assert_eq!(value(&mut b, "SELECT count(*) FROM kv"), Some(2));
+    run(&mut a, "COMMIT");
+    run(&mut b, "INSERT INTO x VALUES (1, 'one'), (2, 'two')");
+    assert_eq!(value(&mut b, "SELECT id FROM x WHERE v = 'two'"), Some(2));
+    let plan = b
+        .execute("EXPLAIN SELECT id FROM x WHERE v = 'two'")
+        .expect("explain");
+    let plan = format!("{:?}", plan[0].rows);
+    assert!(
+        plan.contains("x_v"),
+        "the index created in the block is used: {plan}"
+    );
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM kv"), "42P01");
+
+    run(
+        &mut a,
+        "BEGIN; CREATE TABLE gone (a INTEGER); DROP TABLE x; ROLLBACK",
+    );
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM gone"), "42P01");
+    assert_eq!(value(&mut b, "SELECT count(*) FROM x"), Some(2));
+
+    run(&mut a, "BEGIN; CREATE TABLE kept (a INTEGER); SAVEPOINT s");
+    run(&mut a, "CREATE TABLE undone (a INTEGER); DROP TABLE x");
+    run(&mut a, "ROLLBACK TO SAVEPOINT s; COMMIT");
+    assert_eq!(value(&mut b, "SELECT count(*) FROM kept"), Some(0));
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM undone"), "42P01");
+    assert_eq!(value(&mut b, "SELECT count(*) FROM x"), Some(2));
+}
+
+/// A block's DDL is all or nothing at COMMIT: when a change no longer applies (another
+/// session took the name meanwhile, or a unique index meets duplicates committed
+/// meanwhile), COMMIT fails with PostgreSQL's code and none of the block's changes
+/// is made. Errors at the statement fail the block as any error does.
+#[test]
+fn a_block_whose_ddl_no_longer_applies_changes_nothing() {
+    let (_db, mut a, mut b) = setup();
+    run(
+        &mut a,
+        "BEGIN; CREATE TABLE first (a INTEGER); CREATE TABLE taken (a INTEGER)",
+    );
+    run(&mut b, "CREATE TABLE taken (b TEXT)");
+    assert_eq!(sqlstate_of(&mut a, "COMMIT"), "42P07");
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM first"), "42P01");
+    assert_eq!(a.transaction_status(), tessera::TransactionStatus::Idle);
+
+    run(
+        &mut a,
+        "BEGIN; CREATE TABLE second (a INTEGER); CREATE UNIQUE INDEX kv_v ON kv (v)",
+    );
+    // kv already holds v = 100 twice, committed before the block: the build fails.
+    assert_eq!(sqlstate_of(&mut a, "COMMIT"), "23505");
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM second"), "42P01");
+    run(&mut b, "INSERT INTO kv VALUES (3, 100)");
+
+    run(&mut a, "BEGIN; CREATE TABLE third (a INTEGER)");
+    assert_eq!(
+        sqlstate_of(&mut a, "CREATE TABLE third (b INTEGER)"),
+        "42P07"
+    );
+    assert_eq!(
+        sqlstate_of(&mut a, "CREATE TABLE fourth (a INTEGER)"),
+        "25P02"
+    );
+    run(&mut a, "COMMIT");
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM third"), "42P01");
+}
+
+/// For now a block runs DDL or changes data, not both (0A000 either way, the block
+/// failed and nothing of it applied), so that its COMMIT is one catalog change.
+#[test]
+fn a_block_mixing_ddl_and_data_changes_is_refused() {
+    let (_db, mut a, mut b) = setup();
+    run(&mut a, "BEGIN; CREATE TABLE t (a INTEGER)");
+    assert_eq!(sqlstate_of(&mut a, "INSERT INTO t VALUES (1)"), "0A000");
     run(&mut a, "ROLLBACK");
+    run(&mut a, "BEGIN; UPDATE kv SET v = 0");
+    assert_eq!(sqlstate_of(&mut a, "CREATE TABLE t (a INTEGER)"), "0A000");
+    run(&mut a, "COMMIT");
+    assert_eq!(value(&mut b, "SELECT sum(v) FROM kv"), Some(200));
+    assert_eq!(sqlstate_of(&mut b, "SELECT * FROM t"), "42P01");
 }
 
 /// One Database serves many threads at once: concurrent increments with retries on

@@ -99,7 +99,15 @@ impl Session {
             return Ok(self.rollback());
         }
         match self.transaction.take() {
-            Some(txn) => self.finish(txn).map(|()| QueryResult::command("COMMIT")),
+            Some(txn) => {
+                // A block runs DDL or changes data, never both (see `ddl`): one of
+                // the two has nothing to commit.
+                let finished = self.finish(txn);
+                let schema = self.commit_schema_block();
+                finished
+                    .and(schema)
+                    .map(|()| QueryResult::command("COMMIT"))
+            }
             None => Ok(QueryResult::command("COMMIT")
                 .with_notice(Some("there is no transaction in progress".into()))),
         }
@@ -108,6 +116,7 @@ impl Session {
     pub(super) fn rollback(&mut self) -> QueryResult {
         self.failed = false;
         self.savepoints.clear();
+        self.schema_block = None;
         let notice = self
             .transaction
             .take()
@@ -127,7 +136,11 @@ impl Session {
                 "a transaction block may hold at most {MAX_SAVEPOINTS} savepoints"
             )));
         }
-        self.savepoints.push((name.to_string(), txn.savepoint()));
+        self.savepoints.push(BlockSavepoint {
+            name: name.to_string(),
+            writes: txn.savepoint(),
+            schema: self.schema_block.as_ref().map_or(0, |block| block.mark()),
+        });
         Ok(QueryResult::command("SAVEPOINT"))
     }
 
@@ -142,8 +155,11 @@ impl Session {
             self.failed = true;
             return Err(no_such_savepoint(name));
         };
-        let (_, savepoint) = self.savepoints[position];
-        txn.rollback_to(savepoint);
+        let savepoint = &self.savepoints[position];
+        txn.rollback_to(savepoint.writes);
+        if let Some(block) = &mut self.schema_block {
+            block.rollback_to(savepoint.schema);
+        }
         self.savepoints.truncate(position + 1);
         self.failed = false;
         Ok(QueryResult::command("ROLLBACK"))
@@ -275,8 +291,16 @@ impl Session {
 const MAX_SAVEPOINTS: usize = 10_000;
 
 /// The position of the newest savepoint called `name`.
-fn newest_named(savepoints: &[(String, Savepoint)], name: &str) -> Option<usize> {
-    savepoints.iter().rposition(|(held, _)| held == name)
+/// A savepoint of an open block: where its data changes and its DDL stood.
+pub(super) struct BlockSavepoint {
+    name: String,
+    writes: Savepoint,
+    /// How many DDL statements the block had run.
+    schema: usize,
+}
+
+fn newest_named(savepoints: &[BlockSavepoint], name: &str) -> Option<usize> {
+    savepoints.iter().rposition(|held| held.name == name)
 }
 
 fn no_such_savepoint(name: &str) -> Error {

@@ -1,18 +1,55 @@
 //! Schema changes as a session runs them: planned against a fresh catalog, then handed
 //! to the catalog's holder (the embedded state machine or a cluster's metadata group).
+//!
+//! Inside a transaction block DDL is transactional: each statement is checked against
+//! the block's own view of the catalog ([`SchemaBlock`]: the catalog as the block's
+//! earlier DDL left it, errors and notices as PostgreSQL gives them at the statement),
+//! and nothing reaches the holder before COMMIT, which hands it every change of the
+//! block as one operation ([`Operation::SchemaChanges`]): all apply or none, and other
+//! sessions see them only once committed. ROLLBACK drops them; ROLLBACK TO SAVEPOINT
+//! drops those after the savepoint. The trade-off, for now: a block that changes the
+//! schema changes no data and reads nothing after its first DDL (and a block that has
+//! written data runs no DDL), each refused with 0A000 — so that COMMIT is one catalog
+//! change, atomic without a cross-group transaction whose participants include the
+//! catalog. Changes are applied again at COMMIT against the catalog as it is then, so
+//! a conflicting change committed meanwhile by another session (the same name
+//! created) fails the COMMIT, and nothing of the block is applied.
 
 use super::{statement_name, QueryResult, Session};
+use crate::catalog::{Catalog, INDEX_BUILDING};
 use crate::error::{Error, Result};
 use crate::sql::ast::{Delete, Maintenance, Statement};
 use crate::sql::planner::Planner;
+use crate::state_machine::ddl::{change_catalog, CatalogEffect};
 use crate::state_machine::{Applied, Operation};
 use crate::txn::Transaction;
+use std::sync::Arc;
 
 impl Session {
+    /// Runs a DDL statement: at once outside a block, or into the block's schema
+    /// changes inside one.
     pub(super) fn execute_ddl(&mut self, statement: &Statement) -> Result<QueryResult> {
+        if self.transaction.is_some() {
+            let result = self.ddl_in_block(statement);
+            if result.is_err() {
+                self.failed = true;
+            }
+            return result;
+        }
         let catalog = self.fresh_catalog()?;
+        let (operations, result) = self.plan_ddl(statement, &catalog)?;
+        self.run_schema_changes(operations, result)
+    }
+
+    /// Plans a DDL statement against `catalog`: the operations to apply (none when
+    /// IF [NOT] EXISTS finds nothing to do) and the result, with the notices known now.
+    fn plan_ddl(
+        &self,
+        statement: &Statement,
+        catalog: &Catalog,
+    ) -> Result<(Vec<Operation>, QueryResult)> {
         let everything = |_: &crate::catalog::Index| true;
-        let planner = Planner::new(&catalog, &[], &everything).with_identity(&self.identity);
+        let planner = Planner::new(catalog, &[], &everything).with_identity(&self.identity);
         let (operations, tag) = match statement {
             Statement::CreateTable(create) => {
                 let spec = planner.table_spec(
@@ -43,13 +80,13 @@ impl Session {
                     }
                 }
                 if present.is_empty() {
-                    return Ok(result);
+                    return Ok((Vec::new(), result));
                 }
                 let drop = Operation::DropTables {
                     names: present,
                     if_exists: *if_exists,
                 };
-                return self.run_schema_changes(vec![drop], result);
+                return Ok((vec![drop], result));
             }
             Statement::Truncate { names } => {
                 for name in names {
@@ -72,7 +109,8 @@ impl Session {
                         "relation \"{}\" already exists, skipping",
                         name.as_deref().unwrap_or_default()
                     );
-                    return Ok(QueryResult::command("CREATE INDEX").with_notice(Some(notice)));
+                    let result = QueryResult::command("CREATE INDEX").with_notice(Some(notice));
+                    return Ok((Vec::new(), result));
                 }
                 let spec = planner.index_spec(name.as_deref(), table, columns, *unique)?;
                 (
@@ -110,7 +148,57 @@ impl Session {
                 )))
             }
         };
-        self.run_schema_changes(operations, QueryResult::command(tag))
+        Ok((operations, QueryResult::command(tag)))
+    }
+
+    /// DDL inside a block: checked against the block's catalog and kept for COMMIT.
+    fn ddl_in_block(&mut self, statement: &Statement) -> Result<QueryResult> {
+        if self
+            .transaction
+            .as_ref()
+            .is_some_and(Transaction::has_writes)
+        {
+            return Err(Error::FeatureNotSupported(format!(
+                "{} after data changes in the same transaction block; commit the data \
+                 changes first",
+                statement_name(statement)
+            )));
+        }
+        if self.schema_block.is_none() {
+            self.schema_block = Some(SchemaBlock::new(self.fresh_catalog()?));
+        }
+        let catalog = self.schema_block.as_ref().map(SchemaBlock::catalog);
+        let catalog = catalog.ok_or_else(|| Error::Internal("no schema block".into()))?;
+        let (operations, mut result) = self.plan_ddl(statement, &catalog)?;
+        let mut changed = (*catalog).clone();
+        for operation in &operations {
+            let change = operation
+                .schema_change()
+                .ok_or_else(|| Error::Internal(format!("{operation:?} is not a schema change")))?;
+            if let CatalogEffect::Skipped(Applied::Skipped { notice }) =
+                change_catalog(&mut changed, change, INDEX_BUILDING)?
+            {
+                result.notices.push(notice);
+            }
+        }
+        if let Some(block) = &mut self.schema_block {
+            block.push(operations, changed);
+        }
+        Ok(result)
+    }
+
+    /// COMMIT's part for a block that ran DDL: every change of the block, as one.
+    pub(super) fn commit_schema_block(&mut self) -> Result<()> {
+        let Some(block) = self.schema_block.take() else {
+            return Ok(());
+        };
+        let operations = block.into_operations();
+        if operations.is_empty() {
+            return Ok(());
+        }
+        let change = Operation::SchemaChanges { operations };
+        self.run_schema_changes(vec![change], QueryResult::command("COMMIT"))
+            .map(|_| ())
     }
 
     /// Hands schema changes to the catalog's holder one after another, CREATE INDEX's
@@ -188,5 +276,49 @@ impl Session {
             return Err(Error::UndefinedTable(missing.clone()));
         }
         Ok(QueryResult::command(tag))
+    }
+}
+
+/// The DDL of an open transaction block, not yet committed (see the module doc).
+pub(super) struct SchemaBlock {
+    /// The catalog when the block ran its first DDL.
+    base: Arc<Catalog>,
+    /// Each DDL statement's operations, with the catalog as it left it.
+    statements: Vec<(Vec<Operation>, Arc<Catalog>)>,
+}
+
+impl SchemaBlock {
+    fn new(base: Arc<Catalog>) -> SchemaBlock {
+        SchemaBlock {
+            base,
+            statements: Vec::new(),
+        }
+    }
+
+    /// The catalog as the block's DDL so far leaves it.
+    pub(super) fn catalog(&self) -> Arc<Catalog> {
+        let latest = self.statements.last().map(|(_, catalog)| catalog);
+        Arc::clone(latest.unwrap_or(&self.base))
+    }
+
+    fn push(&mut self, operations: Vec<Operation>, changed: Catalog) {
+        self.statements.push((operations, Arc::new(changed)));
+    }
+
+    /// How many DDL statements the block has run (a savepoint's mark).
+    pub(super) fn mark(&self) -> usize {
+        self.statements.len()
+    }
+
+    /// Forgets the DDL statements after `mark` (ROLLBACK TO SAVEPOINT).
+    pub(super) fn rollback_to(&mut self, mark: usize) {
+        self.statements.truncate(mark);
+    }
+
+    fn into_operations(self) -> Vec<Operation> {
+        self.statements
+            .into_iter()
+            .flat_map(|(operations, _)| operations)
+            .collect()
     }
 }

@@ -65,7 +65,9 @@ pub struct Session {
     /// whose other shares may still be resolving (see `txn::coordinator`).
     read_after: std::cell::Cell<u64>,
     /// The open block's savepoints, oldest first; names may repeat (the newest wins).
-    savepoints: Vec<(String, crate::txn::Savepoint)>,
+    savepoints: Vec<block::BlockSavepoint>,
+    /// The open block's DDL, applied at COMMIT (see [`ddl`]).
+    schema_block: Option<ddl::SchemaBlock>,
 }
 
 impl Session {
@@ -81,6 +83,7 @@ impl Session {
             defaults: BTreeMap::new(),
             read_after: std::cell::Cell::new(0),
             savepoints: Vec::new(),
+            schema_block: None,
         }
     }
 
@@ -96,9 +99,13 @@ impl Session {
         self.identity = identity;
     }
 
-    /// The current catalog (for the shell's `\d` and friends).
+    /// The current catalog (for the shell's `\d` and friends): inside a block that
+    /// ran DDL, as the block's changes leave it.
     pub fn catalog(&self) -> Arc<crate::catalog::Catalog> {
-        self.replica.catalog()
+        match &self.schema_block {
+            Some(block) => block.catalog(),
+            None => self.replica.catalog(),
+        }
     }
 
     /// Sets a listener told of CREATE INDEX progress (the shell draws a progress bar).
@@ -265,20 +272,22 @@ impl Session {
             Statement::AlterCluster(change) => self.alter_cluster(change),
             Statement::Explain(inner) => self.explain(inner, params),
             Statement::Maintenance { command, tables } => self.maintenance(*command, tables),
-            // In a block TRUNCATE deletes through the transaction, so that it commits or
-            // rolls back with it (pgbench -i truncates and loads in one block).
-            Statement::Truncate { names } if self.transaction.is_some() => {
+            // In a block that changed data TRUNCATE deletes through the transaction, so
+            // that it commits or rolls back with it (pgbench -i truncates and loads in
+            // one block); in a block of DDL it is one of the block's schema changes.
+            Statement::Truncate { names }
+                if self.transaction.is_some() && self.schema_block.is_none() =>
+            {
                 self.run_in_transaction(true, |session, txn| session.truncate_rows(names, txn))
             }
-            ddl if ddl.is_ddl() => {
-                if self.transaction.is_some() {
-                    self.failed = true;
-                    return Err(Error::ActiveTransaction(format!(
-                        "{} cannot run inside a transaction block",
-                        statement_name(ddl)
-                    )));
-                }
-                self.execute_ddl(ddl)
+            ddl if ddl.is_ddl() => self.execute_ddl(ddl),
+            after_ddl if self.schema_block.is_some() => {
+                self.failed = true;
+                Err(Error::FeatureNotSupported(format!(
+                    "{} after a schema change in the same transaction block; commit the \
+                     schema change first",
+                    statement_name(after_ddl)
+                )))
             }
             other => {
                 let writes = matches!(

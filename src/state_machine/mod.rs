@@ -146,6 +146,14 @@ pub enum Operation {
         /// The tables.
         names: Vec<String>,
     },
+    /// The schema changes of one transaction block, in order, all or none: each is
+    /// applied to the catalog as the one before it left it, and one that fails leaves
+    /// the catalog and the data as they were before the first (COMMIT of a block that
+    /// ran DDL).
+    SchemaChanges {
+        /// The DDL operations (none of them a `SchemaChanges` itself).
+        operations: Vec<Operation>,
+    },
 }
 
 impl Operation {
@@ -186,6 +194,7 @@ impl Operation {
                 ready_ts: *ready_ts,
             }),
             Operation::InstallCatalog { .. }
+            | Operation::SchemaChanges { .. }
             | Operation::BackfillEntries { .. }
             | Operation::Advance
             | Operation::Commit { .. }
@@ -205,6 +214,7 @@ impl Operation {
             | Operation::CreateIndex { .. }
             | Operation::DropIndex { .. }
             | Operation::IndexReady { .. }
+            | Operation::SchemaChanges { .. }
             | Operation::InstallCatalog { .. } => true,
             Operation::Advance
             | Operation::Commit { .. }
@@ -452,6 +462,16 @@ impl StateMachine {
                     return Ok(Planned::Skipped(applied));
                 }
                 self.apply_catalog_effect(&effect, ts, &mut batch, progress)?;
+                Applied::Done
+            }
+            Operation::SchemaChanges { operations } => {
+                for operation in operations {
+                    let change = operation.schema_change().ok_or_else(|| {
+                        Error::Internal(format!("{operation:?} in a block's schema changes"))
+                    })?;
+                    let effect = ddl::change_catalog(&mut catalog, change, ts)?;
+                    self.apply_catalog_effect(&effect, ts, &mut batch, progress)?;
+                }
                 Applied::Done
             }
             Operation::InstallCatalog { catalog: new } => {

@@ -86,6 +86,29 @@ def main(port: int) -> None:
         conn.commit()
         name = conn.execute("SELECT name FROM items WHERE id = 4").fetchone()[0]
         assert name == "PLUM+x", name
+
+    # Default mode runs DDL in the driver's implicit transaction: committed by commit(),
+    # undone by rollback(), unseen by another connection before.
+    with psycopg.connect(conninfo) as conn, psycopg.connect(conninfo, autocommit=True) as other:
+        conn.execute("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT)")
+        conn.execute("CREATE INDEX notes_body ON notes (body)")
+        try:
+            other.execute("SELECT * FROM notes")
+            raise AssertionError("a table seen before its block committed")
+        except errors.UndefinedTable:
+            pass
+        conn.commit()
+        conn.execute("CREATE TABLE drafts (id INT)")
+        conn.rollback()
+        conn.execute("INSERT INTO notes VALUES (1, 'hello')")
+        conn.commit()
+        body = other.execute("SELECT body FROM notes WHERE body = 'hello'").fetchone()[0]
+        assert body == "hello", body
+        try:
+            other.execute("SELECT * FROM drafts")
+            raise AssertionError("a rolled-back table exists")
+        except errors.UndefinedTable:
+            pass
     print("psycopg checks passed")
 
 

@@ -38,31 +38,44 @@ impl RaftNode {
         if let Applied::Skipped { .. } = applied {
             return Ok(applied);
         }
-        let installed = self.install_catalog_everywhere().await;
-        let Operation::CreateIndex { spec, .. } = &operation else {
-            return installed.map(|_| applied);
-        };
-        match self.build_index(&spec.name, installed).await {
+        let mut installed = self.install_catalog_everywhere().await;
+        for name in created_indexes(&operation) {
+            installed = Ok(self.finish_index(name, installed).await?);
+        }
+        installed.map(|_| applied)
+    }
+
+    /// Builds index `name`, created by a schema change that every group has installed
+    /// (`installed`), and declares it ready; a group that cannot build it (a duplicate
+    /// of a unique index) has it dropped again, and its error is the answer. Returns
+    /// the groups' install timestamps after the last step.
+    async fn finish_index(
+        &self,
+        name: &str,
+        installed: Result<BTreeMap<GroupId, u64>>,
+    ) -> Result<BTreeMap<GroupId, u64>> {
+        match self.build_index(name, installed).await {
             Ok(ready_ts) => {
                 let catalog = self.catalog();
-                let Some((_, index)) = catalog.index_owner(&spec.name) else {
+                let Some((_, index)) = catalog.index_owner(name) else {
                     return Err(Error::Retryable(format!(
-                        "index \"{}\" was dropped while it was being built",
-                        spec.name
+                        "index \"{name}\" was dropped while it was being built"
                     )));
                 };
+                if index.created_ts != crate::catalog::INDEX_BUILDING {
+                    return self.install_catalog_everywhere().await;
+                }
                 let ready = Operation::IndexReady {
                     index: index.id,
                     ready_ts,
                 };
                 self.change_catalog(ready).await?;
-                self.install_catalog_everywhere().await?;
-                Ok(applied)
+                self.install_catalog_everywhere().await
             }
             Err(error) if error.is_deterministic() => {
                 // Some group cannot build the index: it goes, as if never created.
                 let drop = Operation::DropIndex {
-                    name: spec.name.clone(),
+                    name: name.to_string(),
                     if_exists: true,
                 };
                 self.change_catalog(drop).await?;
@@ -150,4 +163,20 @@ impl RaftNode {
             Err(error) => tracing::warn!(group, %error, "could not install the catalog"),
         }
     }
+}
+
+/// The names of the indexes a schema change creates (CREATE INDEX, alone or among a
+/// block's changes), in order: each is built once the change is installed.
+fn created_indexes(operation: &Operation) -> Vec<&str> {
+    let operations = match operation {
+        Operation::SchemaChanges { operations } => operations.as_slice(),
+        lone => std::slice::from_ref(lone),
+    };
+    operations
+        .iter()
+        .filter_map(|operation| match operation {
+            Operation::CreateIndex { spec, .. } => Some(spec.name.as_str()),
+            _ => None,
+        })
+        .collect()
 }

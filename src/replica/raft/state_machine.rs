@@ -423,18 +423,21 @@ fn apply_schema_change(
     operation: &Operation,
     mut record: Batch,
 ) -> Result<Response> {
-    let Some(change) = operation.schema_change() else {
+    let operations = match operation {
+        Operation::SchemaChanges { operations } => operations.as_slice(),
+        lone => std::slice::from_ref(lone),
+    };
+    if let Some(odd) = operations.iter().find(|o| o.schema_change().is_none()) {
+        // A bug of the proposer, answered alike on every replica, changing nothing.
         store.write_unsynced(record)?;
         return Ok(Response::Data(Err(Error::Internal(format!(
-            "the metadata group cannot apply {operation:?}"
+            "the metadata group cannot apply {odd:?}"
         )))));
-    };
+    }
     let mut changed = (*catalog.current()).clone();
-    // Data groups backfill a new index later, each at its own timestamp: nobody reads
-    // through it until it is declared ready.
-    let answer = match ddl::change_catalog(&mut changed, change, INDEX_BUILDING) {
-        Ok(CatalogEffect::Skipped(applied)) => Ok((applied, 0)),
-        Ok(_) => {
+    let answer = match change_metadata_catalog(&mut changed, operations) {
+        Ok(Some(applied)) => Ok((applied, 0)),
+        Ok(None) => {
             record.put(
                 Space::Meta,
                 keys::META_CATALOG.to_vec(),
@@ -450,6 +453,30 @@ fn apply_schema_change(
         catalog.replace(Arc::new(changed));
     }
     Ok(Response::Data(answer))
+}
+
+/// Applies DDL operations (one, or a block's several) in order to `catalog`; answers
+/// the skip (IF [NOT] EXISTS) of a lone operation that changed nothing, else `None`. A
+/// failure leaves `catalog` half-changed: the caller drops it.
+fn change_metadata_catalog(
+    catalog: &mut Catalog,
+    operations: &[Operation],
+) -> Result<Option<Applied>> {
+    for operation in operations {
+        let Some(change) = operation.schema_change() else {
+            continue; // refused by the caller before anything changed
+        };
+        // Data groups backfill a new index later, each at its own timestamp: nobody
+        // reads through it until it is declared ready.
+        if let CatalogEffect::Skipped(applied) =
+            ddl::change_catalog(catalog, change, INDEX_BUILDING)?
+        {
+            if operations.len() == 1 {
+                return Ok(Some(applied));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Installs the snapshot file `stored.file` (already in `directory`) into the group's
