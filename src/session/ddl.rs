@@ -164,7 +164,7 @@ impl Session {
                 statement_name(statement)
             )));
         }
-        if self.schema_block.is_none() {
+        if !self.ran_ddl_in_block() {
             self.schema_block = Some(SchemaBlock::new(self.fresh_catalog()?));
         }
         let catalog = self.schema_block.as_ref().map(SchemaBlock::catalog);
@@ -185,6 +185,14 @@ impl Session {
             block.push(operations, changed);
         }
         Ok(result)
+    }
+
+    /// Whether the open block has DDL not yet committed (none left after a ROLLBACK TO
+    /// SAVEPOINT before its first, or a first that failed).
+    pub(super) fn ran_ddl_in_block(&self) -> bool {
+        self.schema_block
+            .as_ref()
+            .is_some_and(|block| block.mark() > 0)
     }
 
     /// COMMIT's part for a block that ran DDL: every change of the block, as one.

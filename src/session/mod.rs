@@ -103,8 +103,8 @@ impl Session {
     /// ran DDL, as the block's changes leave it.
     pub fn catalog(&self) -> Arc<crate::catalog::Catalog> {
         match &self.schema_block {
-            Some(block) => block.catalog(),
-            None => self.replica.catalog(),
+            Some(block) if self.ran_ddl_in_block() => block.catalog(),
+            _ => self.replica.catalog(),
         }
     }
 
@@ -276,12 +276,12 @@ impl Session {
             // that it commits or rolls back with it (pgbench -i truncates and loads in
             // one block); in a block of DDL it is one of the block's schema changes.
             Statement::Truncate { names }
-                if self.transaction.is_some() && self.schema_block.is_none() =>
+                if self.transaction.is_some() && !self.ran_ddl_in_block() =>
             {
                 self.run_in_transaction(true, |session, txn| session.truncate_rows(names, txn))
             }
             ddl if ddl.is_ddl() => self.execute_ddl(ddl),
-            after_ddl if self.schema_block.is_some() => {
+            after_ddl if self.ran_ddl_in_block() => {
                 self.failed = true;
                 Err(Error::FeatureNotSupported(format!(
                     "{} after a schema change in the same transaction block; commit the \
