@@ -884,6 +884,11 @@ fn ddl_in_a_block_is_all_or_nothing_on_every_node() {
         assert_eq!(rows, 8, "node {}", node + 1);
     }
 
+    one.batch_execute(
+        "BEGIN; CREATE INDEX brief ON items (tag); CREATE TABLE brief_t (a INT); \
+         CREATE INDEX brief_a ON brief_t (a); DROP INDEX brief; DROP TABLE brief_t; COMMIT",
+    )
+    .expect("indexes created and dropped again in one block");
     one.batch_execute("BEGIN; DROP TABLE accounts; CREATE TABLE scratch (a INT); ROLLBACK")
         .expect("rolled back");
     for node in 0..3 {

@@ -39,7 +39,14 @@ impl RaftNode {
             return Ok(applied);
         }
         let mut installed = self.install_catalog_everywhere().await;
-        for name in created_indexes(&operation) {
+        // An index a block created and dropped again (or whose table it dropped) is
+        // not in the catalog it committed: there is nothing to build.
+        let catalog = self.catalog();
+        let created = created_indexes(&operation);
+        let to_build = created
+            .into_iter()
+            .filter(|name| catalog.index_owner(name).is_some());
+        for name in to_build {
             installed = Ok(self.finish_index(name, installed).await?);
         }
         installed.map(|_| applied)
