@@ -157,6 +157,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The DDL operations this one applies in order: a block's several, or itself.
+    pub fn ddl_steps(&self) -> &[Operation] {
+        match self {
+            Operation::SchemaChanges { operations } => operations,
+            lone => std::slice::from_ref(lone),
+        }
+    }
+
     /// The schema change a DDL operation makes; `None` for every other operation.
     pub fn schema_change(&self) -> Option<ddl::SchemaChange<'_>> {
         match self {

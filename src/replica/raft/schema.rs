@@ -175,10 +175,7 @@ impl RaftNode {
 /// The names of the indexes a schema change creates (CREATE INDEX, alone or among a
 /// block's changes), in order: each is built once the change is installed.
 fn created_indexes(operation: &Operation) -> Vec<&str> {
-    let operations = match operation {
-        Operation::SchemaChanges { operations } => operations.as_slice(),
-        lone => std::slice::from_ref(lone),
-    };
+    let operations = operation.ddl_steps();
     operations
         .iter()
         .filter_map(|operation| match operation {

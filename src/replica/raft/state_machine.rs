@@ -423,10 +423,7 @@ fn apply_schema_change(
     operation: &Operation,
     mut record: Batch,
 ) -> Result<Response> {
-    let operations = match operation {
-        Operation::SchemaChanges { operations } => operations.as_slice(),
-        lone => std::slice::from_ref(lone),
-    };
+    let operations = operation.ddl_steps();
     if let Some(odd) = operations.iter().find(|o| o.schema_change().is_none()) {
         // A bug of the proposer, answered alike on every replica, changing nothing.
         store.write_unsynced(record)?;
