@@ -122,6 +122,15 @@ pub enum Error {
     Internal(String),
     /// An error a server reported to `tessera shell --connect`, with its own SQLSTATE.
     Remote(Box<RemoteError>),
+    /// A sequence reached its bound and does not cycle (2200H).
+    SequenceGeneratorLimitExceeded(String),
+    /// A value given for a `GENERATED ALWAYS` identity column (428C9).
+    GeneratedAlways(String),
+    /// An object cannot go while others depend on it (2BP01).
+    DependentObjectsStillExist(String),
+    /// An object of one kind named where another is needed, e.g. `nextval` of a table
+    /// (42809).
+    WrongObjectType(String),
 }
 
 /// The fields of a server's ErrorResponse, kept as sent.
@@ -184,6 +193,10 @@ impl Error {
             Error::Storage(_) | Error::Io(_) => "58030",
             Error::Corruption(_) => "XX001",
             Error::Internal(_) => "XX000",
+            Error::SequenceGeneratorLimitExceeded(_) => "2200H",
+            Error::GeneratedAlways(_) => "428C9",
+            Error::DependentObjectsStillExist(_) => "2BP01",
+            Error::WrongObjectType(_) => "42809",
         }
     }
 
@@ -277,7 +290,11 @@ impl fmt::Display for Error {
             | Error::ObjectNotInPrerequisiteState(message)
             | Error::NoActiveTransaction(message)
             | Error::InvalidSavepoint(message)
-            | Error::ProgramLimitExceeded(message) => write!(f, "{message}"),
+            | Error::ProgramLimitExceeded(message)
+            | Error::SequenceGeneratorLimitExceeded(message)
+            | Error::GeneratedAlways(message)
+            | Error::DependentObjectsStillExist(message)
+            | Error::WrongObjectType(message) => write!(f, "{message}"),
             Error::DivisionByZero => write!(f, "division by zero"),
             Error::NotNullViolation { table, column } => write!(
                 f,

@@ -6,14 +6,53 @@
 //! - this module's [`encode`]/[`decode`]: values (rows, catalog entries, commands) in
 //!   bincode 2, each prefixed by a format-version byte so that a later format can be read
 //!   beside this one. bincode sits behind these two functions only, so it can be swapped.
+//!
+//! Format evolution: bincode is not self-describing, so a struct that gains a field
+//! cannot read its old bytes by itself. Every value is written in the current
+//! [`FORMAT_VERSION`]; [`decode`] accepts every version since [`OLDEST_FORMAT_VERSION`]
+//! and, while it decodes, [`decoding_version`] tells a type's `Deserialize` which
+//! version the bytes are in, so a changed type reads its older layout and converts it
+//! (see `catalog::legacy`). Types that never changed need nothing. Raft logs, snapshots
+//! and stored catalogs written by an older Tessera therefore stay readable.
 
 pub mod keycode;
 
 use crate::error::{Error, Result};
 use serde::{de::DeserializeOwned, Serialize};
 
-/// The format-version byte written in front of every persisted value.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format-version byte written in front of every persisted value. Version 2: column
+/// defaults became expressions, columns may be identity columns, the catalog holds
+/// sequences and a table spec the sequences its SERIAL columns own.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest format [`decode`] still reads.
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
+
+thread_local! {
+    /// The format version of the value [`decode`] is decoding on this thread.
+    static DECODING: std::cell::Cell<u8> = const { std::cell::Cell::new(FORMAT_VERSION) };
+}
+
+/// The format version of the bytes being decoded on this thread ([`FORMAT_VERSION`]
+/// outside [`decode`]): a type whose layout changed reads its older layout by it.
+pub fn decoding_version() -> u8 {
+    DECODING.with(|version| version.get())
+}
+
+/// Restores the decoding version a nested [`decode`] replaced, even if decoding panics.
+struct DecodingVersion(u8);
+
+impl DecodingVersion {
+    fn enter(version: u8) -> DecodingVersion {
+        DecodingVersion(DECODING.with(|current| current.replace(version)))
+    }
+}
+
+impl Drop for DecodingVersion {
+    fn drop(&mut self) {
+        DECODING.with(|current| current.set(self.0));
+    }
+}
 
 /// Limit on one decoded value, so corrupt or hostile bytes cannot make us allocate
 /// without bound (the largest legitimate value is a row or a command batch).
@@ -40,17 +79,18 @@ pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize> {
     Ok(1 + counter.bytes_written)
 }
 
-/// Decodes a value written by [`encode`]; unknown versions and trailing bytes are
-/// corruption, not panics.
+/// Decodes a value written by [`encode`] in any format still read; unknown versions and
+/// trailing bytes are corruption, not panics.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (version, body) = bytes
         .split_first()
         .ok_or_else(|| Error::Corruption("empty value".into()))?;
-    if *version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(version) {
         return Err(Error::Corruption(format!(
             "unknown value format version {version}"
         )));
     }
+    let _version = DecodingVersion::enter(*version);
     let (value, used) = bincode::serde::decode_from_slice(body, config())
         .map_err(|e| Error::Corruption(format!("cannot decode value: {e}")))?;
     if used != body.len() {

@@ -71,6 +71,8 @@ pub struct ClusterReplica {
     runtime: tokio::runtime::Handle,
     /// Permits for resolves running after their commits answered.
     background_resolves: Arc<tokio::sync::Semaphore>,
+    /// Sequence values this node reserved and has not yet handed out.
+    sequence_cache: super::sequence_cache::SequenceCache,
 }
 
 /// Most resolves of committed transactions' other shares running at once after their
@@ -84,7 +86,19 @@ impl ClusterReplica {
             node,
             runtime,
             background_resolves: Arc::new(tokio::sync::Semaphore::new(MOST_BACKGROUND_RESOLVES)),
+            sequence_cache: Default::default(),
         }
+    }
+
+    /// This node's reserved sequence values.
+    pub fn sequence_cache(&self) -> &super::sequence_cache::SequenceCache {
+        &self.sequence_cache
+    }
+
+    /// Commits a sequence reservation or `setval` in the metadata group.
+    pub fn change_sequence(&self, operation: Operation) -> Result<Applied> {
+        let node = Arc::clone(&self.node);
+        self.run(async move { node.change_sequence(operation).await })?
     }
 
     /// Resolves `txn`'s shares in `groups` (its outcome decided) after the caller goes

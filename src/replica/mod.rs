@@ -20,15 +20,17 @@ pub mod fan_out;
 pub mod group_read;
 pub mod oracle;
 pub mod raft;
+pub mod sequence_cache;
 
-use crate::catalog::{Catalog, SharedCatalog};
-use crate::error::Result;
+use crate::catalog::{Catalog, Sequence, SharedCatalog};
+use crate::error::{Error, Result};
 use crate::shard::GroupId;
 use crate::state_machine::{Applied, Command, Operation, ProgressFn, StateMachine};
 use crate::storage::mvcc;
 use crate::storage::Store;
 use group_read::{GroupAnswer, GroupRead};
 use oracle::{LocalOracle, TimestampOracle};
+use sequence_cache::{SequenceCache, Taken};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -116,6 +118,70 @@ impl Replica {
         match self {
             Replica::Local(local) => local.unique_id(),
             Replica::Cluster(cluster) => cluster.unique_id(),
+        }
+    }
+
+    /// `nextval` of `sequence`: the next value of this node's reserved range, or the
+    /// first of a new range reserved where the catalog is held (the embedded state
+    /// machine, a cluster's metadata group), committed before any of it is used.
+    pub fn next_sequence_value(&self, sequence: &Sequence) -> Result<i64> {
+        let cache = self.sequence_cache();
+        match cache.take(sequence) {
+            Taken::Value(value) => return Ok(value),
+            Taken::Empty => {}
+            Taken::Stale {
+                reserved_through,
+                position,
+            } => {
+                let release = Operation::ReleaseSequence {
+                    sequence: sequence.id,
+                    reserved_through,
+                    position,
+                };
+                self.change_sequence(release)?;
+            }
+        }
+        let advance = Operation::AdvanceSequence {
+            sequence: sequence.id,
+            count: sequence.reservation_size(),
+        };
+        match self.change_sequence(advance)? {
+            Applied::SequenceValues(reservation) => Ok(cache.fill(sequence, reservation)),
+            other => Err(Error::Internal(format!(
+                "a sequence reservation was answered by {other:?}"
+            ))),
+        }
+    }
+
+    /// `setval` of `sequence`; this node's range of it is dropped, so its next value
+    /// here follows the new position.
+    pub fn set_sequence_value(
+        &self,
+        sequence: &Sequence,
+        value: i64,
+        is_called: bool,
+    ) -> Result<()> {
+        let set = Operation::SetSequence {
+            sequence: sequence.id,
+            value,
+            is_called,
+        };
+        self.change_sequence(set)?;
+        self.sequence_cache().forget(sequence.id);
+        Ok(())
+    }
+
+    fn change_sequence(&self, operation: Operation) -> Result<Applied> {
+        match self {
+            Replica::Local(local) => local.propose(operation, None),
+            Replica::Cluster(cluster) => cluster.change_sequence(operation),
+        }
+    }
+
+    fn sequence_cache(&self) -> &SequenceCache {
+        match self {
+            Replica::Local(local) => &local.sequence_cache,
+            Replica::Cluster(cluster) => cluster.sequence_cache(),
         }
     }
 
@@ -295,6 +361,8 @@ pub struct LocalReplica {
     durability: Mutex<Durability>,
     /// Signalled when a sync finishes.
     synced: Condvar,
+    /// Sequence values reserved and not yet handed out.
+    sequence_cache: SequenceCache,
 }
 
 struct Durability {
@@ -319,6 +387,7 @@ impl LocalReplica {
                 syncing: false,
             }),
             synced: Condvar::new(),
+            sequence_cache: SequenceCache::default(),
             store,
         })
     }

@@ -16,6 +16,7 @@
 //! created) fails the COMMIT, and nothing of the block is applied.
 
 use super::{statement_name, QueryResult, Session};
+use crate::catalog::sequence::SequenceOwner;
 use crate::catalog::{Catalog, INDEX_BUILDING};
 use crate::error::{Error, Result};
 use crate::sql::ast::{Delete, Maintenance, Statement};
@@ -49,7 +50,9 @@ impl Session {
         catalog: &Catalog,
     ) -> Result<(Vec<Operation>, QueryResult)> {
         let everything = |_: &crate::catalog::Index| true;
-        let planner = Planner::new(catalog, &[], &everything).with_identity(&self.identity);
+        let planner = Planner::new(catalog, &[], &everything)
+            .with_identity(&self.identity)
+            .with_sequences(&self.sequences);
         let (operations, tag) = match statement {
             Statement::CreateTable(create) => {
                 let spec = planner.table_spec(
@@ -140,6 +143,74 @@ impl Session {
                     })
                     .collect();
                 (drops, "DROP INDEX")
+            }
+            Statement::CreateSequence {
+                name,
+                if_not_exists,
+                options,
+                owned_by,
+            } => {
+                if *if_not_exists && catalog.relation_exists(name) {
+                    let notice = format!("relation \"{name}\" already exists, skipping");
+                    let result = QueryResult::command("CREATE SEQUENCE").with_notice(Some(notice));
+                    return Ok((Vec::new(), result));
+                }
+                let spec = planner.sequence_spec(name, options, owned_by.as_ref())?;
+                let create = Operation::CreateSequence {
+                    spec,
+                    if_not_exists: *if_not_exists,
+                };
+                (vec![create], "CREATE SEQUENCE")
+            }
+            Statement::AlterSequence {
+                name,
+                if_exists,
+                options,
+                restart,
+                owned_by,
+            } => {
+                if *if_exists && catalog.sequence(name).is_none() {
+                    let notice = format!("relation \"{name}\" does not exist, skipping");
+                    let result = QueryResult::command("ALTER SEQUENCE").with_notice(Some(notice));
+                    return Ok((Vec::new(), result));
+                }
+                let current = catalog.require_sequence(name)?;
+                // Checked now for the statement's error; applied again where it commits.
+                options.resolve(Some(&current.options))?;
+                let owner = owned_by.as_ref().map(|owner| {
+                    owner.as_ref().map(|(table, column)| SequenceOwner {
+                        table: table.clone(),
+                        column: column.clone(),
+                    })
+                });
+                let alter = Operation::AlterSequence {
+                    name: name.clone(),
+                    options: options.clone(),
+                    restart: *restart,
+                    owner,
+                };
+                (vec![alter], "ALTER SEQUENCE")
+            }
+            Statement::DropSequence { names, if_exists } => {
+                let mut present = Vec::with_capacity(names.len());
+                let mut result = QueryResult::command("DROP SEQUENCE");
+                for name in names {
+                    match catalog.require_sequence(name) {
+                        Ok(_) => present.push(name.clone()),
+                        Err(Error::UndefinedTable(_)) if *if_exists => result
+                            .notices
+                            .push(format!("sequence \"{name}\" does not exist, skipping")),
+                        Err(error) => return Err(error),
+                    }
+                }
+                if present.is_empty() {
+                    return Ok((Vec::new(), result));
+                }
+                let drop = Operation::DropSequences {
+                    names: present,
+                    if_exists: *if_exists,
+                };
+                return Ok((vec![drop], result));
             }
             other => {
                 return Err(Error::Internal(format!(

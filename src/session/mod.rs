@@ -16,6 +16,7 @@ use crate::sql::parser;
 pub use crate::sql::planner::expression::Identity;
 use crate::sql::planner::expression::ParameterTypes;
 use crate::sql::planner::plan::Plan;
+use crate::sql::planner::sequence::SequenceAccess;
 use crate::sql::planner::{OutputColumn, Planner};
 use crate::txn::Transaction;
 use crate::types::{DataType, Value, TEXT};
@@ -26,6 +27,7 @@ mod block;
 mod cluster;
 mod ddl;
 mod result;
+mod sequences;
 mod settings;
 
 pub use block::TransactionStatus;
@@ -68,11 +70,17 @@ pub struct Session {
     savepoints: Vec<block::BlockSavepoint>,
     /// The open block's DDL, applied at COMMIT (see [`ddl`]).
     schema_block: Option<ddl::SchemaBlock>,
+    /// The session's sequences, for `nextval` and friends.
+    sequences: SequenceAccess,
 }
 
 impl Session {
     pub(crate) fn new(replica: Arc<Replica>) -> Session {
+        let sequences = SequenceAccess(Arc::new(sequences::SessionSequences::new(Arc::clone(
+            &replica,
+        ))));
         Session {
+            sequences,
             replica,
             transaction: None,
             failed: false,
@@ -193,8 +201,9 @@ impl Session {
                 inferred.record(position + 1, *data_type);
             }
         }
-        let planner =
-            Planner::describing(catalog, &everything, &inferred).with_identity(&self.identity);
+        let planner = Planner::describing(catalog, &everything, &inferred)
+            .with_identity(&self.identity)
+            .with_sequences(&self.sequences);
         let text_column = |name: &str| {
             vec![OutputColumn {
                 name: name.to_string(),
@@ -319,7 +328,9 @@ impl Session {
     ) -> Result<(Plan, Vec<OutputColumn>)> {
         let catalog = self.replica.catalog();
         let usable = |index: &crate::catalog::Index| txn.can_use_index(index);
-        let planner = Planner::new(&catalog, params, &usable).with_identity(&self.identity);
+        let planner = Planner::new(&catalog, params, &usable)
+            .with_identity(&self.identity)
+            .with_sequences(&self.sequences);
         match statement {
             Statement::Select(select) => planner.plan_select(select),
             Statement::Insert(insert) => planner.plan_insert(insert),
@@ -422,6 +433,9 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         } => "ANALYZE",
         Statement::CreateIndex { .. } => "CREATE INDEX",
         Statement::DropIndex { .. } => "DROP INDEX",
+        Statement::CreateSequence { .. } => "CREATE SEQUENCE",
+        Statement::AlterSequence { .. } => "ALTER SEQUENCE",
+        Statement::DropSequence { .. } => "DROP SEQUENCE",
         Statement::Begin => "BEGIN",
         Statement::Commit => "COMMIT",
         Statement::Rollback => "ROLLBACK",

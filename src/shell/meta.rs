@@ -33,6 +33,7 @@ Informational
   \\d NAME                describe a table (columns, types, indexes)
   \\dt                    list tables
   \\di                    list indexes
+  \\ds                    list sequences
 
 Cluster
   \\cluster               nodes and groups: role, term, leader, indexes, lag; then
@@ -67,6 +68,7 @@ pub fn run(line: &str, backend: &mut dyn Backend) -> Result<MetaAction> {
             Ok(MetaAction::Show(vec![list_tables(backend)?]))
         }
         ("\\di" | "\\di+", None) => Ok(MetaAction::Show(vec![list_indexes(backend)?])),
+        ("\\ds" | "\\ds+", None) => Ok(MetaAction::Show(vec![list_sequences(backend)?])),
         ("\\cluster", None) => {
             let mut results = Vec::new();
             backend.execute_each("SHOW CLUSTER; SHOW GROUPS", &mut |result| {
@@ -166,6 +168,19 @@ fn list_indexes(backend: &mut dyn Backend) -> Result<QueryResult> {
     ))
 }
 
+fn list_sequences(backend: &mut dyn Backend) -> Result<QueryResult> {
+    let rows = query_text(
+        backend,
+        "SELECT sequence_schema, sequence_name, 'sequence', 'tessera' \
+         FROM information_schema.sequences ORDER BY sequence_schema, sequence_name",
+    )?;
+    Ok(listing(
+        "List of relations",
+        &["Schema", "Name", "Type", "Owner"],
+        rows,
+    ))
+}
+
 /// The column list of an index definition `CREATE ... ON t (a, b)`.
 fn indexed_columns(definition: &str) -> &str {
     definition
@@ -178,7 +193,8 @@ fn describe(backend: &mut dyn Backend, name: &str) -> Result<MetaAction> {
     let columns = query_text(
         backend,
         &format!(
-            "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default \
+            "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default, \
+             identity_generation \
              FROM information_schema.columns WHERE table_name = {} ORDER BY ordinal_position",
             literal(name)
         ),
@@ -197,7 +213,11 @@ fn describe(backend: &mut dyn Backend, name: &str) -> Result<MetaAction> {
                 format!("{}({})", c[1], c[2])
             };
             let nullable = if c[3] == "NO" { "not null" } else { "" };
-            vec![c[0].clone(), data_type, nullable.to_string(), c[4].clone()]
+            let default = match c[5].as_str() {
+                "" => c[4].clone(),
+                kind => format!("generated {} as identity", kind.to_lowercase()),
+            };
+            vec![c[0].clone(), data_type, nullable.to_string(), default]
         })
         .collect();
     let columns = listing(

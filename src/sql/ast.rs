@@ -91,7 +91,40 @@ pub enum Statement {
     },
     /// ALTER CLUSTER: a membership change, or a test fault (Tessera's own statement).
     AlterCluster(ClusterChange),
+    /// CREATE SEQUENCE.
+    CreateSequence {
+        /// Sequence name.
+        name: String,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+        /// The options given.
+        options: DeclaredOptions,
+        /// `OWNED BY table.column`.
+        owned_by: Option<(String, String)>,
+    },
+    /// ALTER SEQUENCE.
+    AlterSequence {
+        /// Sequence name.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+        /// The options changed.
+        options: DeclaredOptions,
+        /// `RESTART [WITH n]`: `Some(None)` restarts at the start value.
+        restart: Option<Option<i64>>,
+        /// `OWNED BY table.column` (`Some(None)`: `OWNED BY NONE`).
+        owned_by: Option<Option<(String, String)>>,
+    },
+    /// DROP SEQUENCE.
+    DropSequence {
+        /// Sequences to drop.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
 }
+
+pub use crate::catalog::sequence::DeclaredOptions;
 
 pub use crate::replica::cluster::ClusterChange;
 
@@ -105,6 +138,9 @@ impl Statement {
                 | Statement::Truncate { .. }
                 | Statement::CreateIndex { .. }
                 | Statement::DropIndex { .. }
+                | Statement::CreateSequence { .. }
+                | Statement::AlterSequence { .. }
+                | Statement::DropSequence { .. }
         )
     }
 }
@@ -147,10 +183,24 @@ pub struct ColumnDefinition {
     pub not_null: bool,
     /// DEFAULT expression.
     pub default: Option<Expr>,
+    /// The DEFAULT expression's SQL text, as the catalog keeps a default that is not a
+    /// constant.
+    pub default_sql: Option<String>,
     /// Column-level PRIMARY KEY.
     pub primary_key: bool,
     /// Column-level UNIQUE.
     pub unique: bool,
+    /// A SERIAL type or an identity column: values from a sequence of its own.
+    pub generated: Option<GeneratedKey>,
+}
+
+/// A column whose values come from a sequence created with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratedKey {
+    /// `GENERATED ... AS IDENTITY`; `None` for a SERIAL type.
+    pub identity: Option<crate::catalog::IdentityKind>,
+    /// The sequence's options (an identity's `(START WITH ...)`), its type the column's.
+    pub options: DeclaredOptions,
 }
 
 /// INSERT.

@@ -17,7 +17,8 @@
 //! equal version is skipped), so installs may be repeated or arrive late.
 
 use super::{delete_prefix, delete_table_data, index_maintenance, skipped, Applied, ProgressFn};
-use crate::catalog::{Catalog, Index, IndexSpec, Table, TableSpec};
+use crate::catalog::sequence::{DeclaredOptions, SequenceOwner};
+use crate::catalog::{Catalog, Index, IndexSpec, SequenceSpec, Table, TableSpec};
 use crate::error::{Error, Result};
 use crate::shard::GroupId;
 use crate::storage::keys::{self, IndexId};
@@ -66,6 +67,31 @@ pub enum SchemaChange<'a> {
         index: IndexId,
         /// The latest backfill timestamp of the groups.
         ready_ts: u64,
+    },
+    /// CREATE SEQUENCE.
+    CreateSequence {
+        /// The sequence.
+        spec: &'a SequenceSpec,
+        /// Whether an existing relation of that name is a notice.
+        if_not_exists: bool,
+    },
+    /// ALTER SEQUENCE.
+    AlterSequence {
+        /// The sequence.
+        name: &'a str,
+        /// The options given, completed over the current ones.
+        options: &'a DeclaredOptions,
+        /// `RESTART [WITH n]`.
+        restart: Option<Option<i64>>,
+        /// A new owner.
+        owner: Option<&'a Option<SequenceOwner>>,
+    },
+    /// DROP SEQUENCE.
+    DropSequences {
+        /// The sequences.
+        names: &'a [String],
+        /// Whether a missing one is skipped.
+        if_exists: bool,
     },
 }
 
@@ -155,6 +181,44 @@ pub fn change_catalog(
         }
         SchemaChange::IndexReady { index, ready_ts } => {
             catalog.set_index_ready(index, ready_ts)?;
+            Ok(CatalogEffect::Defined)
+        }
+        SchemaChange::CreateSequence {
+            spec,
+            if_not_exists,
+        } => {
+            if if_not_exists && catalog.relation_exists(&spec.name) {
+                return Ok(CatalogEffect::Skipped(already_exists(&spec.name)));
+            }
+            catalog.add_sequence(spec.clone())?;
+            Ok(CatalogEffect::Defined)
+        }
+        SchemaChange::AlterSequence {
+            name,
+            options,
+            restart,
+            owner,
+        } => {
+            catalog.alter_sequence(name, options, restart, owner.cloned())?;
+            Ok(CatalogEffect::Defined)
+        }
+        SchemaChange::DropSequences { names, if_exists } => {
+            let mut dropped = 0;
+            for name in names {
+                if if_exists && catalog.sequence(name).is_none() {
+                    continue;
+                }
+                catalog.remove_sequence(name)?;
+                dropped += 1;
+            }
+            if dropped == 0 {
+                return Ok(CatalogEffect::Skipped(skipped(format!(
+                    "sequence \"{}\" does not exist, skipping",
+                    names.join("\", \"")
+                ))));
+            }
+            // A sequence has no data in the data groups; its position record goes
+            // where the catalog is held (see `sequences::forget_dropped`).
             Ok(CatalogEffect::Defined)
         }
     }

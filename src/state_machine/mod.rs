@@ -16,9 +16,13 @@
 
 pub mod ddl;
 mod index_maintenance;
+pub mod sequences;
 pub mod two_phase;
 
-use crate::catalog::{Catalog, IndexSpec, SharedCatalog, Table, TableSpec};
+use crate::catalog::sequence::{DeclaredOptions, Reservation, SequenceOwner, SequencePosition};
+use crate::catalog::{
+    Catalog, IndexSpec, SequenceId, SequenceSpec, SharedCatalog, Table, TableSpec,
+};
 use crate::encoding::{self, keycode};
 use crate::error::{Error, Result};
 use crate::shard::GroupId;
@@ -154,6 +158,61 @@ pub enum Operation {
         /// The DDL operations (none of them a `SchemaChanges` itself).
         operations: Vec<Operation>,
     },
+    /// CREATE SEQUENCE.
+    CreateSequence {
+        /// The sequence, its options checked.
+        spec: SequenceSpec,
+        /// Whether an existing relation of that name is a notice rather than an error.
+        if_not_exists: bool,
+    },
+    /// ALTER SEQUENCE: the options are completed over the sequence's current ones
+    /// where the change applies, so concurrent changes compose as PostgreSQL's do.
+    AlterSequence {
+        /// The sequence.
+        name: String,
+        /// The options given.
+        options: DeclaredOptions,
+        /// `RESTART [WITH n]`.
+        restart: Option<Option<i64>>,
+        /// A new owner (`Some(None)`: none).
+        owner: Option<Option<SequenceOwner>>,
+    },
+    /// DROP SEQUENCE of one or several, all at once.
+    DropSequences {
+        /// The sequences.
+        names: Vec<String>,
+        /// Whether a missing one is skipped.
+        if_exists: bool,
+    },
+    /// Reserves up to `count` values of a sequence for the proposing node (in the group
+    /// holding the catalog): answered by [`Applied::SequenceValues`].
+    AdvanceSequence {
+        /// The sequence's current id.
+        sequence: SequenceId,
+        /// How many values are wanted.
+        count: u64,
+    },
+    /// Gives back the values a node reserved and did not use (its range is dropped
+    /// after an ALTER SEQUENCE): if nobody reserved after it, the sequence's position
+    /// goes back to `position`, so the sequence goes on as if they were never taken.
+    /// Otherwise nothing changes (they stay gaps).
+    ReleaseSequence {
+        /// The sequence's current id.
+        sequence: SequenceId,
+        /// The last value of the node's reservation.
+        reserved_through: i64,
+        /// The position from which the unused values follow.
+        position: SequencePosition,
+    },
+    /// `setval`: moves a sequence's position.
+    SetSequence {
+        /// The sequence's current id.
+        sequence: SequenceId,
+        /// The new last value.
+        value: i64,
+        /// Whether `value` counts as handed out (the next is `value + increment`).
+        is_called: bool,
+    },
 }
 
 impl Operation {
@@ -201,8 +260,35 @@ impl Operation {
                 index: *index,
                 ready_ts: *ready_ts,
             }),
+            Operation::CreateSequence {
+                spec,
+                if_not_exists,
+            } => Some(ddl::SchemaChange::CreateSequence {
+                spec,
+                if_not_exists: *if_not_exists,
+            }),
+            Operation::AlterSequence {
+                name,
+                options,
+                restart,
+                owner,
+            } => Some(ddl::SchemaChange::AlterSequence {
+                name,
+                options,
+                restart: *restart,
+                owner: owner.as_ref(),
+            }),
+            Operation::DropSequences { names, if_exists } => {
+                Some(ddl::SchemaChange::DropSequences {
+                    names,
+                    if_exists: *if_exists,
+                })
+            }
             Operation::InstallCatalog { .. }
             | Operation::SchemaChanges { .. }
+            | Operation::AdvanceSequence { .. }
+            | Operation::ReleaseSequence { .. }
+            | Operation::SetSequence { .. }
             | Operation::BackfillEntries { .. }
             | Operation::Advance
             | Operation::Commit { .. }
@@ -223,7 +309,14 @@ impl Operation {
             | Operation::DropIndex { .. }
             | Operation::IndexReady { .. }
             | Operation::SchemaChanges { .. }
+            | Operation::CreateSequence { .. }
+            | Operation::AlterSequence { .. }
+            | Operation::DropSequences { .. }
             | Operation::InstallCatalog { .. } => true,
+            // A sequence's position is kept apart from the catalog.
+            Operation::AdvanceSequence { .. }
+            | Operation::ReleaseSequence { .. }
+            | Operation::SetSequence { .. } => false,
             Operation::Advance
             | Operation::Commit { .. }
             | Operation::Prepare(_)
@@ -288,6 +381,8 @@ pub enum Applied {
         /// The outcome the record holds.
         outcome: TxnOutcome,
     },
+    /// Values of a sequence reserved for the proposer.
+    SequenceValues(Reservation),
 }
 
 /// Rows done and rows in all, reported while CREATE INDEX backfills.
@@ -461,6 +556,9 @@ impl StateMachine {
             | Operation::Truncate { .. }
             | Operation::CreateIndex { .. }
             | Operation::DropIndex { .. }
+            | Operation::CreateSequence { .. }
+            | Operation::AlterSequence { .. }
+            | Operation::DropSequences { .. }
             | Operation::IndexReady { .. } => {
                 let change = command.operation.schema_change().ok_or_else(|| {
                     Error::Internal("a DDL operation without a schema change".into())
@@ -472,6 +570,26 @@ impl StateMachine {
                 self.apply_catalog_effect(&effect, ts, &mut batch, progress)?;
                 Applied::Done
             }
+            Operation::AdvanceSequence { sequence, count } => {
+                sequences::advance(&self.store, &catalog, *sequence, *count, &mut batch)?
+            }
+            Operation::SetSequence {
+                sequence,
+                value,
+                is_called,
+            } => sequences::set(&catalog, *sequence, *value, *is_called, &mut batch)?,
+            Operation::ReleaseSequence {
+                sequence,
+                reserved_through,
+                position,
+            } => sequences::release(
+                &self.store,
+                &catalog,
+                *sequence,
+                *reserved_through,
+                *position,
+                &mut batch,
+            )?,
             Operation::SchemaChanges { operations } => {
                 for operation in operations {
                     let change = operation.schema_change().ok_or_else(|| {
@@ -548,6 +666,7 @@ impl StateMachine {
         };
         let catalog_changed = command.operation.changes_catalog();
         if catalog_changed {
+            sequences::forget_dropped(&self.current_catalog(), &catalog, &mut batch);
             batch.put(
                 Space::Meta,
                 keys::META_CATALOG.to_vec(),

@@ -526,13 +526,7 @@ mod tests {
     const HERE: GroupId = 1;
 
     fn column(name: &str, data_type: DataType) -> Column {
-        Column {
-            name: name.into(),
-            data_type,
-            nullable: true,
-            default: None,
-            hidden: false,
-        }
+        Column::plain(name, data_type, true)
     }
 
     impl Group {
@@ -563,6 +557,7 @@ mod tests {
                 }],
                 shard_count: 4,
                 groups,
+                sequences: Vec::new(),
             };
             let create = Operation::CreateTable {
                 spec,

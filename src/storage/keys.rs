@@ -159,6 +159,14 @@ pub const META_LAST_APPLIED_TS: &[u8] = b"applied/last_ts";
 pub const META_PREPARED_PREFIX: &[u8] = b"txn/prepared/";
 /// Meta prefix of the records of cross-group transactions this group holds.
 pub const META_TXN_RECORD_PREFIX: &[u8] = b"txn/record/";
+/// Prefix of sequence positions (the last value reserved), by sequence id; kept by the
+/// group that holds the catalog.
+pub const META_SEQUENCE_PREFIX: &[u8] = b"sequence/";
+
+/// Key of a sequence's position record.
+pub fn sequence_position_key(sequence: u64) -> Vec<u8> {
+    [META_SEQUENCE_PREFIX, &sequence.to_be_bytes()].concat()
+}
 
 /// Meta key of one prepared transaction.
 pub fn prepared_txn_key(txn: u64) -> Vec<u8> {

@@ -117,6 +117,12 @@ impl RaftNode {
         Ok(ready_ts.max(sent_ts))
     }
 
+    /// Commits a sequence reservation or `setval` in the metadata group, which keeps
+    /// sequence positions beside the catalog (no data group is involved).
+    pub async fn change_sequence(&self, operation: Operation) -> Result<Applied> {
+        self.change_catalog(operation).await
+    }
+
     /// Commits a schema change in the metadata group and waits until this replica has
     /// applied it (the next statement here plans against it).
     async fn change_catalog(&self, operation: Operation) -> Result<Applied> {

@@ -34,7 +34,7 @@ use crate::catalog::{Catalog, SharedCatalog, INDEX_BUILDING};
 use crate::encoding;
 use crate::error::{Error, Result};
 use crate::state_machine::ddl::{self, CatalogEffect};
-use crate::state_machine::{Applied, Command, Operation, StateMachine};
+use crate::state_machine::{sequences, Applied, Command, Operation, StateMachine};
 use crate::storage::keys;
 use crate::storage::{Batch, KeyRange, Space, Store};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -361,6 +361,20 @@ impl GroupStateMachine {
                     Err(error) => Ok(Response::Data(Err(error))),
                 }
             }
+            (
+                Request::Schema {
+                    operation:
+                        operation @ (Operation::AdvanceSequence { .. }
+                        | Operation::ReleaseSequence { .. }
+                        | Operation::SetSequence { .. }),
+                },
+                Contents::Metadata(catalog),
+            ) => Ok(apply_sequence_change(
+                &self.store,
+                catalog,
+                &operation,
+                record,
+            )?),
             (Request::Schema { operation }, Contents::Metadata(catalog)) => Ok(
                 apply_schema_change(&self.store, catalog, &operation, record)?,
             ),
@@ -431,10 +445,12 @@ fn apply_schema_change(
             "the metadata group cannot apply {odd:?}"
         )))));
     }
-    let mut changed = (*catalog.current()).clone();
+    let current = catalog.current();
+    let mut changed = (*current).clone();
     let answer = match change_metadata_catalog(&mut changed, operations) {
         Ok(Some(applied)) => Ok((applied, 0)),
         Ok(None) => {
+            sequences::forget_dropped(&current, &changed, &mut record);
             record.put(
                 Space::Meta,
                 keys::META_CATALOG.to_vec(),
@@ -449,6 +465,53 @@ fn apply_schema_change(
     if answer.is_ok() {
         catalog.replace(Arc::new(changed));
     }
+    Ok(Response::Data(answer))
+}
+
+/// Applies a sequence reservation or `setval` in the metadata group, which keeps the
+/// positions of the cluster's sequences; `record` is written either way, with the new
+/// position when it succeeds. A refusal (a bound reached, a sequence dropped meanwhile)
+/// is the entry's answer, alike on every replica.
+fn apply_sequence_change(
+    store: &Store,
+    catalog: &SharedCatalog,
+    operation: &Operation,
+    mut record: Batch,
+) -> Result<Response> {
+    let catalog = catalog.current();
+    // The functions below add to `record` only when they succeed.
+    let answer = match operation {
+        Operation::AdvanceSequence { sequence, count } => {
+            sequences::advance(store, &catalog, *sequence, *count, &mut record)
+        }
+        Operation::SetSequence {
+            sequence,
+            value,
+            is_called,
+        } => sequences::set(&catalog, *sequence, *value, *is_called, &mut record),
+        Operation::ReleaseSequence {
+            sequence,
+            reserved_through,
+            position,
+        } => sequences::release(
+            store,
+            &catalog,
+            *sequence,
+            *reserved_through,
+            *position,
+            &mut record,
+        ),
+        other => Err(Error::Internal(format!(
+            "{other:?} is not a sequence change"
+        ))),
+    };
+    let answer = match answer {
+        Ok(applied) => Ok((applied, 0)),
+        // A refused change has added nothing to `record` but the applied state.
+        Err(error) if error.is_deterministic() => Err(error),
+        Err(error) => return Err(error),
+    };
+    store.write_unsynced(record)?;
     Ok(Response::Data(answer))
 }
 
@@ -548,12 +611,21 @@ impl Fnv64 {
 /// The key ranges a kind of group owns in the store.
 fn ranges_of(kind: GroupKind) -> Vec<KeyRange> {
     match kind {
-        // Besides its applied-state record (oracle bound, membership): the catalog.
-        GroupKind::Metadata => vec![KeyRange {
-            space: Space::Meta,
-            start: keys::META_CATALOG.to_vec(),
-            end: keys::META_CATALOG.iter().copied().chain([0]).collect(),
-        }],
+        // Besides its applied-state record (oracle bound, membership): the catalog and
+        // the sequences' positions.
+        GroupKind::Metadata => vec![
+            KeyRange {
+                space: Space::Meta,
+                start: keys::META_CATALOG.to_vec(),
+                end: keys::META_CATALOG.iter().copied().chain([0]).collect(),
+            },
+            KeyRange {
+                space: Space::Meta,
+                start: keys::META_SEQUENCE_PREFIX.to_vec(),
+                end: crate::encoding::keycode::prefix_end(keys::META_SEQUENCE_PREFIX)
+                    .unwrap_or_else(|| vec![0xff]),
+            },
+        ],
         GroupKind::Data => StateMachine::data_ranges(),
     }
 }
@@ -973,13 +1045,7 @@ mod tests {
     }
 
     fn create_table() -> Operation {
-        let column = |name: &str| Column {
-            name: name.into(),
-            data_type: DataType::BigInt,
-            nullable: false,
-            default: None,
-            hidden: false,
-        };
+        let column = |name: &str| Column::plain(name, DataType::BigInt, false);
         Operation::CreateTable {
             spec: TableSpec {
                 name: "t".into(),
@@ -988,6 +1054,7 @@ mod tests {
                 unique_constraints: Vec::new(),
                 shard_count: 4,
                 groups: 1,
+                sequences: Vec::new(),
             },
             if_not_exists: false,
         }

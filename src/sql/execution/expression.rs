@@ -123,6 +123,17 @@ impl Expression {
                 arguments,
                 entries,
             } => catalog_call(*function, arguments, entries, row)?,
+            Expression::Sequence {
+                function,
+                arguments,
+                access,
+            } => {
+                let values = arguments
+                    .iter()
+                    .map(|a| a.evaluate(row))
+                    .collect::<Result<Vec<_>>>()?;
+                crate::sql::planner::sequence::call(*function, access, &values)?
+            }
             Expression::Case {
                 branches,
                 else_result,
@@ -216,6 +227,15 @@ impl Expression {
                 function,
                 arguments: arguments.into_iter().map(f).collect::<Result<_>>()?,
                 entries,
+            },
+            Expression::Sequence {
+                function,
+                arguments,
+                access,
+            } => Expression::Sequence {
+                function,
+                arguments: arguments.into_iter().map(f).collect::<Result<_>>()?,
+                access,
             },
             Expression::Function(function, args, t) => {
                 Expression::Function(function, args.into_iter().map(f).collect::<Result<_>>()?, t)

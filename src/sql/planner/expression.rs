@@ -446,6 +446,15 @@ pub enum Expression {
         /// Answers by (object id, second argument or 0).
         entries: std::sync::Arc<std::collections::BTreeMap<(i64, i64), Value>>,
     },
+    /// A sequence function (see [`super::sequence`]): never folded, run per evaluation.
+    Sequence {
+        /// Which function.
+        function: super::sequence::SequenceFunction,
+        /// Its arguments (the sequence's name first).
+        arguments: Vec<Expression>,
+        /// The session's handle on sequences.
+        access: super::sequence::SequenceAccess,
+    },
     /// CASE WHEN ... (a `CASE x WHEN` form is bound to comparisons).
     Case {
         /// WHEN condition, THEN result.
@@ -487,6 +496,7 @@ impl Expression {
             Expression::Concat(..) => Some(TEXT),
             Expression::Function(_, _, t) | Expression::Case { data_type: t, .. } => *t,
             Expression::Catalog { function, .. } => Some(function.signature().1),
+            Expression::Sequence { .. } => Some(DataType::BigInt),
         }
     }
 
@@ -500,6 +510,7 @@ impl Expression {
                 Expression::Column { .. }
                     | Expression::OuterColumn { .. }
                     | Expression::Subquery { .. }
+                    | Expression::Sequence { .. }
             ) {
                 constant = false;
             }
@@ -556,6 +567,9 @@ impl Expression {
                 pattern.walk(visit);
             }
             Expression::Function(_, args, _)
+            | Expression::Sequence {
+                arguments: args, ..
+            }
             | Expression::Catalog {
                 arguments: args, ..
             } => args.iter().for_each(|a| a.walk(visit)),
@@ -666,6 +680,14 @@ impl fmt::Display for Expression {
                 write!(f, "{}({})", function.name(), items.join(", "))
             }
             Expression::Catalog {
+                function,
+                arguments,
+                ..
+            } => {
+                let items: Vec<String> = arguments.iter().map(ToString::to_string).collect();
+                write!(f, "{}({})", function.name(), items.join(", "))
+            }
+            Expression::Sequence {
                 function,
                 arguments,
                 ..
@@ -1226,6 +1248,9 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<Expression> {
             }
             if let Some(value) = session_function(name, args, scope)? {
                 return Ok(Expression::Constant(value));
+            }
+            if let Some(call) = super::sequence::bind_call(name, args, scope)? {
+                return Ok(call);
             }
             bind_function(name, args, scope)
         }

@@ -13,18 +13,20 @@ pub mod expression;
 pub mod join;
 pub mod pg_catalog;
 pub mod plan;
+mod schema;
+pub mod sequence;
 mod set_operation;
 pub mod system;
 mod table_function;
 mod write;
 
-use super::ast::{CreateTable, Expr, OrderItem, Select, SelectItem};
-use crate::catalog::{Catalog, Column, Index, IndexSpec, Table, TableSpec, HIDDEN_ROW_ID};
+use super::ast::{Expr, OrderItem, Select, SelectItem};
+use crate::catalog::{Catalog, Index, Table};
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value, TEXT};
 use expression::{
-    bind, bind_boolean, bind_for_column, AggregateFunction, Expression, Grouping, Identity,
-    ParameterTypes, Scope, ScopeColumn,
+    bind, bind_boolean, AggregateFunction, Expression, Grouping, Identity, ParameterTypes, Scope,
+    ScopeColumn,
 };
 use plan::{Aggregate, Plan, SortKey};
 
@@ -55,6 +57,8 @@ pub struct Planner<'a> {
     identity: &'a Identity,
     /// The scope of the query around the one being planned (for a subquery).
     outer: Option<&'a Scope<'a>>,
+    /// The session's sequences, for `nextval` and friends (`None`: not callable).
+    sequences: Option<&'a sequence::SequenceAccess>,
 }
 
 static DEFAULT_IDENTITY: std::sync::LazyLock<Identity> =
@@ -79,6 +83,19 @@ impl<'a> Planner<'a> {
         Planner { identity, ..self }
     }
 
+    /// The same planner binding `nextval` and the other sequence functions to `access`.
+    pub fn with_sequences(self, access: &'a sequence::SequenceAccess) -> Planner<'a> {
+        Planner {
+            sequences: Some(access),
+            ..self
+        }
+    }
+
+    /// The session's sequences, if the sequence functions may be called.
+    pub fn sequences(&self) -> Option<&'a sequence::SequenceAccess> {
+        self.sequences
+    }
+
     /// A planner; `index_usable` tells which indexes the reading snapshot may use.
     pub fn new(
         catalog: &'a Catalog,
@@ -92,6 +109,7 @@ impl<'a> Planner<'a> {
             inferred: None,
             identity: &DEFAULT_IDENTITY,
             outer: None,
+            sequences: None,
         }
     }
 
@@ -109,6 +127,7 @@ impl<'a> Planner<'a> {
             inferred: Some(inferred),
             identity: &DEFAULT_IDENTITY,
             outer: None,
+            sequences: None,
         }
     }
 
@@ -573,162 +592,6 @@ impl<'a> Planner<'a> {
             None => scan,
         })
     }
-
-    /// Turns CREATE TABLE into a table definition: checks names, resolves the primary
-    /// key (adding a hidden row id when there is none) and evaluates defaults. The
-    /// table gets `WITH (shards = N)` shards, or `default_shards`, placed on a pool of
-    /// `groups` data groups.
-    pub fn table_spec(
-        &self,
-        create: &CreateTable,
-        default_shards: u16,
-        groups: u64,
-    ) -> Result<TableSpec> {
-        let mut columns: Vec<Column> = Vec::with_capacity(create.columns.len() + 1);
-        for definition in &create.columns {
-            if columns.iter().any(|c| c.name == definition.name) {
-                return Err(Error::DuplicateColumn(definition.name.clone()));
-            }
-            let default = match &definition.default {
-                None => None,
-                Some(expr) => {
-                    let bound = fold(bind_for_column(
-                        expr,
-                        &self.empty_scope("DEFAULT expressions"),
-                        definition.data_type,
-                        &definition.name,
-                    )?)?;
-                    let Expression::Constant(value) = bound else {
-                        return Err(Error::FeatureNotSupported(
-                            "only constant DEFAULT expressions are supported".into(),
-                        ));
-                    };
-                    Some(
-                        definition
-                            .data_type
-                            .coerce_for_assignment(value, &definition.name)?,
-                    )
-                }
-            };
-            columns.push(Column {
-                name: definition.name.clone(),
-                data_type: definition.data_type,
-                nullable: !definition.not_null,
-                default,
-                hidden: false,
-            });
-        }
-        let column_level: Vec<String> = create
-            .columns
-            .iter()
-            .filter(|c| c.primary_key)
-            .map(|c| c.name.clone())
-            .collect();
-        let key_names = match (&create.primary_key, column_level.len()) {
-            (Some(_), n) if n > 0 => return Err(multiple_primary_keys(&create.name)),
-            (Some(names), _) => names.clone(),
-            (None, 0 | 1) => column_level,
-            (None, _) => return Err(multiple_primary_keys(&create.name)),
-        };
-        let position_of = |name: &String, columns: &[Column]| {
-            columns.iter().position(|c| &c.name == name).ok_or_else(|| {
-                Error::UndefinedColumn(format!("\"{name}\" named in key does not exist"))
-            })
-        };
-        let mut primary_key = Vec::with_capacity(key_names.len());
-        for name in &key_names {
-            let position = position_of(name, &columns)?;
-            if primary_key.contains(&position) {
-                return Err(Error::DuplicateColumn(name.clone()));
-            }
-            columns[position].nullable = false;
-            primary_key.push(position);
-        }
-        let mut unique_constraints = Vec::new();
-        let mut add_unique =
-            |name: Option<String>, names: &[String], columns: &[Column]| -> Result<()> {
-                let positions = names
-                    .iter()
-                    .map(|n| position_of(n, columns))
-                    .collect::<Result<Vec<_>>>()?;
-                let name =
-                    name.unwrap_or_else(|| format!("{}_{}_key", create.name, names.join("_")));
-                unique_constraints.push(IndexSpec {
-                    name,
-                    columns: positions,
-                    unique: true,
-                });
-                Ok(())
-            };
-        for definition in create.columns.iter().filter(|c| c.unique) {
-            add_unique(None, std::slice::from_ref(&definition.name), &columns)?;
-        }
-        for (name, names) in &create.unique {
-            add_unique(name.clone(), names, &columns)?;
-        }
-        if primary_key.is_empty() {
-            columns.push(Column {
-                name: HIDDEN_ROW_ID.into(),
-                data_type: DataType::BigInt,
-                nullable: false,
-                default: None,
-                hidden: true,
-            });
-            primary_key.push(columns.len() - 1);
-        }
-        Ok(TableSpec {
-            name: create.name.clone(),
-            columns,
-            primary_key,
-            unique_constraints,
-            shard_count: create.shards.unwrap_or(default_shards),
-            groups,
-        })
-    }
-
-    /// Turns CREATE INDEX into an index definition, naming it as PostgreSQL would when
-    /// no name is given.
-    pub fn index_spec(
-        &self,
-        name: Option<&str>,
-        table: &str,
-        columns: &[String],
-        unique: bool,
-    ) -> Result<IndexSpec> {
-        let table = self.catalog.require_table(table)?;
-        let mut positions = Vec::with_capacity(columns.len());
-        for column in columns {
-            let position = table
-                .column_index(column)
-                .filter(|&i| !table.columns[i].hidden)
-                .ok_or_else(|| Error::UndefinedColumn(format!("\"{column}\" does not exist")))?;
-            positions.push(position);
-        }
-        let name = match name {
-            Some(name) => name.to_string(),
-            None => self.free_index_name(&format!(
-                "{}_{}_{}",
-                table.name,
-                columns.join("_"),
-                if unique { "key" } else { "idx" }
-            )),
-        };
-        Ok(IndexSpec {
-            name,
-            columns: positions,
-            unique,
-        })
-    }
-
-    fn free_index_name(&self, base: &str) -> String {
-        if !self.catalog.relation_exists(base) {
-            return base.to_string();
-        }
-        (1..)
-            .map(|n| format!("{base}{n}"))
-            .find(|n| !self.catalog.relation_exists(n))
-            .unwrap_or_else(|| base.to_string())
-    }
 }
 
 /// `ORDER BY 2`: the 0-based result column a position names.
@@ -740,12 +603,6 @@ fn order_by_position(value: &Value, column_count: usize) -> Result<usize> {
         )));
     }
     Ok(position as usize - 1)
-}
-
-fn multiple_primary_keys(table: &str) -> Error {
-    Error::InvalidTableDefinition(format!(
-        "multiple primary keys for table \"{table}\" are not allowed"
-    ))
 }
 
 fn visible_columns(table: &Table, qualifier: Option<&str>) -> Vec<(Expr, String)> {

@@ -12,7 +12,7 @@
 
 use super::expression::{bind, CatalogFunction, Expression, Scope};
 use super::system::default_text;
-use crate::catalog::{Catalog, Column, Index, Table};
+use crate::catalog::{Catalog, Column, IdentityKind, Index, Sequence, Table};
 use crate::error::{Error, Result};
 use crate::sql::ast::{Expr, ObjectKind};
 use crate::types::{DataType, ElementType, Value, TEXT};
@@ -40,6 +40,8 @@ pub const UTF8_ENCODING: i64 = 6;
 const FIRST_USER_OID: i64 = 16384;
 /// Where secondary-index OIDs start.
 const FIRST_INDEX_OID: i64 = 1 << 30;
+/// Where sequence OIDs start.
+const FIRST_SEQUENCE_OID: i64 = (1 << 30) + (1 << 29);
 
 /// A relation's OID.
 pub fn table_oid(table: &Table) -> i32 {
@@ -54,6 +56,11 @@ pub fn primary_key_oid(table: &Table) -> i32 {
 /// A secondary index's OID.
 pub fn index_oid(index: &Index) -> i32 {
     oid(FIRST_INDEX_OID + i64::from(index.id))
+}
+
+/// A sequence's OID (its id changes at RESTART; its name is what tools follow).
+pub fn sequence_oid(sequence: &Sequence) -> i32 {
+    oid(FIRST_SEQUENCE_OID + i64::try_from(sequence.id).unwrap_or(i64::MAX >> 1))
 }
 
 fn oid(value: i64) -> i32 {
@@ -251,6 +258,11 @@ fn object_names(kind: ObjectKind, catalog: &Catalog) -> Vec<(i32, String)> {
                 let indexes = indexes(table).into_iter().map(|i| (i.oid, i.name));
                 std::iter::once((table_oid(table), table.name.clone())).chain(indexes)
             })
+            .chain(
+                catalog
+                    .sequences()
+                    .map(|s| (sequence_oid(s), s.name.clone())),
+            )
             .collect(),
         ObjectKind::Type => TYPES
             .iter()
@@ -344,6 +356,7 @@ pub fn resolve(name: &str, catalog: &Catalog) -> Option<(ColumnList, Vec<Vec<Val
         "pg_index" => (PG_INDEX, pg_index(catalog)),
         "pg_attribute" => (PG_ATTRIBUTE, pg_attribute(catalog)),
         "pg_attrdef" => (PG_ATTRDEF, pg_attrdef(catalog)),
+        "pg_sequence" => (PG_SEQUENCE, pg_sequence(catalog)),
         "pg_type" => (PG_TYPE, pg_type()),
         "pg_constraint" => (PG_CONSTRAINT, pg_constraint(catalog)),
         "pg_collation" => (PG_COLLATION, pg_collation()),
@@ -422,6 +435,18 @@ fn pg_class(catalog: &Catalog) -> Vec<Vec<Value>> {
                 false,
             ));
         }
+    }
+    for sequence in catalog.sequences() {
+        // A sequence relation has three columns in PostgreSQL: last_value, log_cnt,
+        // is_called.
+        rows.push(class_row(
+            sequence_oid(sequence),
+            &sequence.name,
+            0,
+            "S",
+            3,
+            false,
+        ));
     }
     rows
 }
@@ -567,8 +592,12 @@ fn attribute_row(relation: i32, number: usize, column: &Column) -> Vec<Value> {
         Value::SmallInt(i16::try_from(number).unwrap_or(i16::MAX)),
         int(type_modifier(column.data_type)),
         Value::Boolean(!column.nullable),
-        Value::Boolean(column.default.is_some()),
-        text(""),
+        Value::Boolean(column.default.is_some() && column.identity.is_none()),
+        text(match column.identity {
+            Some(IdentityKind::Always) => "a",
+            Some(IdentityKind::ByDefault) => "d",
+            None => "",
+        }),
         text(""),
         Value::Boolean(false),
         int(collation),
@@ -609,6 +638,36 @@ fn pg_attrdef(catalog: &Catalog) -> Vec<Vec<Value>> {
         }
     }
     rows
+}
+
+const PG_SEQUENCE: &[(&str, DataType)] = &[
+    ("seqrelid", INTEGER),
+    ("seqtypid", INTEGER),
+    ("seqstart", DataType::BigInt),
+    ("seqincrement", DataType::BigInt),
+    ("seqmax", DataType::BigInt),
+    ("seqmin", DataType::BigInt),
+    ("seqcache", DataType::BigInt),
+    ("seqcycle", BOOLEAN),
+];
+
+fn pg_sequence(catalog: &Catalog) -> Vec<Vec<Value>> {
+    catalog
+        .sequences()
+        .map(|sequence| {
+            let options = &sequence.options;
+            vec![
+                int(sequence_oid(sequence)),
+                int(options.data_type.oid() as i32),
+                Value::BigInt(options.start),
+                Value::BigInt(options.increment),
+                Value::BigInt(options.max_value),
+                Value::BigInt(options.min_value),
+                Value::BigInt(options.cache),
+                Value::Boolean(options.cycle),
+            ]
+        })
+        .collect()
 }
 
 const PG_TYPE: &[(&str, DataType)] = &[

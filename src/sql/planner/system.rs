@@ -14,7 +14,7 @@
 //! [`super::pg_catalog`] that psql's `\dt` and `\di` join.
 
 use super::expression::Identity;
-use crate::catalog::{Catalog, Column, Table};
+use crate::catalog::{Catalog, Column, ColumnDefault, IdentityKind, Table};
 use crate::types::{DataType, Value, TEXT};
 
 /// A view's definition and its current rows.
@@ -35,6 +35,7 @@ pub fn resolve(name: &str, catalog: &Catalog, identity: &Identity) -> Option<Sys
     let (columns, rows): (&[(&str, DataType)], Vec<Vec<Value>>) = match name {
         "information_schema.tables" => (TABLES, tables(catalog, identity)),
         "information_schema.columns" => (COLUMNS, columns(catalog, identity)),
+        "information_schema.sequences" => (SEQUENCES, sequences(catalog, identity)),
         "information_schema.table_constraints" => {
             (TABLE_CONSTRAINTS, table_constraints(catalog, identity))
         }
@@ -67,13 +68,7 @@ pub fn derived_table(name: &str, columns: impl IntoIterator<Item = (String, Data
         name: name.to_string(),
         columns: columns
             .into_iter()
-            .map(|(name, data_type)| Column {
-                name,
-                data_type,
-                nullable: true,
-                default: None,
-                hidden: false,
-            })
+            .map(|(name, data_type)| Column::plain(&name, data_type, true))
             .collect(),
         primary_key: Vec::new(),
         indexes: Vec::new(),
@@ -149,6 +144,23 @@ const COLUMNS: &[(&str, DataType)] = &[
     ("is_nullable", TEXT),
     ("data_type", TEXT),
     ("character_maximum_length", INTEGER),
+    ("is_identity", TEXT),
+    ("identity_generation", TEXT),
+];
+
+const SEQUENCES: &[(&str, DataType)] = &[
+    ("sequence_catalog", TEXT),
+    ("sequence_schema", TEXT),
+    ("sequence_name", TEXT),
+    ("data_type", TEXT),
+    ("numeric_precision", INTEGER),
+    ("numeric_precision_radix", INTEGER),
+    ("numeric_scale", INTEGER),
+    ("start_value", TEXT),
+    ("minimum_value", TEXT),
+    ("maximum_value", TEXT),
+    ("increment", TEXT),
+    ("cycle_option", TEXT),
 ];
 
 const TABLE_CONSTRAINTS: &[(&str, DataType)] = &[
@@ -213,15 +225,56 @@ fn tables(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// A column default as PostgreSQL shows it (`'x'::text`, `0`).
+/// `ALWAYS` or `BY DEFAULT`, as information_schema spells an identity's kind.
+pub fn identity_generation(kind: IdentityKind) -> &'static str {
+    match kind {
+        IdentityKind::Always => "ALWAYS",
+        IdentityKind::ByDefault => "BY DEFAULT",
+    }
+}
+
+fn sequences(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
+    catalog
+        .sequences()
+        .map(|sequence| {
+            let options = &sequence.options;
+            let precision = match options.data_type {
+                DataType::SmallInt => 16,
+                DataType::Integer => 32,
+                _ => 64,
+            };
+            vec![
+                text(&identity.database),
+                text(SCHEMA),
+                text(&sequence.name),
+                text(&options.data_type.sql_name()),
+                integer(precision),
+                integer(2),
+                integer(0),
+                text(&options.start.to_string()),
+                text(&options.min_value.to_string()),
+                text(&options.max_value.to_string()),
+                text(&options.increment.to_string()),
+                text(if options.cycle { "YES" } else { "NO" }),
+            ]
+        })
+        .collect()
+}
+
+/// A column default as PostgreSQL shows it (`'x'::text`, `0`); none for an identity
+/// column, whose values come from its sequence without a DEFAULT.
 pub fn default_text(column: &Column) -> Option<String> {
-    column.default.as_ref().map(|value| match value {
-        Value::Text(s) => format!(
+    if column.identity.is_some() {
+        return None;
+    }
+    column.default.as_ref().map(|default| match default {
+        ColumnDefault::Constant(Value::Text(s)) => format!(
             "'{}'::{}",
             s.replace('\'', "''"),
             base_type_name(column.data_type)
         ),
-        other => other.to_string(),
+        ColumnDefault::Constant(other) => other.to_string(),
+        ColumnDefault::Expression(sql) => sql.clone(),
     })
 }
 
@@ -257,6 +310,14 @@ fn columns(catalog: &Catalog, identity: &Identity) -> Vec<Vec<Value>> {
                 text(if column.nullable { "YES" } else { "NO" }),
                 text(&data_type),
                 max_length,
+                text(if column.identity.is_some() {
+                    "YES"
+                } else {
+                    "NO"
+                }),
+                column
+                    .identity
+                    .map_or(Value::Null, |kind| text(identity_generation(kind))),
             ]);
         }
     }

@@ -9,12 +9,13 @@ use super::expression::{
 };
 use super::plan::{Arbiter, ConflictPlan, ConflictResolution, Plan};
 use super::{fold, visible_columns, OutputColumn, Planner};
-use crate::catalog::Table;
+use crate::catalog::{Column, ColumnDefault, IdentityKind, Table};
 use crate::error::{Error, Result};
 use crate::sql::ast::{
     ConflictAction, ConflictTarget, Delete, Expr, FromItem, Insert, InsertSource, JoinKind,
     OnConflict, SelectItem, TableReference, Update,
 };
+use crate::sql::parser;
 use crate::types::Value;
 
 impl Planner<'_> {
@@ -39,13 +40,8 @@ impl Planner<'_> {
                 positions
             }
         };
-        let defaults = || {
-            table
-                .columns
-                .iter()
-                .map(|c| Expression::Constant(c.default.clone().unwrap_or(Value::Null)))
-                .collect::<Vec<_>>()
-        };
+        let column_defaults = self.column_defaults(table)?;
+        let defaults = || column_defaults.clone();
         let source = match &insert.source {
             InsertSource::DefaultValues => Plan::Values {
                 rows: vec![defaults()],
@@ -70,6 +66,7 @@ impl Planner<'_> {
                     for (item, &position) in row.iter().zip(&targets) {
                         if let Some(expr) = item {
                             let column = &table.columns[position];
+                            refuse_generated_always(column)?;
                             full[position] = fold(bind_for_column(
                                 expr,
                                 &scope,
@@ -96,6 +93,7 @@ impl Planner<'_> {
                 }
                 let mut full = defaults();
                 for (i, &position) in targets.iter().enumerate() {
+                    refuse_generated_always(&table.columns[position])?;
                     full[position] = Expression::Column {
                         index: i,
                         name: columns[i].name.clone(),
@@ -127,6 +125,27 @@ impl Planner<'_> {
             returning,
         };
         Ok((plan, columns))
+    }
+
+    /// What each column of `table` gets when an INSERT leaves it out: its DEFAULT (an
+    /// expression default is planned again by every INSERT and evaluated per row, so
+    /// `nextval` gives each row its own value), or NULL.
+    fn column_defaults(&self, table: &Table) -> Result<Vec<Expression>> {
+        let scope = self.empty_scope("DEFAULT expressions");
+        let default_of = |column: &Column| match &column.default {
+            None => Ok(Expression::Constant(Value::Null)),
+            Some(ColumnDefault::Constant(value)) => Ok(Expression::Constant(value.clone())),
+            Some(ColumnDefault::Expression(sql)) => {
+                let expr = parser::parse_expression(sql)?;
+                fold(bind_for_column(
+                    &expr,
+                    &scope,
+                    column.data_type,
+                    &column.name,
+                )?)
+            }
+        };
+        table.columns.iter().map(default_of).collect()
     }
 
     /// Plans an UPDATE (with FROM, joined to the target by WHERE), with its RETURNING
@@ -353,6 +372,11 @@ fn bind_assignments(
             });
         }
         let column = &table.columns[position];
+        if column.identity == Some(IdentityKind::Always) {
+            return Err(Error::GeneratedAlways(format!(
+                "column \"{name}\" can only be updated to DEFAULT"
+            )));
+        }
         let value = fold(bind_for_column(
             expr,
             scope,
@@ -423,4 +447,16 @@ fn arbiter(table: &Table, target: &ConflictTarget) -> Result<Arbiter> {
                 })
         }
     }
+}
+
+/// A value given for a `GENERATED ALWAYS` identity column: 428C9, as PostgreSQL says it
+/// (Tessera has no `OVERRIDING SYSTEM VALUE` yet).
+fn refuse_generated_always(column: &Column) -> Result<()> {
+    if column.identity == Some(IdentityKind::Always) {
+        return Err(Error::GeneratedAlways(format!(
+            "cannot insert a non-DEFAULT value into column \"{}\"",
+            column.name
+        )));
+    }
+    Ok(())
 }

@@ -11,6 +11,8 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
+mod sequence;
+
 /// Longest statement text accepted, so hostile input cannot exhaust memory in the parser.
 pub const MAX_SQL_BYTES: usize = 16 << 20;
 /// Deepest expression nesting accepted (sqlparser's guard against stack overflow).
@@ -25,10 +27,13 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         )));
     }
     let dialect = PostgreSqlDialect {};
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax_error(sql, e.into()))?;
+    let tokens = sequence::order_identity_options(tokens).map_err(|e| syntax_error(sql, e))?;
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_RECURSION_DEPTH)
-        .try_with_sql(sql)
-        .map_err(|e| syntax_error(sql, e))?;
+        .with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     // sqlparser's statement loop, with Tessera's own ALTER CLUSTER recognised first.
     let mut expecting_delimiter = false;
@@ -47,6 +52,10 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         let statement = if is_word(&next, "alter") && is_word(&parser.peek_nth_token(1), "cluster")
         {
             parse_alter_cluster(&mut parser).map_err(|e| syntax_error(sql, e))?
+        } else if (is_word(&next, "alter") || is_word(&next, "create"))
+            && is_word(&parser.peek_nth_token(1), "sequence")
+        {
+            sequence::parse_create_or_alter(&mut parser, sql)?
         } else if is_word(&next, "show") && is_word(&parser.peek_nth_token(1), "shards") {
             parse_show_shards(&mut parser).map_err(|e| syntax_error(sql, e))?
         } else if is_word(&next, "vacuum") || is_word(&next, "analyze") {
@@ -62,6 +71,22 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         expecting_delimiter = true;
     }
     Ok(statements)
+}
+
+/// Parses one expression (a column's DEFAULT as the catalog keeps it).
+pub fn parse_expression(sql: &str) -> Result<Expr> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(MAX_RECURSION_DEPTH)
+        .try_with_sql(sql)
+        .map_err(|e| syntax_error(sql, e))?;
+    let expr = parser.parse_expr().map_err(|e| syntax_error(sql, e))?;
+    let rest = parser.peek_token();
+    if rest.token != Token::EOF {
+        let error = parser.expected::<()>("end of expression", rest);
+        return Err(syntax_error(sql, error.unwrap_err()));
+    }
+    translate_expr(&expr)
 }
 
 fn is_word(token: &TokenWithSpan, word: &str) -> bool {
@@ -300,6 +325,7 @@ fn translate_statement(statement: sp::Statement) -> Result<Statement> {
             match object_type {
                 sp::ObjectType::Table => Ok(Statement::DropTable { names, if_exists }),
                 sp::ObjectType::Index => Ok(Statement::DropIndex { names, if_exists }),
+                sp::ObjectType::Sequence => Ok(Statement::DropSequence { names, if_exists }),
                 other => Err(unsupported(format!("DROP {other}"))),
             }
         }
@@ -482,7 +508,11 @@ fn index_columns(columns: &[sp::IndexColumn]) -> Result<Vec<String>> {
 }
 
 fn translate_column(column: &sp::ColumnDef) -> Result<ColumnDefinition> {
-    let data_type = translate_type(&column.data_type)?;
+    let serial = sequence::serial_type(&column.data_type);
+    let data_type = match serial {
+        Some(data_type) => data_type,
+        None => translate_type(&column.data_type)?,
+    };
     if matches!(data_type, DataType::Array(_)) {
         return Err(unsupported(
             "array columns (arrays are values of queries only, for now)",
@@ -493,14 +523,46 @@ fn translate_column(column: &sp::ColumnDef) -> Result<ColumnDefinition> {
         data_type,
         not_null: false,
         default: None,
+        default_sql: None,
         primary_key: false,
         unique: false,
+        generated: serial.map(|data_type| GeneratedKey {
+            identity: None,
+            options: DeclaredOptions {
+                data_type: Some(data_type),
+                ..DeclaredOptions::default()
+            },
+        }),
     };
     for option in &column.options {
         match &option.option {
             sp::ColumnOption::Null => definition.not_null = false,
             sp::ColumnOption::NotNull => definition.not_null = true,
-            sp::ColumnOption::Default(expr) => definition.default = Some(translate_expr(expr)?),
+            sp::ColumnOption::Default(expr) => {
+                definition.default = Some(translate_expr(expr)?);
+                definition.default_sql = Some(expr.to_string());
+            }
+            sp::ColumnOption::Generated {
+                generated_as,
+                sequence_options,
+                generation_expr: None,
+                ..
+            } => {
+                if definition.generated.is_some() {
+                    return Err(Error::Syntax {
+                        message: format!(
+                            "multiple identity specifications for column \"{}\"",
+                            definition.name
+                        ),
+                        position: None,
+                    });
+                }
+                definition.generated = Some(sequence::identity(
+                    generated_as,
+                    sequence_options.as_deref(),
+                    data_type,
+                )?);
+            }
             sp::ColumnOption::PrimaryKey(_) => definition.primary_key = true,
             sp::ColumnOption::Unique(_) => definition.unique = true,
             other => return Err(unsupported(format!("the column option {other}"))),
