@@ -193,6 +193,9 @@ pub fn function_entries(
                     entries.insert((i64::from(index.oid), 0), Value::Boolean(true));
                 }
             }
+            for sequence in catalog.sequences() {
+                entries.insert((i64::from(sequence_oid(sequence)), 0), Value::Boolean(true));
+            }
         }
         CatalogFunction::IndexDefinition | CatalogFunction::ConstraintDefinition => {
             for table in catalog.tables() {
