@@ -91,10 +91,14 @@ impl Session {
                 };
                 return Ok((vec![drop], result));
             }
-            Statement::Truncate { names } => {
+            Statement::Truncate {
+                names,
+                restart_identity,
+            } => {
                 for name in names {
                     catalog.require_table(name)?;
                 }
+                refuse_restart_identity(catalog, names, *restart_identity)?;
                 let truncate = Operation::Truncate {
                     names: names.clone(),
                 };
@@ -355,6 +359,27 @@ impl Session {
             return Err(Error::UndefinedTable(missing.clone()));
         }
         Ok(QueryResult::command(tag))
+    }
+}
+
+/// TRUNCATE ... RESTART IDENTITY of a table that owns a sequence: 0A000, since the
+/// sequences would have to restart with the truncation, which is not built yet (of
+/// tables owning none it is plain TRUNCATE).
+pub(super) fn refuse_restart_identity(
+    catalog: &Catalog,
+    names: &[String],
+    restart_identity: bool,
+) -> Result<()> {
+    let owns = |name: &String| {
+        catalog
+            .sequences()
+            .any(|s| s.owner.as_ref().is_some_and(|owner| &owner.table == name))
+    };
+    match names.iter().find(|name| owns(name)) {
+        Some(name) if restart_identity => Err(Error::FeatureNotSupported(format!(
+            "TRUNCATE ... RESTART IDENTITY of \"{name}\", which owns a sequence"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -284,9 +284,11 @@ impl Session {
             // In a block that changed data TRUNCATE deletes through the transaction, so
             // that it commits or rolls back with it (pgbench -i truncates and loads in
             // one block); in a block of DDL it is one of the block's schema changes.
-            Statement::Truncate { names }
-                if self.transaction.is_some() && !self.ran_ddl_in_block() =>
-            {
+            Statement::Truncate {
+                names,
+                restart_identity,
+            } if self.transaction.is_some() && !self.ran_ddl_in_block() => {
+                ddl::refuse_restart_identity(&self.replica.catalog(), names, *restart_identity)?;
                 self.run_in_transaction(true, |session, txn| session.truncate_rows(names, txn))
             }
             ddl if ddl.is_ddl() => self.execute_ddl(ddl),

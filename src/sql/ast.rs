@@ -41,6 +41,9 @@ pub enum Statement {
     Truncate {
         /// The tables.
         names: Vec<String>,
+        /// RESTART IDENTITY: the tables' owned sequences would start again; refused
+        /// (0A000) where a table owns one, for now.
+        restart_identity: bool,
     },
     /// CREATE [UNIQUE] INDEX.
     CreateIndex {

@@ -666,14 +666,16 @@ fn translate_truncate(truncate: sp::Truncate) -> Result<Statement> {
     if matches!(truncate.cascade, Some(sp::CascadeOption::Cascade)) {
         return Err(unsupported("TRUNCATE ... CASCADE"));
     }
-    // RESTART / CONTINUE IDENTITY are accepted: no table has an identity column or a
-    // sequence to restart yet.
     let names = truncate
         .table_names
         .iter()
         .map(|target| object_name(&target.name))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Statement::Truncate { names })
+    let restart_identity = matches!(truncate.identity, Some(sp::TruncateIdentityOption::Restart));
+    Ok(Statement::Truncate {
+        names,
+        restart_identity,
+    })
 }
 
 fn translate_create_index(create: sp::CreateIndex) -> Result<Statement> {
