@@ -50,12 +50,17 @@ impl SessionSequences {
         self.replica.catalog()
     }
 
-    fn remember(&self, name: &str, value: i64) {
+    /// Records `value` as this session's `currval` of `name` (and, from `nextval`, as
+    /// its `lastval`).
+    fn remember(&self, name: &str, value: i64, as_last: bool) {
         let mut given = self.given();
         if given.current.len() >= MAX_REMEMBERED && !given.current.contains_key(name) {
             given.current.clear();
         }
         given.current.insert(name.to_string(), value);
+        if as_last {
+            given.last = Some(value);
+        }
     }
 }
 
@@ -64,8 +69,7 @@ impl SequenceSource for SessionSequences {
         let catalog = self.catalog();
         let sequence = catalog.require_sequence(name)?;
         let value = self.replica.next_sequence_value(sequence)?;
-        self.remember(name, value);
-        self.given().last = Some(value);
+        self.remember(name, value, true);
         Ok(value)
     }
 
@@ -85,7 +89,7 @@ impl SequenceSource for SessionSequences {
         self.replica
             .set_sequence_value(sequence, value, is_called)?;
         if is_called {
-            self.remember(name, value);
+            self.remember(name, value, false);
         }
         Ok(value)
     }

@@ -123,7 +123,7 @@ pub fn bind_call(name: &str, args: &[Expr], scope: &Scope) -> Result<Option<Expr
         let fits = bound.data_type().is_none_or(|t| {
             t == expected
                 || (expected == DataType::BigInt && t.is_integer())
-                || t.is_text() && expected.is_text()
+                || (expected.is_text() && t.is_text())
         });
         if !fits {
             return Err(Error::UndefinedFunction(format!(
