@@ -131,6 +131,19 @@ pub enum Error {
     /// An object of one kind named where another is needed, e.g. `nextval` of a table
     /// (42809).
     WrongObjectType(String),
+    /// COPY data that does not fit the table or format: too few or too many fields, an
+    /// unterminated quote (22P04).
+    BadCopyFileFormat(String),
+    /// Bytes that are not valid UTF-8 where text is expected (22021).
+    InvalidByteSequence(String),
+    /// An error with where it happened, PostgreSQL's CONTEXT field (COPY's line and
+    /// column). Everything but the context is the inner error's.
+    WithContext {
+        /// What went wrong.
+        error: Box<Error>,
+        /// Where.
+        context: String,
+    },
 }
 
 /// The fields of a server's ErrorResponse, kept as sent.
@@ -197,6 +210,9 @@ impl Error {
             Error::GeneratedAlways(_) => "428C9",
             Error::DependentObjectsStillExist(_) => "2BP01",
             Error::WrongObjectType(_) => "42809",
+            Error::BadCopyFileFormat(_) => "22P04",
+            Error::InvalidByteSequence(_) => "22021",
+            Error::WithContext { error, .. } => error.sqlstate(),
         }
     }
 
@@ -204,6 +220,9 @@ impl Error {
     /// way. A deterministic failure counts as applied; a non-deterministic one (disk,
     /// corruption, bugs) means this node cannot go on applying and must stop.
     pub fn is_deterministic(&self) -> bool {
+        if let Error::WithContext { error, .. } = self {
+            return error.is_deterministic();
+        }
         !matches!(
             self,
             Error::Storage(_)
@@ -216,7 +235,44 @@ impl Error {
 
     /// Whether the client may simply run the transaction again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::SerializationFailure(_) | Error::Retryable(_))
+        match self {
+            Error::WithContext { error, .. } => error.is_retryable(),
+            other => matches!(other, Error::SerializationFailure(_) | Error::Retryable(_)),
+        }
+    }
+
+    /// Adds where the error happened (PostgreSQL's CONTEXT); an outer context comes
+    /// after the inner one, one per line, as PostgreSQL lists them.
+    pub fn with_context(self, context: impl Into<String>) -> Error {
+        match self {
+            Error::WithContext {
+                error,
+                context: inner,
+            } => Error::WithContext {
+                error,
+                context: format!("{inner}\n{}", context.into()),
+            },
+            error => Error::WithContext {
+                error: Box::new(error),
+                context: context.into(),
+            },
+        }
+    }
+
+    /// Where the error happened, if known (PostgreSQL's CONTEXT field).
+    pub fn context(&self) -> Option<String> {
+        match self {
+            Error::WithContext { context, .. } => Some(context.clone()),
+            _ => None,
+        }
+    }
+
+    /// The error without its context.
+    pub fn without_context(&self) -> &Error {
+        match self {
+            Error::WithContext { error, .. } => error,
+            other => other,
+        }
     }
 
     /// The 1-based character position of a syntax error, if known.
@@ -224,6 +280,7 @@ impl Error {
         match self {
             Error::Syntax { position, .. } => *position,
             Error::Remote(remote) => remote.position,
+            Error::WithContext { error, .. } => error.position(),
             _ => None,
         }
     }
@@ -233,6 +290,7 @@ impl Error {
         match self {
             Error::UniqueViolation { detail, .. } => Some(detail.clone()),
             Error::Remote(remote) => remote.detail.clone(),
+            Error::WithContext { error, .. } => error.detail(),
             _ => None,
         }
     }
@@ -247,6 +305,7 @@ impl Error {
                 "The transaction may or may not have been committed; check before running it again.",
             ),
             Error::Remote(remote) => remote.hint.as_deref(),
+            Error::WithContext { error, .. } => error.hint(),
             _ => None,
         }
     }
@@ -294,7 +353,10 @@ impl fmt::Display for Error {
             | Error::SequenceGeneratorLimitExceeded(message)
             | Error::GeneratedAlways(message)
             | Error::DependentObjectsStillExist(message)
-            | Error::WrongObjectType(message) => write!(f, "{message}"),
+            | Error::WrongObjectType(message)
+            | Error::BadCopyFileFormat(message)
+            | Error::InvalidByteSequence(message) => write!(f, "{message}"),
+            Error::WithContext { error, .. } => write!(f, "{error}"),
             Error::DivisionByZero => write!(f, "division by zero"),
             Error::NotNullViolation { table, column } => write!(
                 f,

@@ -745,6 +745,68 @@ fn pgbench_runs_in_every_mode() {
     assert_eq!(inserted, 3 * 160);
 }
 
+/// COPY through psql's `\copy` and plain COPY ... TO STDOUT, run by the same script
+/// (tests/copy/script.sql) against Tessera and PostgreSQL, gives the same output: CSV
+/// and text with quoting, escapes, NULLs, headers, SERIAL defaults, column lists, COPY
+/// of a query; bad records fail with PostgreSQL's messages and line numbers and load
+/// nothing; a COPY in a block rolls back with it, and a failed one fails the block.
+#[test]
+fn copy_through_psql_matches_postgresql() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/copy");
+    let run = |port: u16, user: &str, database: &str| {
+        let output = Command::new("psql")
+            .current_dir(&directory)
+            .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", user, "-d", database, "-f", "script.sql"])
+            .output()
+            .expect("run psql (installed with PostgreSQL)");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        text
+    };
+    let server = Server::start();
+    let postgres = common::Postgres::start();
+    let tessera = run(server.port, "tester", "tessera");
+    let anchor = run(postgres.port, "postgres", "postgres");
+    assert!(
+        anchor.contains("COPY 3"),
+        "the script did not run on PostgreSQL: {anchor}"
+    );
+    assert_eq!(tessera, anchor);
+}
+
+/// COPY's refusals: what Tessera does not offer (server files, binary format) and
+/// option mistakes get clear errors with PostgreSQL's SQLSTATEs.
+#[test]
+fn copy_refusals() {
+    let server = Server::start();
+    let psql = |sql: &str| {
+        let output = Command::new("psql")
+            .args(["-X", "-h", "127.0.0.1", "-p", &server.port.to_string()])
+            .args([
+                "-U",
+                "tester",
+                "-d",
+                "tessera",
+                "-v",
+                "VERBOSITY=verbose",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(psql("CREATE TABLE c (a INT)").is_empty());
+    assert!(psql("COPY c FROM '/etc/passwd'").contains("0A000"));
+    assert!(psql("COPY c TO PROGRAM 'ls'").contains("0A000"));
+    assert!(psql("COPY c FROM STDIN (FORMAT binary)").contains("0A000"));
+    assert!(psql("COPY c FROM STDIN (QUOTE '''')").contains("0A000"));
+    assert!(psql("COPY c FROM STDIN (FORMAT csv, DELIMITER '\"')").contains("22023"));
+    assert!(psql("COPY c (a, a) FROM STDIN").contains("42701"));
+    assert!(psql("COPY nowhere FROM STDIN").contains("42P01"));
+}
+
 /// psycopg 3 (from PyPI, installed by scripts/setup.sh into target/pyenv): every Python
 /// type, NULLs, prepared statements, error classes by SQLSTATE, transactions.
 #[test]

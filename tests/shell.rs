@@ -167,3 +167,26 @@ fn unopenable_directory_is_reported() {
         stderr(&output)
     );
 }
+
+/// A script may carry COPY FROM STDIN's data after the statement, up to `\.`, as
+/// pg_dump writes it; `-c` COPY reads its data from standard input; COPY TO STDOUT
+/// prints the data alone. A bad data line stops the script with COPY's CONTEXT.
+#[test]
+fn copy_in_scripts_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "CREATE TABLE s (a INT, b TEXT);\nCOPY s FROM stdin;\n1\tone\n2\t\\N\n\\.\n\
+                  COPY s TO STDOUT (FORMAT csv);\n";
+    let output = tessera(dir.path(), &[], Some(script));
+    assert_eq!(stdout(&output), "CREATE TABLE\nCOPY 2\n1,one\n2,\n");
+    let output = tessera(dir.path(), &["-c", "COPY s FROM STDIN"], Some("3\tthree\n"));
+    assert_eq!(stdout(&output), "COPY 1\n");
+    let output = tessera(dir.path(), &[], Some("COPY s FROM stdin;\nx\ty\n\\.\n"));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("CONTEXT:  COPY s, line 1, column a: \"x\""),
+        "{}",
+        stderr(&output)
+    );
+    let output = tessera(dir.path(), &["-c", "SELECT count(*) FROM s"], None);
+    assert!(stdout(&output).contains("     3\n"), "{}", stdout(&output));
+}

@@ -20,7 +20,7 @@ use super::wire::{self, error_info, user_error};
 use crate::database::Database;
 use crate::error::Error;
 use crate::session::{
-    Description, Identity, PreparedStatement, QueryResult, Session, TransactionStatus,
+    CopyResult, Description, Identity, PreparedStatement, QueryResult, Session, TransactionStatus,
 };
 use crate::sql::execution::interrupt::Interrupt;
 use crate::types::DataType;
@@ -36,15 +36,16 @@ use pgwire::api::auth::{
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, NoopHandler, PgWireConnectionState, PidSecretKeyGenerator,
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -131,7 +132,7 @@ pub struct Backend {
 
 impl Backend {
     /// Runs `work` on the session, inline: this is the connection's own thread.
-    fn run<T>(&self, work: impl FnOnce(&mut Session) -> T) -> T {
+    pub(super) fn run<T>(&self, work: impl FnOnce(&mut Session) -> T) -> T {
         let mut session = self
             .session
             .lock()
@@ -142,6 +143,25 @@ impl Backend {
 
 /// Turns a statement's result into the protocol response for it.
 fn to_response(result: QueryResult, format: Option<&Format>) -> PgWireResult<Response> {
+    match &result.copy {
+        Some(CopyResult::WaitingForData { columns, .. }) => {
+            return Ok(super::copy::copy_in_response(*columns))
+        }
+        Some(CopyResult::Data { columns, lines, .. }) => {
+            // Behind other statements' responses of the same query string: pgwire's
+            // stream keeps the order (its count would include a header line).
+            let data: Vec<PgWireResult<CopyData>> = lines
+                .iter()
+                .map(|line| Ok(CopyData::new(line.clone().into_bytes().into())))
+                .collect();
+            return Ok(Response::CopyOut(CopyResponse::new(
+                0,
+                *columns,
+                stream::iter(data),
+            )));
+        }
+        None => {}
+    }
     if result.returns_rows {
         let schema = Arc::new(wire::fields(&result.columns, format));
         let mut encoder = DataRowEncoder::new(Arc::clone(&schema));
@@ -206,10 +226,15 @@ impl SimpleQueryHandler for Backend {
             (results, outcome.err())
         });
         send_notices(client, &results).await?;
-        let mut responses = results
-            .into_iter()
-            .map(|r| to_response(r, None))
-            .collect::<PgWireResult<Vec<_>>>()?;
+        let mut responses = Vec::with_capacity(results.len() + 1);
+        for (position, result) in results.into_iter().enumerate() {
+            // The first result's COPY TO data can go out at once, in order.
+            let result = match position {
+                0 => super::copy::send_copy_out(client, result).await?,
+                _ => result,
+            };
+            responses.push(to_response(result, None)?);
+        }
         if let Some(error) = failure {
             responses.push(Response::Error(Box::new(error_info(&error))));
         }
@@ -245,6 +270,7 @@ impl ExtendedQueryHandler for Backend {
             .run(|session| session.execute_prepared(prepared, &params))
             .map_err(user_error)?;
         send_notices(client, std::slice::from_ref(&result)).await?;
+        let result = super::copy::send_copy_out(client, result).await?;
         to_response(result, Some(&portal.result_column_format))
     }
 }
@@ -700,7 +726,6 @@ async fn message_loop(
     handlers: &ConnectionHandlers,
     deadline: tokio::time::Instant,
 ) -> std::io::Result<()> {
-    let copy = Arc::new(NoopHandler);
     loop {
         if !next_message_buffered(socket) {
             write_out(socket).await?;
@@ -737,7 +762,7 @@ async fn message_loop(
             Arc::clone(&handlers.startup),
             Arc::clone(&handlers.backend),
             Arc::clone(&handlers.backend),
-            Arc::clone(&copy),
+            Arc::clone(&handlers.backend),
             Arc::clone(&handlers.cancel),
         )
         .await;

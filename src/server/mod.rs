@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod binary_array;
 pub mod connection;
+pub mod copy;
 pub mod cork;
 pub mod frames;
 pub mod tls;

@@ -244,6 +244,7 @@ pub fn error_info(error: &Error) -> ErrorInfo {
     info.detail = error.detail();
     info.hint = error.hint().map(str::to_string);
     info.position = error.position().map(|p| p.to_string());
+    info.where_context = error.context();
     info
 }
 

@@ -25,12 +25,14 @@ use std::sync::Arc;
 
 mod block;
 mod cluster;
+mod copy;
 mod ddl;
 mod result;
 mod sequences;
 mod settings;
 
 pub use block::TransactionStatus;
+pub use copy::CopyResult;
 pub use result::{FromValue, QueryResult, Row};
 use settings::parse_timeout;
 
@@ -72,6 +74,8 @@ pub struct Session {
     schema_block: Option<ddl::SchemaBlock>,
     /// The session's sequences, for `nextval` and friends.
     sequences: SequenceAccess,
+    /// A COPY FROM STDIN waiting for its data.
+    copy_in: Option<copy::CopyIn>,
 }
 
 impl Session {
@@ -92,6 +96,7 @@ impl Session {
             read_after: std::cell::Cell::new(0),
             savepoints: Vec::new(),
             schema_block: None,
+            copy_in: None,
         }
     }
 
@@ -142,7 +147,16 @@ impl Session {
         params: &[Value],
         mut on_result: impl FnMut(QueryResult),
     ) -> Result<()> {
-        for statement in parser::parse(sql)? {
+        let statements = parser::parse(sql)?;
+        let copy_in = |s: &Statement| matches!(s, Statement::Copy(copy) if copy.direction == crate::sql::ast::CopyDirection::From);
+        if statements.iter().rev().skip(1).any(copy_in) {
+            return Err(Error::FeatureNotSupported(
+                "COPY FROM STDIN followed by more statements in one query string; send \
+                 them separately"
+                    .into(),
+            ));
+        }
+        for statement in statements {
             on_result(self.execute_statement(&statement, params)?);
         }
         Ok(())
@@ -255,6 +269,11 @@ impl Session {
         statement: &Statement,
         params: &[Value],
     ) -> Result<QueryResult> {
+        if self.copy_in.is_some() {
+            return Err(Error::ObjectNotInPrerequisiteState(
+                "a COPY FROM STDIN is waiting for its data; finish it first".into(),
+            ));
+        }
         let span = tracing::debug_span!("statement", kind = statement_name(statement));
         let _entered = span.enter();
         let timeout = parse_timeout(&self.setting("statement_timeout")).unwrap_or(None);
@@ -300,6 +319,7 @@ impl Session {
                     statement_name(after_ddl)
                 )))
             }
+            Statement::Copy(copy) => self.copy(copy),
             other => {
                 let writes = matches!(
                     other,
@@ -452,6 +472,7 @@ pub fn statement_name(statement: &Statement) -> &'static str {
         Statement::Insert(_) => "INSERT",
         Statement::Update(_) => "UPDATE",
         Statement::Delete(_) => "DELETE",
+        Statement::Copy(_) => "COPY",
     }
 }
 

@@ -132,6 +132,8 @@ pub struct QueryResult {
     pub affected: Option<u64>,
     /// Notices, such as "relation already exists, skipping".
     pub notices: Vec<String>,
+    /// What a COPY hands to its client (COPY statements only).
+    pub copy: Option<super::CopyResult>,
 }
 
 impl QueryResult {
@@ -144,6 +146,7 @@ impl QueryResult {
             returns_rows: false,
             affected: None,
             notices: Vec::new(),
+            copy: None,
         }
     }
 
@@ -161,6 +164,7 @@ impl QueryResult {
             returns_rows: true,
             affected: None,
             notices: Vec::new(),
+            copy: None,
         }
     }
 }

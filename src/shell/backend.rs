@@ -31,11 +31,39 @@ pub trait Backend {
     fn node_control(&mut self) -> Option<&mut dyn super::demo::NodeControl> {
         None
     }
+    /// Whether a COPY FROM STDIN waits for its data (see [`Backend::copy_data`]).
+    fn copy_in_progress(&self) -> bool {
+        false
+    }
+    /// Sends the next chunk of a COPY FROM STDIN's data.
+    fn copy_data(&mut self, _data: &[u8]) -> Result<()> {
+        Err(copy_not_offered())
+    }
+    /// Ends a COPY FROM STDIN's data; returns its `COPY n`.
+    fn copy_done(&mut self) -> Result<QueryResult> {
+        Err(copy_not_offered())
+    }
+}
+
+fn copy_not_offered() -> Error {
+    Error::FeatureNotSupported("COPY FROM STDIN is not supported by this connection".into())
 }
 
 impl Backend for Session {
     fn execute_each(&mut self, sql: &str, on_result: &mut dyn FnMut(QueryResult)) -> Result<()> {
         Session::execute_each(self, sql, &[], on_result)
+    }
+
+    fn copy_in_progress(&self) -> bool {
+        Session::copy_in_progress(self)
+    }
+
+    fn copy_data(&mut self, data: &[u8]) -> Result<()> {
+        Session::copy_data(self, data)
+    }
+
+    fn copy_done(&mut self) -> Result<QueryResult> {
+        Session::copy_done(self)
     }
 
     fn transaction_status(&self) -> TransactionStatus {
@@ -53,16 +81,22 @@ pub struct Remote {
 /// A server's error (or a connection failure) as a Tessera error with its SQLSTATE.
 fn remote_error(error: postgres::Error) -> Error {
     match error.as_db_error() {
-        Some(db) => Error::Remote(Box::new(RemoteError {
-            code: db.code().code().to_string(),
-            message: db.message().to_string(),
-            detail: db.detail().map(str::to_string),
-            hint: db.hint().map(str::to_string),
-            position: match db.position() {
-                Some(postgres::error::ErrorPosition::Original(p)) => Some(*p),
-                _ => None,
-            },
-        })),
+        Some(db) => {
+            let remote = Error::Remote(Box::new(RemoteError {
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+                hint: db.hint().map(str::to_string),
+                position: match db.position() {
+                    Some(postgres::error::ErrorPosition::Original(p)) => Some(*p),
+                    _ => None,
+                },
+            }));
+            match db.where_() {
+                Some(context) => remote.with_context(context),
+                None => remote,
+            }
+        }
         // Not from the server: the connection failed (08006, connection_failure). The
         // causes say why ("error performing TLS handshake" alone does not).
         None => Error::Remote(Box::new(RemoteError {

@@ -1,7 +1,7 @@
 //! Printing results as psql does: aligned tables (and `\x` expanded records), CSV in the
 //! shape of `psql --csv`, and JSON for programs.
 
-use crate::session::QueryResult;
+use crate::session::{CopyResult, QueryResult};
 use crate::types::{DataType, Value};
 use std::fmt::Write;
 
@@ -18,6 +18,12 @@ pub enum OutputFormat {
 
 /// Renders one result; statements without rows render as their command tag.
 pub fn render(result: &QueryResult, format: OutputFormat, expanded: bool) -> String {
+    match &result.copy {
+        // COPY TO STDOUT prints its data alone; COPY FROM STDIN prints once loaded.
+        Some(CopyResult::Data { lines, .. }) => return lines.concat(),
+        Some(CopyResult::WaitingForData { .. }) => return String::new(),
+        None => {}
+    }
     if !result.returns_rows {
         return format!("{}\n", result.tag);
     }
@@ -249,6 +255,7 @@ mod tests {
             returns_rows: true,
             affected: None,
             notices: vec![],
+            copy: None,
         }
     }
 

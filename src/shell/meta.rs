@@ -134,6 +134,7 @@ fn listing(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> QueryResult
         returns_rows: true,
         affected: None,
         notices: Vec::new(),
+        copy: None,
     }
 }
 

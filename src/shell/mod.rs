@@ -104,7 +104,8 @@ impl Shell {
             }
         });
         outcome.map_err(|e| self.report(&e, text))?;
-        printed.map_err(|_| ShellStop::Quit)
+        printed.map_err(|_| ShellStop::Quit)?;
+        self.copy_from_stdin()
     }
 
     /// A script: statements split at `;`, meta-commands on lines of their own.
@@ -115,6 +116,11 @@ impl Shell {
                 eprintln!("tessera: cannot read input: {e}");
                 ShellStop::Failed
             })?;
+            if self.session.copy_in_progress() {
+                // A COPY FROM STDIN's data follows it in the script, up to `\.`.
+                self.copy_line(&line)?;
+                continue;
+            }
             if !splitter.has_partial() && line.trim_start().starts_with('\\') {
                 self.meta(&line)?;
                 continue;
@@ -128,7 +134,50 @@ impl Shell {
             self.run_statement(&rest)
                 .map_err(|e| self.report(&e, &rest))?;
         }
-        Ok(())
+        self.end_copy()
+    }
+
+    /// One line of COPY FROM STDIN data; `\.` ends the data.
+    fn copy_line(&mut self, line: &str) -> Result<(), ShellStop> {
+        if line == "\\." {
+            return self.end_copy();
+        }
+        let data = format!("{line}\n");
+        self.session
+            .copy_data(data.as_bytes())
+            .map_err(|e| self.report(&e, ""))
+    }
+
+    /// Ends a COPY FROM STDIN, if one is waiting, and prints its `COPY n`.
+    fn end_copy(&mut self) -> Result<(), ShellStop> {
+        if !self.session.copy_in_progress() {
+            return Ok(());
+        }
+        let result = self.session.copy_done().map_err(|e| self.report(&e, ""))?;
+        print_result(&result, self.format, self.expanded).map_err(|_| ShellStop::Quit)
+    }
+
+    /// A COPY FROM STDIN run by `-c` or typed at the prompt reads its data from the
+    /// shell's standard input, as psql's does.
+    fn copy_from_stdin(&mut self) -> Result<(), ShellStop> {
+        if !self.session.copy_in_progress() {
+            return Ok(());
+        }
+        if std::io::stdin().is_terminal() {
+            println!("Enter data to be copied followed by a newline.");
+            println!("End with a backslash and a period on a line by itself, or an EOF signal.");
+        }
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| {
+                eprintln!("tessera: cannot read input: {e}");
+                ShellStop::Failed
+            })?;
+            if !self.session.copy_in_progress() {
+                break;
+            }
+            self.copy_line(&line)?;
+        }
+        self.end_copy()
     }
 
     fn run_statement(&mut self, sql: &str) -> Result<()> {
@@ -231,12 +280,33 @@ impl Shell {
                 if let Err(e) = self.run_statement(&statement) {
                     eprintln!("{}", describe_error(&e, &statement));
                 }
+                self.copy_from_prompt(&mut editor);
             }
         }
         if let Some(path) = &history {
             let _ = editor.save_history(path);
         }
         0
+    }
+}
+
+impl Shell {
+    /// A COPY FROM STDIN typed at the prompt takes its data from the lines typed next.
+    fn copy_from_prompt(&mut self, editor: &mut rustyline::DefaultEditor) {
+        if !self.session.copy_in_progress() {
+            return;
+        }
+        println!("Enter data to be copied followed by a newline.");
+        println!("End with a backslash and a period on a line by itself, or an EOF signal.");
+        while self.session.copy_in_progress() {
+            let line = match editor.readline(">> ") {
+                Ok(line) => line,
+                Err(_) => "\\.".to_string(),
+            };
+            if self.copy_line(&line).is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -270,6 +340,9 @@ pub fn describe_error(error: &Error, sql: &str) -> String {
     }
     if let Some(hint) = error.hint() {
         text.push_str(&format!("\nHINT:  {hint}"));
+    }
+    if let Some(context) = error.context() {
+        text.push_str(&format!("\nCONTEXT:  {context}"));
     }
     if let Some(position) = error.position() {
         let mut remaining = position as usize;

@@ -125,7 +125,36 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// COPY ... FROM STDIN / TO STDOUT.
+    Copy(Copy),
 }
+
+/// COPY: rows from the client into a table, or a table's or query's rows out to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Copy {
+    /// What is read or written.
+    pub relation: CopyRelation,
+    /// FROM STDIN or TO STDOUT.
+    pub direction: CopyDirection,
+    /// The format and its options, checked.
+    pub options: CopyOptions,
+}
+
+/// What a COPY reads into or writes out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CopyRelation {
+    /// A table, with the columns named (all visible ones when `None`).
+    Table {
+        /// Table name.
+        name: String,
+        /// The column list.
+        columns: Option<Vec<String>>,
+    },
+    /// `COPY (query) TO STDOUT`.
+    Query(Box<Select>),
+}
+
+pub use crate::sql::copy::{CopyDirection, CopyOptions};
 
 pub use crate::catalog::sequence::DeclaredOptions;
 

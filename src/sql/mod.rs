@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ast;
+pub mod copy;
 pub mod execution;
 pub mod parser;
 pub mod planner;

@@ -142,6 +142,28 @@ def main(port: int) -> None:
             raise AssertionError("currval of a missing sequence")
         except errors.UndefinedTable:
             conn.rollback()
+        # COPY as psycopg does it: rows written from Python values (with a SERIAL key
+        # filled in), read back with copy TO; a bad row fails the COPY and loads nothing.
+        conn.execute("CREATE TABLE loaded (id SERIAL PRIMARY KEY, name TEXT, score INT)")
+        conn.commit()
+        cur = conn.cursor()
+        with cur.copy("COPY loaded (name, score) FROM STDIN") as copy:
+            for i in range(2000):
+                copy.write_row((f"row\t{i}", None if i % 10 == 0 else i))
+        conn.commit()
+        assert conn.execute("SELECT count(*), max(id), count(score) FROM loaded").fetchone() == (2000, 2000, 1800)
+        with cur.copy("COPY (SELECT name, score FROM loaded WHERE id <= 2 ORDER BY id) TO STDOUT") as copy:
+            rows = [row for row in copy.rows()]
+        assert rows == [("row\t0", None), ("row\t1", "1")], rows
+        try:
+            with cur.copy("COPY loaded (name, score) FROM STDIN") as copy:
+                copy.write_row(("fine", 1))
+                copy.write_row(("bad", "many"))
+            raise AssertionError("a bad COPY row was accepted")
+        except errors.InvalidTextRepresentation:
+            conn.rollback()
+        assert conn.execute("SELECT count(*) FROM loaded").fetchone()[0] == 2000
+        conn.commit()
     print("psycopg checks passed")
 
 

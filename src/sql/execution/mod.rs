@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod array;
+pub mod copy;
 pub mod expression;
 pub mod interrupt;
 mod join;

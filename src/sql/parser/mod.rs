@@ -11,6 +11,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
+mod copy;
 mod sequence;
 
 /// Longest statement text accepted, so hostile input cannot exhaust memory in the parser.
@@ -31,6 +32,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, e.into()))?;
     let tokens = sequence::order_identity_options(tokens).map_err(|e| syntax_error(sql, e))?;
+    let tokens = copy::spell_boolean_options(tokens);
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_RECURSION_DEPTH)
         .with_tokens_with_locations(tokens);
@@ -64,6 +66,9 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             let tables = tables.iter().map(object_name).collect::<Result<_>>()?;
             Statement::Maintenance { command, tables }
         } else {
+            if is_word(&next, "copy") {
+                copy::refuse_statements_after_copy_in(&parser)?;
+            }
             let parsed = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
             translate_statement(parsed)?
         };
@@ -333,6 +338,7 @@ fn translate_statement(statement: sp::Statement) -> Result<Statement> {
         sp::Statement::Update(update) => translate_update(update),
         sp::Statement::Delete(delete) => translate_delete(delete),
         sp::Statement::Query(query) => Ok(Statement::Select(Box::new(translate_query(*query)?))),
+        copy @ sp::Statement::Copy { .. } => copy::translate_copy(copy),
         sp::Statement::Explain {
             statement, analyze, ..
         } => {

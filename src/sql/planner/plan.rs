@@ -256,6 +256,18 @@ pub enum Plan {
     },
 }
 
+/// Where COPY FROM puts its rows: the table, the columns each record gives, and what
+/// every column gets when the data leaves it out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CopyTarget {
+    /// The table.
+    pub table: Table,
+    /// Column positions, in the order of each record's fields.
+    pub targets: Vec<usize>,
+    /// Per table column, its default (as for INSERT; evaluated per row).
+    pub defaults: Vec<Expression>,
+}
+
 /// What an INSERT does with a row whose key or unique value is taken.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConflictPlan {

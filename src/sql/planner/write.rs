@@ -7,7 +7,7 @@
 use super::expression::{
     self, bind, bind_boolean, bind_for_column, Expression, Scope, ScopeColumn,
 };
-use super::plan::{Arbiter, ConflictPlan, ConflictResolution, Plan};
+use super::plan::{Arbiter, ConflictPlan, ConflictResolution, CopyTarget, Plan};
 use super::{fold, visible_columns, OutputColumn, Planner};
 use crate::catalog::{Column, ColumnDefault, IdentityKind, Table};
 use crate::error::{Error, Result};
@@ -24,22 +24,7 @@ impl Planner<'_> {
     /// (none without RETURNING).
     pub fn plan_insert(&self, insert: &Insert) -> Result<(Plan, Vec<OutputColumn>)> {
         let table = self.catalog.require_table(&insert.table)?;
-        let targets: Vec<usize> = match &insert.columns {
-            None => (0..table.columns.len())
-                .filter(|&i| !table.columns[i].hidden)
-                .collect(),
-            Some(names) => {
-                let mut positions = Vec::with_capacity(names.len());
-                for name in names {
-                    let position = target_column(table, name)?;
-                    if positions.contains(&position) {
-                        return Err(Error::DuplicateColumn(name.clone()));
-                    }
-                    positions.push(position);
-                }
-                positions
-            }
-        };
+        let targets = target_columns(table, insert.columns.as_deref())?;
         let column_defaults = self.column_defaults(table)?;
         let defaults = || column_defaults.clone();
         let source = match &insert.source {
@@ -125,6 +110,20 @@ impl Planner<'_> {
             returning,
         };
         Ok((plan, columns))
+    }
+
+    /// Plans COPY FROM into `name`: the columns the data gives (all visible ones when
+    /// `columns` is `None`) and what the others get. As in PostgreSQL, COPY may give
+    /// values for GENERATED ALWAYS columns (a load restores rows as they were).
+    pub fn plan_copy_target(&self, name: &str, columns: Option<&[String]>) -> Result<CopyTarget> {
+        let table = self.catalog.require_table(name)?;
+        let targets = target_columns(table, columns)?;
+        let defaults = self.column_defaults(table)?;
+        Ok(CopyTarget {
+            table: table.clone(),
+            targets,
+            defaults,
+        })
     }
 
     /// What each column of `table` gets when an INSERT leaves it out: its DEFAULT (an
@@ -349,6 +348,25 @@ fn visible_column(table: &Table, name: &str) -> Option<usize> {
 }
 
 /// [`visible_column`] as a data change's target, or 42703 naming the relation.
+/// The positions an INSERT's or COPY's column list names, each at most once; without
+/// a list, every visible column.
+fn target_columns(table: &Table, names: Option<&[String]>) -> Result<Vec<usize>> {
+    let Some(names) = names else {
+        return Ok((0..table.columns.len())
+            .filter(|&i| !table.columns[i].hidden)
+            .collect());
+    };
+    let mut positions = Vec::with_capacity(names.len());
+    for name in names {
+        let position = target_column(table, name)?;
+        if positions.contains(&position) {
+            return Err(Error::DuplicateColumn(name.clone()));
+        }
+        positions.push(position);
+    }
+    Ok(positions)
+}
+
 fn target_column(table: &Table, name: &str) -> Result<usize> {
     visible_column(table, name)
         .ok_or_else(|| Error::UndefinedColumn(format!("\"{name}\" of relation \"{}\"", table.name)))
