@@ -16,6 +16,9 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 /// pgbench's `with (freeze on)`); sqlparser knows only TRUE and FALSE. Rewrites the
 /// others where a FREEZE or HEADER option starts (after `(` or `,`).
 pub(super) fn spell_boolean_options(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    if !tokens.iter().any(|token| is_word(token, "copy")) {
+        return tokens; // the common case costs one scan, no allocation
+    }
     let significant: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
         .collect();
