@@ -36,7 +36,7 @@ use pgwire::api::auth::{
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -45,7 +45,6 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::copy::CopyData;
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -148,17 +147,7 @@ fn to_response(result: QueryResult, format: Option<&Format>) -> PgWireResult<Res
             return Ok(super::copy::copy_in_response(*columns))
         }
         Some(CopyResult::Data { columns, lines, .. }) => {
-            // Behind other statements' responses of the same query string: pgwire's
-            // stream keeps the order (its count would include a header line).
-            let data: Vec<PgWireResult<CopyData>> = lines
-                .iter()
-                .map(|line| Ok(CopyData::new(line.clone().into_bytes().into())))
-                .collect();
-            return Ok(Response::CopyOut(CopyResponse::new(
-                0,
-                *columns,
-                stream::iter(data),
-            )));
+            return Ok(super::copy::copy_out_response(*columns, lines))
         }
         None => {}
     }

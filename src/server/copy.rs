@@ -71,6 +71,20 @@ pub fn copy_in_response(columns: usize) -> Response {
     ))
 }
 
+/// A COPY TO STDOUT behind other statements' responses of the same query string:
+/// pgwire's stream keeps the order (its `COPY n` would count a header line).
+pub fn copy_out_response(columns: usize, lines: &[String]) -> Response {
+    let data: Vec<PgWireResult<CopyData>> = lines
+        .iter()
+        .map(|line| Ok(CopyData::new(Bytes::from(line.clone().into_bytes()))))
+        .collect();
+    Response::CopyOut(CopyResponse::new(
+        TEXTUAL,
+        columns,
+        futures::stream::iter(data),
+    ))
+}
+
 /// Sends a COPY TO STDOUT's data to `client` and returns the command's completion.
 /// Any other result is returned untouched.
 pub async fn send_copy_out<C>(client: &mut C, mut result: QueryResult) -> PgWireResult<QueryResult>
